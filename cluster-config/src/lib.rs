@@ -1,0 +1,27 @@
+//! `cluster-config` owns Sluice's model of the world: the configuration schema
+//! (node settings and the replicated gateway config), loading a directory of YAML
+//! files, validation that reports *every* error with its file and key path, and the
+//! compiled, immutable forms the data plane reads (`Gateway`, `RouteTable`).
+//!
+//! It must never do I/O beyond reading config files, and never hold runtime state:
+//! everything here is a value that is built whole, validated, then swapped in.
+//!
+//! Start reading at [`load_dir`] (files → [`LoadedConfig`]) and [`Gateway::compile`]
+//! (spec → what the request path uses).
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod gateway;
+pub mod load;
+pub mod node;
+pub mod routes;
+pub mod schema;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use gateway::{
+    AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, Route, Service, Upstream,
+};
+pub use load::{load_dir, parse_gateway_json, LoadedConfig, Origins};
+pub use node::{LogFormat, NodeConfig, TlsFiles};
+pub use routes::{RouteMatch, RouteTable};
+pub use schema::{GatewaySpec, LoadBalancing};

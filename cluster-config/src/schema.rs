@@ -1,0 +1,162 @@
+//! The gateway config as operators write it and as the cluster replicates it.
+//!
+//! These types are deliberately close to the YAML: durations and URLs stay text
+//! here so that validation can report every bad value at once (see
+//! [`crate::Gateway::compile`]). Unknown keys are not silently dropped: the loaders
+//! in [`crate::load`] report each one as an error.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The replicated part of the config: what `GET/PUT /admin/config` exchanges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSpec>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitSpec>,
+    #[serde(default)]
+    pub auth: AuthSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Base URLs, e.g. `http://127.0.0.1:9001`; a path part is prepended to requests.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+    /// Duration text (`30s`); default 30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    LeastRequests,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CircuitBreakerSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_after: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_after: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// Defaults to `path`; required to tell apart two routes on one path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `/exact`, `/users/:id` (param) or `/static/*` (trailing wildcard).
+    pub path: String,
+    pub service: String,
+    /// Empty or absent: every method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Overrides the service's timeout (duration text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// `none | jwt | api_key | any`; default `any`. Enforced by the auth issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateLimitSpec {
+    /// A route path, or a path ending in `/*`.
+    pub endpoint: String,
+    pub limit: u64,
+    /// Duration text.
+    pub window: String,
+    /// `user | ip | endpoint | client`.
+    pub scope: String,
+    /// `sliding_window` (default) or `token_bucket`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Token bucket only: the bucket size (default `limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JwtSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<JwtKeySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JwtKeySpec {
+    pub kid: String,
+    /// `RS256 | RS384 | RS512 | HS256 | HS384 | HS512`.
+    pub alg: String,
+    /// RS*: PEM file, relative to the config directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<String>,
+    /// RS*: inline PEM (what the API carries once a file has been read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// HS*: shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OAuthSpec {
+    /// Duration text; default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ttl: Option<String>,
+    /// `N/sec | N/min | N/hour`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_limit: Option<String>,
+}
