@@ -14,10 +14,19 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// The spec this was compiled from (what `GET /admin/config` returns).
+    /// The spec this was compiled from (what `GET /admin/config` returns). Each
+    /// `auth.jwt.keys[].public_key_file` has been read and replaced by the
+    /// `public_key` PEM it named, so the spec can be replicated to nodes that do not
+    /// have the file.
     pub spec: GatewaySpec,
     pub services: BTreeMap<String, Arc<Service>>,
     pub routes: RouteTable,
+    /// `rate_limits`, in config order (every matching limit applies).
+    pub rate_limits: Vec<RateLimit>,
+    /// `auth.jwt`; `None` when JWTs are not accepted.
+    pub jwt: Option<JwtConfig>,
+    /// `auth.oauth`, with defaults when the section is absent.
+    pub oauth: OAuthConfig,
 }
 
 impl Gateway {
@@ -128,4 +137,167 @@ impl Route {
     pub fn allows(&self, method: &str) -> bool {
         self.methods.is_empty() || self.methods.iter().any(|m| m == method)
     }
+}
+
+/// A compiled `rate_limits` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub endpoint: RateLimitEndpoint,
+    /// Requests allowed per `window` (> 0).
+    pub limit: u64,
+    pub window: Duration,
+    pub scope: RateLimitScope,
+    pub algorithm: RateLimitAlgorithm,
+    /// Token bucket size: `burst` if set, else `limit`. Equal to `limit` for the
+    /// sliding window, so callers never need to special-case it.
+    pub burst: u64,
+}
+
+impl RateLimit {
+    /// Whether this limit applies to a request for `path` that matched `route`.
+    pub fn applies_to(&self, route: &Route, path: &str) -> bool {
+        match &self.endpoint {
+            RateLimitEndpoint::Route(template) => route.template == *template,
+            RateLimitEndpoint::Path(p) => path == p,
+            RateLimitEndpoint::Prefix(prefix) => prefix_matches(prefix, path),
+        }
+    }
+}
+
+/// `prefix` ends with `/`; like a `/x/*` route it also covers `/x` itself.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix) || path == &prefix[..prefix.len().saturating_sub(1)]
+}
+
+/// What a rate limit is attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitEndpoint {
+    /// A route, by its configured path (template).
+    Route(String),
+    /// A literal request path that no route is written as (e.g. one served by a
+    /// wildcard route).
+    Path(String),
+    /// Every request path under this prefix (`/api/v1/` from `/api/v1/*`; `/` from `/*`).
+    Prefix(String),
+}
+
+/// Whose requests share one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    User,
+    Ip,
+    Endpoint,
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitAlgorithm {
+    #[default]
+    SlidingWindow,
+    TokenBucket,
+}
+
+/// Default accepted clock skew for `exp`/`nbf` when `auth.jwt.leeway` is absent.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// Default lifetime of tokens issued by `POST /oauth/token`.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// Checked against `iss` when set.
+    pub issuer: Option<String>,
+    /// Checked against `aud` when set.
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    /// Non-empty, unique `kid`s.
+    pub keys: Vec<JwtKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtKey {
+    pub kid: String,
+    pub alg: JwtAlg,
+    pub material: JwtKeyMaterial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlg {
+    RS256,
+    RS384,
+    RS512,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl JwtAlg {
+    pub fn parse(text: &str) -> Option<JwtAlg> {
+        Some(match text {
+            "RS256" => JwtAlg::RS256,
+            "RS384" => JwtAlg::RS384,
+            "RS512" => JwtAlg::RS512,
+            "HS256" => JwtAlg::HS256,
+            "HS384" => JwtAlg::HS384,
+            "HS512" => JwtAlg::HS512,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlg::RS256 => "RS256",
+            JwtAlg::RS384 => "RS384",
+            JwtAlg::RS512 => "RS512",
+            JwtAlg::HS256 => "HS256",
+            JwtAlg::HS384 => "HS384",
+            JwtAlg::HS512 => "HS512",
+        }
+    }
+
+    /// HMAC (shared secret) rather than RSA (public key).
+    pub fn is_hmac(self) -> bool {
+        matches!(self, JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512)
+    }
+}
+
+/// Key bytes as text. `Debug` hides HMAC secrets so a logged `Gateway` leaks nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwtKeyMaterial {
+    /// PEM text of an RSA public key (starts with `-----BEGIN`).
+    RsaPublicPem(String),
+    /// HMAC shared secret (non-empty).
+    HmacSecret(String),
+}
+
+impl std::fmt::Debug for JwtKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKeyMaterial::RsaPublicPem(pem) => f.debug_tuple("RsaPublicPem").field(pem).finish(),
+            JwtKeyMaterial::HmacSecret(_) => f.write_str("HmacSecret(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// Lifetime of issued tokens (default 1 h).
+    pub token_ttl: Duration,
+    /// Per-client limit on `POST /oauth/token`; `None`: unlimited.
+    pub token_endpoint_limit: Option<Quota>,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            token_ttl: DEFAULT_TOKEN_TTL,
+            token_endpoint_limit: None,
+        }
+    }
+}
+
+/// `N` requests per `per` (from `N/sec`, `N/min`, `N/hour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub count: u64,
+    pub per: Duration,
 }

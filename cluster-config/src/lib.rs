@@ -7,21 +7,31 @@
 //! everything here is a value that is built whole, validated, then swapped in.
 //!
 //! Start reading at [`load_dir`] (files → [`LoadedConfig`]) and [`Gateway::compile`]
-//! (spec → what the request path uses).
+//! (spec → what the request path uses; the checks live in `validate.rs`, the
+//! unknown-key and key-path reporting in `de.rs`, the route table in [`routes`]).
 #![forbid(unsafe_code)]
 
+mod de;
 pub mod error;
 pub mod gateway;
 pub mod load;
 pub mod node;
 pub mod routes;
 pub mod schema;
+mod validate;
+
+#[cfg(test)]
+mod testutil;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use gateway::{
-    AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, Route, Service, Upstream,
+    AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
+    JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
+    RateLimitScope, Route, Service, Upstream,
 };
-pub use load::{load_dir, parse_gateway_json, LoadedConfig, Origins};
+pub use load::{
+    load_dir, load_dir_with_env, parse_gateway_json, substitute_env, LoadedConfig, Origins,
+};
 pub use node::{LogFormat, NodeConfig, TlsFiles};
 pub use routes::{RouteMatch, RouteTable};
 pub use schema::{GatewaySpec, LoadBalancing};

@@ -1,8 +1,10 @@
 //! Node-local settings (`node`, `cluster`, `admin`, `log`): never replicated.
 
+use crate::error::ConfigError;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,4 +46,488 @@ pub enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+/// Default data-plane listener.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin / Raft RPC listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9080";
+/// Default drain limit on SIGTERM.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default upstream connections per worker thread.
+pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 512;
+
+impl Default for NodeConfig {
+    /// The settings of a node whose config has no `node`, `cluster`, `admin` or `log`
+    /// section: node 1, a one-node cluster, default listeners.
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
+            data_dir: PathBuf::from("./data/node-1"),
+            workers: default_workers(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tls: None,
+            upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
+            peers: BTreeMap::new(),
+            cluster_secret: None,
+            admin_token: None,
+            log_format: LogFormat::default(),
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// The node-local sections as written. Every field is optional so one missing value
+// does not stop the others from being checked; `build` reports what is required.
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct NodeSection {
+    pub id: Option<u64>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Option<String>,
+    pub tls: Option<TlsSection>,
+    pub upstream_pool_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TlsSection {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ClusterSection {
+    /// Keys stay text here so a bad id is reported with its own key path.
+    pub peers: Option<BTreeMap<String, String>>,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct AdminSection {
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct LogSection {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+/// The node-local sections of a directory, each with the file it came from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeSections {
+    pub node: Option<(String, NodeSection)>,
+    pub cluster: Option<(String, ClusterSection)>,
+    pub admin: Option<(String, AdminSection)>,
+    pub log: Option<(String, LogSection)>,
+}
+
+impl NodeSections {
+    /// Validates the sections and fills defaults. Problems go to `errors`; the
+    /// returned value then holds defaults in place of the bad values.
+    pub(crate) fn build(&self, config_dir: &Path, errors: &mut Vec<ConfigError>) -> NodeConfig {
+        let mut cfg = NodeConfig::default();
+        let empty_node = NodeSection::default();
+        let (node_file, node) = match &self.node {
+            Some((file, section)) => (Some(file.as_str()), section),
+            None => (None, &empty_node),
+        };
+        let mut err = |file: Option<&str>, path: &str, msg: String| {
+            errors.push(ConfigError::new(file, path, msg));
+        };
+
+        if let Some(id) = node.id {
+            if id == 0 {
+                err(node_file, "node.id", "must be > 0".into());
+            } else {
+                cfg.id = id;
+            }
+        }
+        for (key, text, slot) in [
+            ("node.listen", &node.listen, &mut cfg.listen),
+            (
+                "node.admin_listen",
+                &node.admin_listen,
+                &mut cfg.admin_listen,
+            ),
+        ] {
+            if let Some(text) = text {
+                match text.trim().parse::<SocketAddr>() {
+                    Ok(addr) => *slot = addr,
+                    Err(e) => err(
+                        node_file,
+                        key,
+                        format!("invalid socket address {text:?} (expected ip:port): {e}"),
+                    ),
+                }
+            }
+        }
+        if node.listen.is_some() && node.admin_listen.is_some() && cfg.listen == cfg.admin_listen {
+            err(
+                node_file,
+                "node.admin_listen",
+                format!("must differ from node.listen ({})", cfg.listen),
+            );
+        }
+        cfg.data_dir = match &node.data_dir {
+            Some(dir) if dir.trim().is_empty() => {
+                err(node_file, "node.data_dir", "must not be empty".into());
+                cfg.data_dir
+            }
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(format!("./data/node-{}", cfg.id)),
+        };
+        if let Some(workers) = node.workers {
+            if workers == 0 {
+                err(node_file, "node.workers", "must be > 0".into());
+            } else {
+                cfg.workers = workers;
+            }
+        }
+        if let Some(limit) = node.upstream_pool_limit {
+            if limit == 0 {
+                err(node_file, "node.upstream_pool_limit", "must be > 0".into());
+            } else {
+                cfg.upstream_pool_limit = limit;
+            }
+        }
+        if let Some(text) = &node.shutdown_timeout {
+            // Zero is allowed: it means "do not wait for in-flight requests".
+            match crate::validate::parse_duration(text) {
+                Ok(d) => cfg.shutdown_timeout = d,
+                Err(msg) => err(node_file, "node.shutdown_timeout", msg),
+            }
+        }
+        if let Some(tls) = &node.tls {
+            let mut file_of = |key: &str, value: &Option<String>| -> Option<PathBuf> {
+                let path = format!("node.tls.{key}");
+                match value.as_deref().map(str::trim) {
+                    None | Some("") => {
+                        err(node_file, &path, "required".into());
+                        None
+                    }
+                    Some(name) => {
+                        let resolved = config_dir.join(name);
+                        if resolved.is_file() {
+                            Some(resolved)
+                        } else {
+                            err(
+                                node_file,
+                                &path,
+                                format!("file not found: {}", resolved.display()),
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            let cert = file_of("cert_file", &tls.cert_file);
+            let key = file_of("key_file", &tls.key_file);
+            if let (Some(cert_file), Some(key_file)) = (cert, key) {
+                cfg.tls = Some(TlsFiles {
+                    cert_file,
+                    key_file,
+                });
+            }
+        }
+
+        if let Some((file, cluster)) = &self.cluster {
+            let file = Some(file.as_str());
+            for (key, addr) in cluster.peers.iter().flatten() {
+                let path = format!("cluster.peers.{key}");
+                match key.trim().parse::<u64>() {
+                    Ok(0) => err(file, &path, "node id must be > 0".into()),
+                    Ok(id) => {
+                        if let Err(msg) = check_host_port(addr) {
+                            err(file, &path, msg);
+                        }
+                        cfg.peers.insert(id, addr.trim().to_owned());
+                    }
+                    Err(_) => err(file, &path, format!("node id {key:?} is not a number")),
+                }
+            }
+            if !cfg.peers.is_empty() && !cfg.peers.contains_key(&cfg.id) {
+                err(
+                    file,
+                    "cluster.peers",
+                    format!("does not include this node's id {}", cfg.id),
+                );
+            }
+            match cluster.secret.as_deref() {
+                Some("") => err(file, "cluster.secret", "must not be empty".into()),
+                Some(secret) => cfg.cluster_secret = Some(secret.to_owned()),
+                None if cfg.peers.len() > 1 => err(
+                    file,
+                    "cluster.secret",
+                    "required when cluster.peers has more than one node".into(),
+                ),
+                None => {}
+            }
+        }
+
+        if let Some((file, admin)) = &self.admin {
+            match admin.token.as_deref() {
+                // An empty bearer token would let anyone in.
+                Some("") => err(Some(file), "admin.token", "must not be empty".into()),
+                Some(token) => cfg.admin_token = Some(token.to_owned()),
+                None => {}
+            }
+        }
+
+        if let Some((file, log)) = &self.log {
+            let file = Some(file.as_str());
+            match log.format.as_deref().map(str::trim) {
+                None => {}
+                Some("json") => cfg.log_format = LogFormat::Json,
+                Some("pretty") => cfg.log_format = LogFormat::Pretty,
+                Some(other) => err(
+                    file,
+                    "log.format",
+                    format!("unknown log format {other:?} (expected json or pretty)"),
+                ),
+            }
+            match log.level.as_deref().map(str::trim) {
+                None => {}
+                Some("") => err(file, "log.level", "must not be empty".into()),
+                Some(level) => cfg.log_level = level.to_owned(),
+            }
+        }
+        cfg
+    }
+}
+
+/// `host:port` as a peer address: an IP socket address, or a host name and a port
+/// (peers may be named by DNS, so this cannot be a `SocketAddr` parse alone).
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let addr = addr.trim();
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || format!("invalid address {addr:?} (expected host:port)");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && host_ok => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_dir_with_env;
+    use crate::testutil::{assert_has, test_env, TestDir};
+
+    #[track_caller]
+    fn check(yaml: &str, expected: &[(&str, &str)]) {
+        let dir = TestDir::with(&[("n.yaml", yaml)]);
+        let errors = match load_dir_with_env(dir.path(), &test_env) {
+            Ok(cfg) => panic!("expected errors for:\n{yaml}\ngot {:?}", cfg.node),
+            Err(e) => e,
+        };
+        let file = dir.file("n.yaml");
+        for (path, fragment) in expected {
+            assert_has(&errors, Some(&file), path, fragment);
+        }
+        assert_eq!(
+            errors.0.len(),
+            expected.len(),
+            "unexpected extra errors:\n{errors}"
+        );
+    }
+
+    #[track_caller]
+    fn load_node(yaml: &str) -> NodeConfig {
+        let dir = TestDir::with(&[("n.yaml", yaml)]);
+        match load_dir_with_env(dir.path(), &test_env) {
+            Ok(cfg) => cfg.node,
+            Err(e) => panic!("expected to load:\n{yaml}\ngot:\n{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let node = load_node("node: { id: 3 }\n");
+        let want = NodeConfig {
+            id: 3,
+            data_dir: PathBuf::from("./data/node-3"),
+            ..NodeConfig::default()
+        };
+        assert_eq!(node, want);
+        assert!(node.workers >= 1);
+        assert_eq!(node.log_level, "info");
+        assert_eq!(node.log_format, LogFormat::Pretty);
+        assert_eq!(node.upstream_pool_limit, 512);
+        assert_eq!(node.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn node_values() {
+        check(
+            "node: { id: 0, listen: nope, admin_listen: '127.0.0.1:99999', workers: 0, upstream_pool_limit: 0, shutdown_timeout: later, data_dir: '' }\n",
+            &[
+                ("node.id", "must be > 0"),
+                ("node.listen", "invalid socket address \"nope\""),
+                ("node.admin_listen", "invalid socket address \"127.0.0.1:99999\""),
+                ("node.workers", "must be > 0"),
+                ("node.upstream_pool_limit", "must be > 0"),
+                ("node.shutdown_timeout", "invalid duration \"later\""),
+                ("node.data_dir", "must not be empty"),
+            ],
+        );
+        check(
+            "node: { listen: '127.0.0.1:9000', admin_listen: '127.0.0.1:9000' }\n",
+            &[(
+                "node.admin_listen",
+                "must differ from node.listen (127.0.0.1:9000)",
+            )],
+        );
+        check("node: { id: -1 }\n", &[("node.id", "invalid type")]);
+        let node = load_node("node: { listen: '[::]:8443', shutdown_timeout: 0s, workers: 3, upstream_pool_limit: 64, data_dir: /var/lib/sluice }\n");
+        assert_eq!(node.listen.to_string(), "[::]:8443");
+        assert_eq!(node.shutdown_timeout, Duration::ZERO);
+        assert_eq!((node.workers, node.upstream_pool_limit), (3, 64));
+        assert_eq!(node.data_dir, PathBuf::from("/var/lib/sluice"));
+    }
+
+    #[test]
+    fn tls_files_are_resolved_against_the_config_dir() {
+        let dir = TestDir::with(&[(
+            "n.yaml",
+            "node:\n  tls: { cert_file: certs/c.pem, key_file: certs/k.pem }\n",
+        )]);
+        dir.write("certs/c.pem", "c");
+        let errors = match load_dir_with_env(dir.path(), &test_env) {
+            Err(e) => e,
+            Ok(_) => panic!("loaded without the key file"),
+        };
+        let missing = dir.path().join("certs/k.pem");
+        assert_has(
+            &errors,
+            Some(&dir.file("n.yaml")),
+            "node.tls.key_file",
+            &format!("file not found: {}", missing.display()),
+        );
+        assert_eq!(errors.0.len(), 1, "{errors}");
+
+        dir.write("certs/k.pem", "k");
+        match load_dir_with_env(dir.path(), &test_env) {
+            Ok(cfg) => assert_eq!(
+                cfg.node.tls,
+                Some(TlsFiles {
+                    cert_file: dir.path().join("certs/c.pem"),
+                    key_file: missing
+                })
+            ),
+            Err(e) => panic!("{e}"),
+        }
+
+        check(
+            "node:\n  tls: { cert_file: c.pem }\n",
+            &[
+                ("node.tls.cert_file", "file not found"),
+                ("node.tls.key_file", "required"),
+            ],
+        );
+    }
+
+    #[test]
+    fn cluster_peers_and_secret() {
+        check(
+            "cluster:\n  peers: { 1: 'a:1', 2: 'b:2' }\n",
+            &[(
+                "cluster.secret",
+                "required when cluster.peers has more than one node",
+            )],
+        );
+        check(
+            "node: { id: 4 }\ncluster:\n  peers: { 1: 'a:1' }\n",
+            &[("cluster.peers", "does not include this node's id 4")],
+        );
+        check(
+            "cluster:\n  secret: s\n  peers: { 1: 'a:1', x: 'b:2', 0: 'c:3', 2: nope, 3: 'h:0', 5: ':80' }\n",
+            &[
+                ("cluster.peers.x", "node id \"x\" is not a number"),
+                ("cluster.peers.0", "node id must be > 0"),
+                ("cluster.peers.2", "invalid address \"nope\" (expected host:port)"),
+                ("cluster.peers.3", "invalid address"),
+                ("cluster.peers.5", "invalid address"),
+            ],
+        );
+        check(
+            "cluster:\n  secret: ''\n",
+            &[("cluster.secret", "must not be empty")],
+        );
+        // One peer (this node) needs no secret.
+        let node = load_node("cluster:\n  peers: { 1: 'localhost:9080' }\n");
+        assert_eq!(
+            node.peers.get(&1).map(String::as_str),
+            Some("localhost:9080")
+        );
+        assert_eq!(node.cluster_secret, None);
+    }
+
+    #[test]
+    fn admin_and_log() {
+        check(
+            "admin: { token: '' }\n",
+            &[("admin.token", "must not be empty")],
+        );
+        check(
+            "admin: { token: '${EMPTY}' }\n",
+            &[("admin.token", "must not be empty")],
+        );
+        check(
+            "log: { format: xml, level: '' }\n",
+            &[
+                (
+                    "log.format",
+                    "unknown log format \"xml\" (expected json or pretty)",
+                ),
+                ("log.level", "must not be empty"),
+            ],
+        );
+        let node = load_node("admin: { token: t0k }\nlog: { format: pretty, level: debug }\n");
+        assert_eq!(node.admin_token.as_deref(), Some("t0k"));
+        assert_eq!(
+            (node.log_format, node.log_level.as_str()),
+            (LogFormat::Pretty, "debug")
+        );
+    }
+
+    #[test]
+    fn host_port_forms() {
+        for ok in [
+            "10.0.0.1:9080",
+            "[::1]:9080",
+            "node-1.sluice.svc:9080",
+            "localhost:1",
+        ] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":9080",
+            "host:0",
+            "host:65536",
+            "ho st:1",
+            "::1:9080",
+        ] {
+            assert!(check_host_port(bad).is_err(), "{bad}");
+        }
+    }
 }

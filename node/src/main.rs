@@ -1,1 +1,103 @@
-fn main() {}
+//! The `sluice` binary: a clustered API gateway node.
+//!
+//! This crate owns the processes' edges: the CLI, the HTTP listeners, the request
+//! lifecycle (`proxy.rs`, read it top to bottom), the built-in endpoints and signal
+//! handling. The config model lives in `cluster-config`, per-upstream state in
+//! `sluice-actors`.
+#![forbid(unsafe_code)]
+
+mod echo;
+mod endpoints;
+mod errors;
+mod proxy;
+mod runtime;
+mod server;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Sluice: a clustered API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node.
+    Run {
+        /// Config directory: every *.yaml in it is merged.
+        #[arg(long, short, default_value = "./config")]
+        config: PathBuf,
+    },
+    /// Check a config directory, print every error, exit 1 on any.
+    Validate {
+        #[arg(long, short, default_value = "./config")]
+        config: PathBuf,
+    },
+    /// A tiny demo/test upstream (JSON echo, /delay/{ms}, /status/{code}, /bytes/{n}).
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: String,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let loaded = match cluster_config::load_dir(&config) {
+                Ok(l) => l,
+                Err(errors) => {
+                    eprintln!("sluice: invalid config in {}:", config.display());
+                    for e in &errors.0 {
+                        eprintln!("  {e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init_logging(loaded.node.log_format, &loaded.node.log_level);
+            match server::run(loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "sluice failed");
+                    eprintln!("sluice: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { config } => match cluster_config::load_dir(&config) {
+            Ok(l) => {
+                println!(
+                    "{}: ok ({} services, {} routes)",
+                    config.display(),
+                    l.gateway.services.len(),
+                    l.gateway.routes.routes().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    println!("{e}");
+                }
+                println!("{} error(s)", errors.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::EchoServer { listen, workers } => {
+            telemetry::init_logging(cluster_config::LogFormat::Pretty, "warn");
+            match echo::run(&listen, workers) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("echo-server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1499 @@
+//! Validating a [`GatewaySpec`] and compiling it into a [`Gateway`] in one pass that
+//! reports every problem, each at the file and key path it came from.
+
+use crate::de::join;
+use crate::error::{ConfigError, ConfigErrors};
+use crate::gateway::{
+    AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
+    JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
+    RateLimitScope, Route, Service, Upstream, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT,
+    DEFAULT_TOKEN_TTL,
+};
+use crate::load::Origins;
+use crate::routes::{parse_template, RouteTable, TemplateKind};
+use crate::schema::{
+    CircuitBreakerSpec, GatewaySpec, HealthCheckSpec, JwtSpec, OAuthSpec, RateLimitSpec, RouteSpec,
+    ServiceSpec,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Parses duration text (`30s`, `500ms`, `1h 30m`); zero is allowed.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("duration must not be empty (e.g. 30s, 500ms, 5m)".to_owned());
+    }
+    humantime::parse_duration(trimmed)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (e.g. 30s, 500ms, 5m)"))
+}
+
+/// Like [`parse_duration`], for values where zero would mean "never" or "always".
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!("duration {text:?} must be greater than 0"));
+    }
+    Ok(d)
+}
+
+/// Collects errors, turning merged indices and names into the file and the key
+/// path inside it (via [`Origins`]).
+struct Report<'a> {
+    origins: &'a Origins,
+    errors: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn service(&mut self, name: &str, key: &str, msg: impl Into<String>) {
+        let file = self.origins.services.get(name).map(String::as_str);
+        let path = join(&format!("services.{name}"), key);
+        self.errors.push(ConfigError::new(file, path, msg));
+    }
+
+    fn route(&mut self, i: usize, key: &str, msg: impl Into<String>) {
+        let (file, base) = located(&self.origins.routes, "routes", i);
+        self.errors
+            .push(ConfigError::new(file, join(&base, key), msg));
+    }
+
+    fn rate_limit(&mut self, i: usize, key: &str, msg: impl Into<String>) {
+        let (file, base) = located(&self.origins.rate_limits, "rate_limits", i);
+        self.errors
+            .push(ConfigError::new(file, join(&base, key), msg));
+    }
+
+    fn auth(&mut self, key: &str, msg: impl Into<String>) {
+        let file = self.origins.auth.as_deref();
+        self.errors
+            .push(ConfigError::new(file, join("auth", key), msg));
+    }
+
+    /// `routes[0] in a.yaml` (or `routes[0]` for API config), to name the other
+    /// side of a conflict.
+    fn route_ref(&self, i: usize) -> String {
+        match located(&self.origins.routes, "routes", i) {
+            (Some(file), base) => format!("{base} in {file}"),
+            (None, base) => base,
+        }
+    }
+}
+
+/// The file and `section[index-in-file]` of merged entry `i`.
+fn located<'a>(list: &'a [(String, usize)], section: &str, i: usize) -> (Option<&'a str>, String) {
+    match list.get(i) {
+        Some((file, j)) => (Some(file.as_str()), format!("{section}[{j}]")),
+        None => (None, format!("{section}[{i}]")),
+    }
+}
+
+/// What the loader already knows is missing from a spec because it failed to parse
+/// (and was reported), so references to it are not reported again as unknown.
+#[derive(Debug, Default)]
+pub(crate) struct Missing {
+    /// Services whose entry failed to parse.
+    pub services: BTreeSet<String>,
+    /// A whole file failed to parse: any service may be missing.
+    pub files: bool,
+}
+
+impl Missing {
+    fn service(&self, name: &str) -> bool {
+        self.files || self.services.contains(name)
+    }
+}
+
+/// Validates and compiles `spec`.
+pub(crate) fn compile(
+    mut spec: GatewaySpec,
+    origins: &Origins,
+    config_dir: Option<&Path>,
+    missing: &Missing,
+) -> Result<Gateway, ConfigErrors> {
+    let mut report = Report {
+        origins,
+        errors: Vec::new(),
+    };
+    let services: BTreeMap<String, Arc<Service>> = spec
+        .services
+        .iter()
+        .map(|(name, svc)| (name.clone(), Arc::new(service(name, svc, &mut report))))
+        .collect();
+    let routes = routes(&spec.routes, &services, missing, &mut report);
+    let rate_limits = spec
+        .rate_limits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rl)| rate_limit(i, rl, &spec.routes, &mut report))
+        .collect();
+    let jwt = spec
+        .auth
+        .jwt
+        .as_mut()
+        .and_then(|jwt| compile_jwt(jwt, config_dir, &mut report));
+    let oauth = spec
+        .auth
+        .oauth
+        .as_ref()
+        .map(|oauth| compile_oauth(oauth, &mut report))
+        .unwrap_or_default();
+
+    if !report.errors.is_empty() {
+        return Err(ConfigErrors(report.errors));
+    }
+    Ok(Gateway {
+        spec,
+        services,
+        routes,
+        rate_limits,
+        jwt,
+        oauth,
+    })
+}
+
+fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
+    if name.trim().is_empty() {
+        report.service(name, "", "service name must not be empty");
+    }
+    if spec.upstreams.is_empty() {
+        report.service(name, "upstreams", "at least one upstream is required");
+    }
+    let upstreams = spec
+        .upstreams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, url)| match upstream(url) {
+            Ok(u) => Some(u),
+            Err(msg) => {
+                report.service(name, &format!("upstreams[{i}]"), msg);
+                None
+            }
+        })
+        .collect();
+    let timeout = positive_or(spec.timeout.as_deref(), DEFAULT_TIMEOUT, |msg| {
+        report.service(name, "timeout", msg)
+    });
+    let circuit_breaker = match &spec.circuit_breaker {
+        Some(cb) => circuit_breaker(name, cb, report),
+        None => CircuitBreakerConfig::default(),
+    };
+    let health_check = spec
+        .health_check
+        .as_ref()
+        .map(|hc| health_check(name, hc, report));
+    Service {
+        name: name.to_owned(),
+        upstreams,
+        load_balancing: spec.load_balancing.unwrap_or_default(),
+        timeout,
+        circuit_breaker,
+        health_check,
+    }
+}
+
+/// `default` when `text` is absent; a bad value is reported and also yields `default`.
+fn positive_or(text: Option<&str>, default: Duration, mut fail: impl FnMut(String)) -> Duration {
+    match text.map(parse_positive_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(msg)) => {
+            fail(msg);
+            default
+        }
+    }
+}
+
+fn upstream(text: &str) -> Result<Upstream, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "URL {text:?} must use http or https, not {scheme:?}"
+        ));
+    }
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h,
+        _ => return Err(format!("URL {text:?} has no host")),
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("URL {text:?} must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("URL {text:?} must not contain credentials"));
+    }
+    // Both schemes have a known default port, so this never falls back.
+    let port = url.port_or_known_default().unwrap_or(80);
+    Ok(Upstream {
+        url: text.trim().to_owned(),
+        scheme: scheme.to_owned(),
+        authority: format!("{host}:{port}"),
+        base_path: url.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+fn circuit_breaker(
+    name: &str,
+    spec: &CircuitBreakerSpec,
+    report: &mut Report<'_>,
+) -> CircuitBreakerConfig {
+    let d = CircuitBreakerConfig::default();
+    let mut count = |key: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            report.service(name, &format!("circuit_breaker.{key}"), "must be > 0");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let min_requests = count("min_requests", spec.min_requests, d.min_requests);
+    let consecutive_failures = count(
+        "consecutive_failures",
+        spec.consecutive_failures,
+        d.consecutive_failures,
+    );
+    let close_after = count("close_after", spec.close_after, d.close_after);
+    let error_rate = match spec.error_rate {
+        Some(r) if r > 0.0 && r <= 1.0 => r,
+        Some(r) => {
+            report.service(
+                name,
+                "circuit_breaker.error_rate",
+                format!("must be in (0, 1], got {r}"),
+            );
+            d.error_rate
+        }
+        None => d.error_rate,
+    };
+    let window = positive_or(spec.window.as_deref(), d.window, |msg| {
+        report.service(name, "circuit_breaker.window", msg)
+    });
+    let open_for = positive_or(spec.open_for.as_deref(), d.open_for, |msg| {
+        report.service(name, "circuit_breaker.open_for", msg)
+    });
+    CircuitBreakerConfig {
+        enabled: spec.enabled.unwrap_or(d.enabled),
+        error_rate,
+        window,
+        min_requests,
+        consecutive_failures,
+        open_for,
+        close_after,
+    }
+}
+
+fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> HealthCheckConfig {
+    let path = spec.path.clone().unwrap_or_else(|| "/health".to_owned());
+    if !path.starts_with('/') {
+        report.service(
+            name,
+            "health_check.path",
+            format!("{path:?} must start with \"/\""),
+        );
+    }
+    let interval = positive_or(spec.interval.as_deref(), Duration::from_secs(5), |msg| {
+        report.service(name, "health_check.interval", msg)
+    });
+    let timeout = positive_or(spec.timeout.as_deref(), Duration::from_secs(2), |msg| {
+        report.service(name, "health_check.timeout", msg)
+    });
+    if timeout >= interval {
+        report.service(
+            name,
+            "health_check.timeout",
+            format!(
+                "must be shorter than the interval ({})",
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let mut count = |key: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            report.service(name, &format!("health_check.{key}"), "must be > 0");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    HealthCheckConfig {
+        path,
+        interval,
+        timeout,
+        healthy_after: count("healthy_after", spec.healthy_after, 2),
+        unhealthy_after: count("unhealthy_after", spec.unhealthy_after, 3),
+    }
+}
+
+/// RFC 9110 `tchar`: what a method token may contain.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn routes(
+    specs: &[RouteSpec],
+    services: &BTreeMap<String, Arc<Service>>,
+    missing: &Missing,
+    report: &mut Report<'_>,
+) -> RouteTable {
+    let mut compiled: Vec<Route> = Vec::new();
+    // Merged index of each compiled route, to report table build errors.
+    let mut index_of: Vec<usize> = Vec::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    // Path shape -> (merged index, methods) of the routes seen so far.
+    let mut shapes: HashMap<String, Vec<(usize, Vec<String>)>> = HashMap::new();
+
+    for (i, spec) in specs.iter().enumerate() {
+        let template = match parse_template(&spec.path) {
+            Ok(t) => Some(t),
+            Err(msg) => {
+                report.route(i, "path", msg);
+                None
+            }
+        };
+
+        let id = match &spec.id {
+            Some(id) if id.trim().is_empty() => {
+                report.route(i, "id", "must not be empty");
+                id.clone()
+            }
+            Some(id) => id.clone(),
+            None => spec.path.clone(),
+        };
+        if let Some(&first) = ids.get(&id) {
+            let (key, hint) = if spec.id.is_some() {
+                ("id", "")
+            } else {
+                (
+                    "path",
+                    "; the id defaults to the path, so set `id` on routes sharing a path",
+                )
+            };
+            let other = report.route_ref(first);
+            report.route(
+                i,
+                key,
+                format!("duplicate route id {id:?} (also {other}){hint}"),
+            );
+        } else {
+            ids.insert(id.clone(), i);
+        }
+
+        let service = services.get(&spec.service);
+        if service.is_none() && !missing.service(&spec.service) {
+            report.route(i, "service", format!("unknown service {:?}", spec.service));
+        }
+
+        let mut methods: Vec<String> = Vec::new();
+        for (k, method) in spec.methods.iter().enumerate() {
+            let upper = method.trim().to_ascii_uppercase();
+            let key = format!("methods[{k}]");
+            if upper.is_empty() || !upper.bytes().all(is_tchar) {
+                report.route(i, &key, format!("invalid method {method:?}"));
+            } else if methods.contains(&upper) {
+                report.route(i, &key, format!("duplicate method {upper:?}"));
+            } else {
+                methods.push(upper);
+            }
+        }
+
+        let auth = match spec.auth.as_deref().map(str::trim) {
+            None | Some("any") => AuthMode::Any,
+            Some("none") => AuthMode::None,
+            Some("jwt") => AuthMode::Jwt,
+            Some("api_key") => AuthMode::ApiKey,
+            Some(other) => {
+                report.route(
+                    i,
+                    "auth",
+                    format!("unknown auth mode {other:?} (expected none, jwt, api_key or any)"),
+                );
+                AuthMode::Any
+            }
+        };
+        let mut roles = Vec::new();
+        for (k, role) in spec.roles.iter().enumerate() {
+            if role.trim().is_empty() {
+                report.route(i, &format!("roles[{k}]"), "role must not be empty");
+            } else {
+                roles.push(role.trim().to_owned());
+            }
+        }
+        if auth == AuthMode::None && !spec.roles.is_empty() {
+            report.route(
+                i,
+                "roles",
+                "not allowed with auth: none (roles need an authenticated caller)",
+            );
+        }
+
+        let service_timeout = service.map_or(DEFAULT_TIMEOUT, |s| s.timeout);
+        let timeout = positive_or(spec.timeout.as_deref(), service_timeout, |msg| {
+            report.route(i, "timeout", msg)
+        });
+
+        let Some(template) = template else { continue };
+        let seen = shapes.entry(template.shape()).or_default();
+        for (other, other_methods) in seen.iter() {
+            if let Some(overlap) = method_overlap(&methods, other_methods) {
+                let other_ref = report.route_ref(*other);
+                let other_path = &specs[*other].path;
+                report.route(
+                    i,
+                    "path",
+                    format!(
+                        "{:?} overlaps {other_ref} ({other_path:?}): same path with \
+                         overlapping methods ({overlap})",
+                        spec.path
+                    ),
+                );
+            }
+        }
+        seen.push((i, methods.clone()));
+
+        index_of.push(i);
+        compiled.push(Route {
+            id,
+            template: spec.path.clone(),
+            methods,
+            service: spec.service.clone(),
+            timeout,
+            auth,
+            roles,
+        });
+    }
+
+    match RouteTable::build(compiled) {
+        Ok(table) => table,
+        Err(errors) => {
+            for (k, msg) in errors {
+                let i = index_of.get(k).copied().unwrap_or(k);
+                report.route(i, "path", msg);
+            }
+            RouteTable::default()
+        }
+    }
+}
+
+/// The methods both lists take (empty = all), as text; `None` when disjoint.
+fn method_overlap(a: &[String], b: &[String]) -> Option<String> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => Some("all methods".to_owned()),
+        (true, false) => Some(b.join(", ")),
+        (false, true) => Some(a.join(", ")),
+        (false, false) => {
+            let both: Vec<&str> = a
+                .iter()
+                .filter(|m| b.contains(m))
+                .map(String::as_str)
+                .collect();
+            (!both.is_empty()).then(|| both.join(", "))
+        }
+    }
+}
+
+fn rate_limit(
+    i: usize,
+    spec: &RateLimitSpec,
+    routes: &[RouteSpec],
+    report: &mut Report<'_>,
+) -> Option<RateLimit> {
+    let errors_before = report.errors.len();
+    let endpoint = match rate_limit_endpoint(spec.endpoint.trim(), routes) {
+        Ok(endpoint) => endpoint,
+        Err(msg) => {
+            report.rate_limit(i, "endpoint", msg);
+            RateLimitEndpoint::Path(String::new())
+        }
+    };
+    if spec.limit == 0 {
+        report.rate_limit(i, "limit", "must be > 0");
+    }
+    let window = match parse_positive_duration(&spec.window) {
+        Ok(d) => d,
+        Err(msg) => {
+            report.rate_limit(i, "window", msg);
+            Duration::ZERO
+        }
+    };
+    let scope = match spec.scope.trim() {
+        "user" => RateLimitScope::User,
+        "ip" => RateLimitScope::Ip,
+        "endpoint" => RateLimitScope::Endpoint,
+        "client" => RateLimitScope::Client,
+        other => {
+            report.rate_limit(
+                i,
+                "scope",
+                format!("unknown scope {other:?} (expected user, ip, endpoint or client)"),
+            );
+            RateLimitScope::User
+        }
+    };
+    let algorithm = match spec.algorithm.as_deref().map(str::trim) {
+        None | Some("sliding_window") => RateLimitAlgorithm::SlidingWindow,
+        Some("token_bucket") => RateLimitAlgorithm::TokenBucket,
+        Some(other) => {
+            report.rate_limit(
+                i,
+                "algorithm",
+                format!("unknown algorithm {other:?} (expected sliding_window or token_bucket)"),
+            );
+            RateLimitAlgorithm::SlidingWindow
+        }
+    };
+    let burst = match spec.burst {
+        None => spec.limit,
+        Some(_) if algorithm != RateLimitAlgorithm::TokenBucket => {
+            report.rate_limit(i, "burst", "only allowed with algorithm: token_bucket");
+            spec.limit
+        }
+        Some(0) => {
+            report.rate_limit(i, "burst", "must be >= 1");
+            spec.limit
+        }
+        Some(b) => b,
+    };
+    if report.errors.len() > errors_before {
+        return None;
+    }
+    Some(RateLimit {
+        endpoint,
+        limit: spec.limit,
+        window,
+        scope,
+        algorithm,
+        burst,
+    })
+}
+
+/// What a `rate_limits[].endpoint` names. The seed limits `/api/v1/search`, which
+/// no route is written as, so a literal path is accepted besides route paths and
+/// `/*` prefixes.
+fn rate_limit_endpoint(text: &str, routes: &[RouteSpec]) -> Result<RateLimitEndpoint, String> {
+    if routes.iter().any(|r| r.path == text) {
+        return Ok(RateLimitEndpoint::Route(text.to_owned()));
+    }
+    let expected = "expected a route path, a literal path or a prefix ending in \"/*\"";
+    let template = parse_template(text).map_err(|msg| format!("{msg}; {expected}"))?;
+    match template.kind {
+        TemplateKind::Exact => Ok(RateLimitEndpoint::Path(text.to_owned())),
+        TemplateKind::Wildcard if template.shape() == text => {
+            Ok(RateLimitEndpoint::Prefix(text[..text.len() - 1].to_owned()))
+        }
+        TemplateKind::Wildcard => Err(format!(
+            "prefix {text:?} must not contain :parameters; {expected}"
+        )),
+        TemplateKind::Param => Err(format!(
+            "{text:?} is not the path of any route (a path with :parameters must be \
+             written exactly as a route's path)"
+        )),
+    }
+}
+
+fn looks_like_pem(text: &str) -> bool {
+    text.contains("-----BEGIN")
+}
+
+/// Compiles `auth.jwt`. A readable `public_key_file` is replaced in `spec` by the
+/// `public_key` it holds, so the stored spec is portable to other nodes.
+fn compile_jwt(
+    spec: &mut JwtSpec,
+    config_dir: Option<&Path>,
+    report: &mut Report<'_>,
+) -> Option<JwtConfig> {
+    let errors_before = report.errors.len();
+    let leeway = match spec.leeway.as_deref().map(parse_duration) {
+        None => DEFAULT_JWT_LEEWAY,
+        Some(Ok(d)) => d,
+        Some(Err(msg)) => {
+            report.auth("jwt.leeway", msg);
+            DEFAULT_JWT_LEEWAY
+        }
+    };
+    for (key, value) in [("issuer", &spec.issuer), ("audience", &spec.audience)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            report.auth(&format!("jwt.{key}"), "must not be empty when set");
+        }
+    }
+    if spec.keys.is_empty() {
+        report.auth("jwt.keys", "at least one key is required");
+    }
+    let mut kids: HashMap<String, usize> = HashMap::new();
+    let mut keys = Vec::new();
+    for (k, key) in spec.keys.iter_mut().enumerate() {
+        let base = format!("jwt.keys[{k}]");
+        let at = |field: &str| join(&base, field);
+        if key.kid.trim().is_empty() {
+            report.auth(&at("kid"), "must not be empty");
+        } else if let Some(first) = kids.get(&key.kid) {
+            report.auth(
+                &at("kid"),
+                format!("duplicate kid {:?} (also jwt.keys[{first}])", key.kid),
+            );
+        } else {
+            kids.insert(key.kid.clone(), k);
+        }
+        let Some(alg) = JwtAlg::parse(key.alg.trim()) else {
+            report.auth(
+                &at("alg"),
+                format!(
+                    "unknown alg {:?} (expected RS256, RS384, RS512, HS256, HS384 or HS512)",
+                    key.alg
+                ),
+            );
+            continue;
+        };
+        let material = if alg.is_hmac() {
+            for (field, set) in [
+                ("public_key_file", key.public_key_file.is_some()),
+                ("public_key", key.public_key.is_some()),
+            ] {
+                if set {
+                    report.auth(
+                        &at(field),
+                        format!("not allowed with {}: HS* keys use secret", alg.as_str()),
+                    );
+                }
+            }
+            match key.secret.as_deref() {
+                Some(secret) if !secret.is_empty() => {
+                    Some(JwtKeyMaterial::HmacSecret(secret.to_owned()))
+                }
+                _ => {
+                    report.auth(
+                        &at("secret"),
+                        format!("{} needs a non-empty secret", alg.as_str()),
+                    );
+                    None
+                }
+            }
+        } else {
+            if key.secret.is_some() {
+                report.auth(
+                    &at("secret"),
+                    format!(
+                        "not allowed with {}: RS* keys use public_key_file or public_key",
+                        alg.as_str()
+                    ),
+                );
+            }
+            match (&key.public_key_file, &key.public_key) {
+                (Some(_), Some(_)) => {
+                    report.auth(&base, "set exactly one of public_key_file and public_key");
+                    None
+                }
+                (None, None) => {
+                    report.auth(
+                        &base,
+                        format!("{} needs public_key_file or public_key", alg.as_str()),
+                    );
+                    None
+                }
+                (None, Some(pem)) if !looks_like_pem(pem) => {
+                    report.auth(&at("public_key"), "is not PEM text (no -----BEGIN line)");
+                    None
+                }
+                (None, Some(pem)) => Some(JwtKeyMaterial::RsaPublicPem(pem.clone())),
+                (Some(file), None) => match read_pem(file, config_dir) {
+                    Ok(pem) => {
+                        key.public_key = Some(pem.clone());
+                        key.public_key_file = None;
+                        Some(JwtKeyMaterial::RsaPublicPem(pem))
+                    }
+                    Err(msg) => {
+                        report.auth(&at("public_key_file"), msg);
+                        None
+                    }
+                },
+            }
+        };
+        if let Some(material) = material {
+            keys.push(JwtKey {
+                kid: key.kid.clone(),
+                alg,
+                material,
+            });
+        }
+    }
+    if report.errors.len() > errors_before {
+        return None;
+    }
+    Some(JwtConfig {
+        issuer: spec.issuer.clone(),
+        audience: spec.audience.clone(),
+        leeway,
+        keys,
+    })
+}
+
+fn read_pem(file: &str, config_dir: Option<&Path>) -> Result<String, String> {
+    let Some(dir) = config_dir else {
+        return Err(
+            "cannot be used in config sent over the API; send the PEM text as public_key"
+                .to_owned(),
+        );
+    };
+    let path = dir.join(file.trim());
+    if !path.is_file() {
+        return Err(format!("file not found: {}", path.display()));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !looks_like_pem(&text) {
+        return Err(format!(
+            "{} is not a PEM file (no -----BEGIN line)",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+fn compile_oauth(spec: &OAuthSpec, report: &mut Report<'_>) -> OAuthConfig {
+    let token_ttl = positive_or(spec.token_ttl.as_deref(), DEFAULT_TOKEN_TTL, |msg| {
+        report.auth("oauth.token_ttl", msg)
+    });
+    let token_endpoint_limit =
+        spec.token_endpoint_limit
+            .as_deref()
+            .and_then(|text| match parse_quota(text) {
+                Ok(q) => Some(q),
+                Err(msg) => {
+                    report.auth("oauth.token_endpoint_limit", msg);
+                    None
+                }
+            });
+    OAuthConfig {
+        token_ttl,
+        token_endpoint_limit,
+    }
+}
+
+/// `N/sec`, `N/s`, `N/min`, `N/m`, `N/hour`, `N/h` with `N > 0`.
+pub(crate) fn parse_quota(text: &str) -> Result<Quota, String> {
+    let bad = || format!("invalid rate {text:?} (expected N/sec, N/min or N/hour)");
+    let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let count: u64 = count.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "sec" | "s" => Duration::from_secs(1),
+        "min" | "m" => Duration::from_secs(60),
+        "hour" | "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(format!("rate {text:?} must allow at least 1 request"));
+    }
+    Ok(Quota { count, per })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_dir_with_env;
+    use crate::testutil::{assert_has, test_env, TestDir, TEST_PEM};
+
+    const SERVICES: &str = "
+services:
+  user-service:
+    upstreams: [http://127.0.0.1:9001]
+routes:
+  - { id: base, path: /base, service: user-service }
+";
+
+    /// Loads `s.yaml` (a valid service and route) plus `t.yaml` holding `yaml`, and
+    /// asserts each `(key path, message fragment)` is reported for `t.yaml`, and
+    /// nothing else.
+    #[track_caller]
+    fn check(yaml: &str, expected: &[(&str, &str)]) {
+        let dir = TestDir::with(&[("s.yaml", SERVICES), ("t.yaml", yaml)]);
+        dir.write("keys/rsa.pem", TEST_PEM);
+        dir.write("keys/not-pem.txt", "hello");
+        let errors = match load_dir_with_env(dir.path(), &test_env) {
+            Ok(_) => panic!("expected errors for:\n{yaml}"),
+            Err(e) => e,
+        };
+        let file = dir.file("t.yaml");
+        for (path, fragment) in expected {
+            assert_has(&errors, Some(&file), path, fragment);
+        }
+        assert_eq!(
+            errors.0.len(),
+            expected.len(),
+            "unexpected extra errors:\n{errors}"
+        );
+    }
+
+    #[track_caller]
+    fn check_ok(yaml: &str) -> Gateway {
+        let dir = TestDir::with(&[("s.yaml", SERVICES), ("t.yaml", yaml)]);
+        dir.write("keys/rsa.pem", TEST_PEM);
+        match load_dir_with_env(dir.path(), &test_env) {
+            Ok(cfg) => cfg.gateway,
+            Err(e) => panic!("expected to load:\n{yaml}\ngot:\n{e}"),
+        }
+    }
+
+    fn svc(body: &str) -> String {
+        format!("services:\n  s:\n{body}")
+    }
+
+    #[test]
+    fn service_upstreams() {
+        check(
+            &svc("    upstreams: []\n"),
+            &[("services.s.upstreams", "at least one upstream is required")],
+        );
+        check(
+            &svc("    timeout: 1s\n"),
+            &[("services.s.upstreams", "at least one upstream is required")],
+        );
+        check(
+            &svc("    upstreams: ['not a url', 'ftp://h:1', 'http://h:1/?q=1', 'http://h:1/#f', 'http://', 'http://u:p@h:1']\n"),
+            &[
+                ("services.s.upstreams[0]", "invalid URL \"not a url\""),
+                ("services.s.upstreams[1]", "must use http or https, not \"ftp\""),
+                ("services.s.upstreams[2]", "must not have a query or fragment"),
+                ("services.s.upstreams[3]", "must not have a query or fragment"),
+                ("services.s.upstreams[4]", "invalid URL"),
+                ("services.s.upstreams[5]", "must not contain credentials"),
+            ],
+        );
+    }
+
+    #[test]
+    fn upstream_parts() {
+        let cases = [
+            ("http://127.0.0.1:9001", "http", "127.0.0.1:9001", ""),
+            ("http://backend", "http", "backend:80", ""),
+            ("https://backend/", "https", "backend:443", ""),
+            (
+                "https://backend:8443/api/v2/",
+                "https",
+                "backend:8443",
+                "/api/v2",
+            ),
+            ("http://[::1]:9000/x", "http", "[::1]:9000", "/x"),
+        ];
+        for (url, scheme, authority, base_path) in cases {
+            match upstream(url) {
+                Ok(u) => {
+                    assert_eq!(u.url, url);
+                    assert_eq!(
+                        (
+                            u.scheme.as_str(),
+                            u.authority.as_str(),
+                            u.base_path.as_str()
+                        ),
+                        (scheme, authority, base_path),
+                        "{url}"
+                    );
+                }
+                Err(e) => panic!("{url}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn service_timeout_and_load_balancing() {
+        let base = "    upstreams: [http://h:1]\n";
+        check(
+            &svc(&format!("{base}    timeout: soon\n")),
+            &[("services.s.timeout", "invalid duration \"soon\"")],
+        );
+        check(
+            &svc(&format!("{base}    timeout: 0s\n")),
+            &[("services.s.timeout", "must be greater than 0")],
+        );
+        check(
+            &svc(&format!("{base}    timeout: 30\n")),
+            &[("services.s.timeout", "invalid duration \"30\"")],
+        );
+        check(
+            &svc(&format!("{base}    load_balancing: random\n")),
+            &[(
+                "services.s.load_balancing",
+                "unknown variant `random`, expected `round_robin` or `least_requests`",
+            )],
+        );
+        let gw = check_ok(&svc(&format!(
+            "{base}    timeout: 1m 30s\n    load_balancing: least_requests\n"
+        )));
+        assert_eq!(gw.services["s"].timeout, Duration::from_secs(90));
+        assert_eq!(
+            gw.services["s"].load_balancing,
+            crate::LoadBalancing::LeastRequests
+        );
+        assert_eq!(gw.services["user-service"].timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn circuit_breaker_values() {
+        let cb = |body: &str| {
+            svc(&format!(
+                "    upstreams: [http://h:1]\n    circuit_breaker: {{ {body} }}\n"
+            ))
+        };
+        let p = "services.s.circuit_breaker.";
+        check(
+            &cb("error_rate: 0"),
+            &[(&format!("{p}error_rate"), "must be in (0, 1], got 0")],
+        );
+        check(
+            &cb("error_rate: 1.5"),
+            &[(&format!("{p}error_rate"), "must be in (0, 1], got 1.5")],
+        );
+        check(
+            &cb("min_requests: 0, consecutive_failures: 0, close_after: 0"),
+            &[
+                (&format!("{p}min_requests"), "must be > 0"),
+                (&format!("{p}consecutive_failures"), "must be > 0"),
+                (&format!("{p}close_after"), "must be > 0"),
+            ],
+        );
+        check(
+            &cb("window: forever, open_for: 0ms"),
+            &[
+                (&format!("{p}window"), "invalid duration \"forever\""),
+                (&format!("{p}open_for"), "must be greater than 0"),
+            ],
+        );
+        let gw = check_ok(&cb("enabled: false, error_rate: 1, window: 10s"));
+        let got = &gw.services["s"].circuit_breaker;
+        let want = CircuitBreakerConfig {
+            enabled: false,
+            error_rate: 1.0,
+            window: Duration::from_secs(10),
+            ..CircuitBreakerConfig::default()
+        };
+        assert_eq!(*got, want);
+    }
+
+    #[test]
+    fn health_check_values() {
+        let hc = |body: &str| {
+            svc(&format!(
+                "    upstreams: [http://h:1]\n    health_check: {{ {body} }}\n"
+            ))
+        };
+        let p = "services.s.health_check.";
+        check(
+            &hc("path: health"),
+            &[(&format!("{p}path"), "\"health\" must start with \"/\"")],
+        );
+        check(
+            &hc("interval: 0s"),
+            &[(&format!("{p}interval"), "must be greater than 0")],
+        );
+        check(
+            &hc("timeout: x"),
+            &[(&format!("{p}timeout"), "invalid duration")],
+        );
+        check(
+            &hc("interval: 5s, timeout: 5s"),
+            &[(
+                &format!("{p}timeout"),
+                "must be shorter than the interval (5s)",
+            )],
+        );
+        check(
+            &hc("interval: 1s"),
+            &[(
+                &format!("{p}timeout"),
+                "must be shorter than the interval (1s)",
+            )],
+        );
+        check(
+            &hc("healthy_after: 0, unhealthy_after: 0"),
+            &[
+                (&format!("{p}healthy_after"), "must be > 0"),
+                (&format!("{p}unhealthy_after"), "must be > 0"),
+            ],
+        );
+        let gw = check_ok(&hc(
+            "path: /ping, interval: 10s, timeout: 1s, healthy_after: 1, unhealthy_after: 5",
+        ));
+        let got = gw.services["s"].health_check.clone();
+        let want = HealthCheckConfig {
+            path: "/ping".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            healthy_after: 1,
+            unhealthy_after: 5,
+        };
+        assert_eq!(got, Some(want));
+        let gw = check_ok(&hc(""));
+        assert_eq!(
+            gw.services["s"]
+                .health_check
+                .as_ref()
+                .map(|h| h.path.as_str()),
+            Some("/health")
+        );
+        assert_eq!(gw.services["user-service"].health_check, None);
+    }
+
+    fn route(body: &str) -> String {
+        format!("routes:\n  - {{ path: /ok, service: user-service }}\n  - {{ {body} }}\n")
+    }
+
+    #[test]
+    fn route_paths() {
+        for (path, fragment) in [
+            ("api", "\"api\" must start with \"/\""),
+            ("'/a/{id}'", "must not contain \"{\" or \"}\""),
+            ("/a/x:id", "\":\" must start a whole segment"),
+            ("'/a/:'", "invalid parameter \":\""),
+            ("/*/a", "\"*\" is only allowed as the last segment"),
+            ("/a*", "\"*\" must be a whole segment"),
+            ("/a//b", "empty segment"),
+            ("/a/:id/:id", "appears twice"),
+            ("'/a?b'", "must not contain whitespace, \"?\" or \"#\""),
+        ] {
+            check(
+                &route(&format!("path: {path}, service: user-service")),
+                &[("routes[1].path", fragment)],
+            );
+        }
+    }
+
+    #[test]
+    fn route_unknown_service() {
+        check(
+            &route("path: /x, service: user-svc"),
+            &[("routes[1].service", "unknown service \"user-svc\"")],
+        );
+    }
+
+    #[test]
+    fn route_methods() {
+        check(
+            &route("path: /x, service: user-service, methods: [get, 'GE T', '', Post, GET]"),
+            &[
+                ("routes[1].methods[1]", "invalid method \"GE T\""),
+                ("routes[1].methods[2]", "invalid method \"\""),
+                ("routes[1].methods[4]", "duplicate method \"GET\""),
+            ],
+        );
+        let gw = check_ok(&route(
+            "path: /x, service: user-service, methods: [get, Post, PURGE, M-SEARCH]",
+        ));
+        let r = gw.routes.routes().iter().find(|r| r.id == "/x").cloned();
+        assert_eq!(
+            r.map(|r| r.methods.clone()),
+            Some(vec![
+                "GET".into(),
+                "POST".into(),
+                "PURGE".into(),
+                "M-SEARCH".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn route_auth_and_roles() {
+        check(
+            &route("path: /x, service: user-service, auth: oauth"),
+            &[(
+                "routes[1].auth",
+                "unknown auth mode \"oauth\" (expected none, jwt, api_key or any)",
+            )],
+        );
+        check(
+            &route("path: /x, service: user-service, roles: [admin, '', ' ']"),
+            &[
+                ("routes[1].roles[1]", "role must not be empty"),
+                ("routes[1].roles[2]", "role must not be empty"),
+            ],
+        );
+        check(
+            &route("path: /x, service: user-service, auth: none, roles: [admin]"),
+            &[("routes[1].roles", "not allowed with auth: none")],
+        );
+        let gw = check_ok("routes:\n  - { path: /a, service: user-service, auth: api_key, roles: [ops] }\n  - { path: /b, service: user-service }\n");
+        let modes: Vec<(String, AuthMode)> = gw
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.id.clone(), r.auth))
+            .collect();
+        assert!(modes.contains(&("/a".into(), AuthMode::ApiKey)));
+        assert!(modes.contains(&("/b".into(), AuthMode::Any)));
+    }
+
+    #[test]
+    fn route_timeout() {
+        check(
+            &route("path: /x, service: user-service, timeout: 0s"),
+            &[("routes[1].timeout", "must be greater than 0")],
+        );
+        check(
+            &route("path: /x, service: user-service, timeout: later"),
+            &[("routes[1].timeout", "invalid duration \"later\"")],
+        );
+        let gw = check_ok(&route("path: /x, service: user-service, timeout: 250ms"));
+        let t: Vec<(String, Duration)> = gw
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.id.clone(), r.timeout))
+            .collect();
+        assert!(t.contains(&("/x".into(), Duration::from_millis(250))));
+        assert!(
+            t.contains(&("/ok".into(), DEFAULT_TIMEOUT)),
+            "service timeout is inherited"
+        );
+    }
+
+    #[test]
+    fn route_ids() {
+        check(
+            &route("id: '', path: /x, service: user-service"),
+            &[("routes[1].id", "must not be empty")],
+        );
+        // Explicit ids in one file.
+        check(
+            "routes:\n  - { id: a, path: /x, service: user-service }\n  - { id: a, path: /y, service: user-service }\n",
+            &[("routes[1].id", "duplicate route id \"a\" (also routes[0] in ")],
+        );
+        // The id defaults to the path; the hint says how to fix it.
+        check(
+            "routes:\n  - { path: /x, service: user-service, methods: [GET] }\n  - { path: /x, service: user-service, methods: [POST] }\n",
+            &[("routes[1].path", "duplicate route id \"/x\" (also routes[0] in ")],
+        );
+        let gw = check_ok(
+            "routes:\n  - { path: /x, service: user-service, methods: [GET] }\n  - { id: x-post, path: /x, service: user-service, methods: [POST] }\n",
+        );
+        assert_eq!(gw.routes.routes().len(), 3);
+    }
+
+    #[test]
+    fn routes_with_the_same_shape_and_overlapping_methods() {
+        check(
+            "routes:\n  - { id: a, path: '/u/:id', service: user-service, methods: [GET, PUT] }\n  - { id: b, path: '/u/:uid', service: user-service, methods: [POST, PUT] }\n",
+            &[("routes[1].path", "\"/u/:uid\" overlaps routes[0] in ")],
+        );
+        check(
+            "routes:\n  - { id: a, path: '/s/*', service: user-service }\n  - { id: b, path: '/s/*', service: user-service, methods: [GET] }\n",
+            &[("routes[1].path", "overlapping methods (GET)")],
+        );
+        check(
+            "routes:\n  - { id: a, path: /e, service: user-service }\n  - { id: b, path: /e, service: user-service }\n",
+            &[("routes[1].path", "overlapping methods (all methods)")],
+        );
+        // Disjoint methods on one shape are fine.
+        check_ok("routes:\n  - { id: a, path: '/u/:id', service: user-service, methods: [GET] }\n  - { id: b, path: '/u/:uid', service: user-service, methods: [DELETE] }\n");
+    }
+
+    #[test]
+    fn route_router_conflicts() {
+        check(
+            "routes:\n  - { path: '/*', service: user-service }\n  - { path: '/:tenant/*', service: user-service }\n",
+            &[("routes[1].path", "conflicts with route path \"/*\"")],
+        );
+    }
+
+    fn limit(body: &str) -> String {
+        format!("rate_limits:\n  - {{ endpoint: /base, limit: 1, window: 1s, scope: ip }}\n  - {{ {body} }}\n")
+    }
+
+    #[test]
+    fn rate_limit_endpoints() {
+        let rest = "limit: 5, window: 1s, scope: user";
+        check(
+            &limit(&format!("endpoint: api/*, {rest}")),
+            &[("rate_limits[1].endpoint", "must start with \"/\"")],
+        );
+        check(
+            &limit(&format!("endpoint: '/u/:id', {rest}")),
+            &[(
+                "rate_limits[1].endpoint",
+                "\"/u/:id\" is not the path of any route",
+            )],
+        );
+        check(
+            &limit(&format!("endpoint: '/u/:id/*', {rest}")),
+            &[(
+                "rate_limits[1].endpoint",
+                "prefix \"/u/:id/*\" must not contain :parameters",
+            )],
+        );
+        check(
+            &limit(&format!("endpoint: '/u*', {rest}")),
+            &[("rate_limits[1].endpoint", "\"*\" must be a whole segment")],
+        );
+        let gw = check_ok(&format!(
+            "routes:\n  - {{ path: '/u/:id', service: user-service }}\nrate_limits:\n  - {{ endpoint: '/u/:id', {rest} }}\n  - {{ endpoint: '/*', {rest} }}\n  - {{ endpoint: /lit, {rest} }}\n"
+        ));
+        let endpoints: Vec<&RateLimitEndpoint> =
+            gw.rate_limits.iter().map(|l| &l.endpoint).collect();
+        assert_eq!(
+            endpoints,
+            [
+                &RateLimitEndpoint::Route("/u/:id".into()),
+                &RateLimitEndpoint::Prefix("/".into()),
+                &RateLimitEndpoint::Path("/lit".into()),
+            ]
+        );
+        let user = gw
+            .routes
+            .routes()
+            .iter()
+            .find(|r| r.id == "/u/:id")
+            .cloned();
+        let user = user.expect("route");
+        assert!(gw.rate_limits[0].applies_to(&user, "/u/7"));
+        assert!(gw.rate_limits[1].applies_to(&user, "/u/7"));
+        assert!(!gw.rate_limits[2].applies_to(&user, "/u/7"));
+    }
+
+    #[test]
+    fn rate_limit_values() {
+        check(
+            &limit("endpoint: /base, limit: 0, window: 1s, scope: ip"),
+            &[("rate_limits[1].limit", "must be > 0")],
+        );
+        check(
+            &limit("endpoint: /base, limit: 1, window: 1 fortnight, scope: ip"),
+            &[("rate_limits[1].window", "invalid duration")],
+        );
+        check(
+            &limit("endpoint: /base, limit: 1, window: 0s, scope: ip"),
+            &[("rate_limits[1].window", "must be greater than 0")],
+        );
+        check(
+            &limit("endpoint: /base, limit: 1, window: 1s, scope: planet"),
+            &[(
+                "rate_limits[1].scope",
+                "unknown scope \"planet\" (expected user, ip, endpoint or client)",
+            )],
+        );
+        check(
+            &limit("endpoint: /base, limit: 1, window: 1s, scope: ip, algorithm: leaky"),
+            &[("rate_limits[1].algorithm", "unknown algorithm \"leaky\"")],
+        );
+        check(
+            &limit("endpoint: /base, limit: 1, window: 1s, scope: ip, burst: 5"),
+            &[(
+                "rate_limits[1].burst",
+                "only allowed with algorithm: token_bucket",
+            )],
+        );
+        check(&limit("endpoint: /base, limit: 1, window: 1s, scope: ip, algorithm: sliding_window, burst: 5"), &[("rate_limits[1].burst", "only allowed with algorithm: token_bucket")]);
+        check(&limit("endpoint: /base, limit: 1, window: 1s, scope: ip, algorithm: token_bucket, burst: 0"), &[("rate_limits[1].burst", "must be >= 1")]);
+        check(
+            &limit("endpoint: /base, window: 1s, scope: ip"),
+            &[("rate_limits[1]", "missing field `limit`")],
+        );
+        let gw = check_ok(&limit("endpoint: /base, limit: 10, window: 1m, scope: client, algorithm: token_bucket, burst: 20"));
+        let l = &gw.rate_limits[1];
+        assert_eq!(
+            (l.limit, l.burst, l.window),
+            (10, 20, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (l.scope, l.algorithm),
+            (RateLimitScope::Client, RateLimitAlgorithm::TokenBucket)
+        );
+        assert_eq!(gw.rate_limits[0].burst, 1, "burst defaults to limit");
+    }
+
+    fn jwt(keys: &str) -> String {
+        format!("auth:\n  jwt:\n    keys:\n{keys}")
+    }
+
+    #[test]
+    fn jwt_settings() {
+        let hs = "      - { kid: h, alg: HS256, secret: s }\n";
+        check(
+            &format!("auth:\n  jwt:\n    leeway: soon\n    keys:\n{hs}"),
+            &[("auth.jwt.leeway", "invalid duration \"soon\"")],
+        );
+        check(
+            &format!("auth:\n  jwt:\n    issuer: ''\n    audience: ''\n    keys:\n{hs}"),
+            &[
+                ("auth.jwt.issuer", "must not be empty"),
+                ("auth.jwt.audience", "must not be empty"),
+            ],
+        );
+        check(
+            "auth:\n  jwt:\n    keys: []\n",
+            &[("auth.jwt.keys", "at least one key is required")],
+        );
+        check(
+            "auth:\n  jwt: {}\n",
+            &[("auth.jwt.keys", "at least one key is required")],
+        );
+        let gw = check_ok(&format!("auth:\n  jwt:\n    leeway: 0s\n    keys:\n{hs}"));
+        assert_eq!(gw.jwt.map(|j| j.leeway), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn jwt_kids_and_algs() {
+        check(
+            &jwt("      - { kid: a, alg: HS256, secret: s }\n      - { kid: a, alg: HS384, secret: s }\n      - { kid: '', alg: HS512, secret: s }\n"),
+            &[("auth.jwt.keys[1].kid", "duplicate kid \"a\" (also jwt.keys[0])"), ("auth.jwt.keys[2].kid", "must not be empty")],
+        );
+        check(
+            &jwt("      - { kid: e, alg: ES256, secret: s }\n"),
+            &[(
+                "auth.jwt.keys[0].alg",
+                "unknown alg \"ES256\" (expected RS256, RS384, RS512, HS256, HS384 or HS512)",
+            )],
+        );
+        check(
+            &jwt("      - { kid: e, alg: hs256, secret: s }\n"),
+            &[("auth.jwt.keys[0].alg", "unknown alg \"hs256\"")],
+        );
+    }
+
+    #[test]
+    fn jwt_rsa_keys() {
+        check(
+            &jwt("      - { kid: r, alg: RS256, public_key_file: keys/rsa.pem, public_key: '-----BEGIN X' }\n"),
+            &[("auth.jwt.keys[0]", "set exactly one of public_key_file and public_key")],
+        );
+        check(
+            &jwt("      - { kid: r, alg: RS384 }\n"),
+            &[(
+                "auth.jwt.keys[0]",
+                "RS384 needs public_key_file or public_key",
+            )],
+        );
+        check(
+            &jwt("      - { kid: r, alg: RS256, public_key_file: keys/missing.pem }\n"),
+            &[("auth.jwt.keys[0].public_key_file", "file not found: ")],
+        );
+        check(
+            &jwt("      - { kid: r, alg: RS256, public_key_file: keys/not-pem.txt }\n"),
+            &[(
+                "auth.jwt.keys[0].public_key_file",
+                "is not a PEM file (no -----BEGIN line)",
+            )],
+        );
+        check(
+            &jwt("      - { kid: r, alg: RS256, public_key: 'MIIB...' }\n"),
+            &[("auth.jwt.keys[0].public_key", "is not PEM text")],
+        );
+        check(
+            &jwt("      - { kid: r, alg: RS512, public_key_file: keys/rsa.pem, secret: s }\n"),
+            &[(
+                "auth.jwt.keys[0].secret",
+                "not allowed with RS512: RS* keys use public_key_file or public_key",
+            )],
+        );
+        let gw = check_ok(&jwt("      - { kid: r, alg: RS512, public_key: \"-----BEGIN PUBLIC KEY-----\\nAA\\n-----END PUBLIC KEY-----\" }\n"));
+        let keys = gw.jwt.map(|j| j.keys).unwrap_or_default();
+        assert!(
+            matches!(&keys[0].material, JwtKeyMaterial::RsaPublicPem(p) if p.starts_with("-----BEGIN"))
+        );
+    }
+
+    #[test]
+    fn jwt_hmac_keys() {
+        check(
+            &jwt("      - { kid: h, alg: HS256 }\n"),
+            &[("auth.jwt.keys[0].secret", "HS256 needs a non-empty secret")],
+        );
+        check(
+            &jwt("      - { kid: h, alg: HS256, secret: '' }\n"),
+            &[("auth.jwt.keys[0].secret", "HS256 needs a non-empty secret")],
+        );
+        check(
+            &jwt("      - { kid: h, alg: HS256, secret: '${EMPTY}' }\n"),
+            &[("auth.jwt.keys[0].secret", "needs a non-empty secret")],
+        );
+        check(
+            &jwt("      - { kid: h, alg: HS384, secret: s, public_key_file: keys/rsa.pem, public_key: x }\n"),
+            &[
+                ("auth.jwt.keys[0].public_key_file", "not allowed with HS384: HS* keys use secret"),
+                ("auth.jwt.keys[0].public_key", "not allowed with HS384"),
+            ],
+        );
+    }
+
+    #[test]
+    fn public_key_file_over_the_api_is_an_error() {
+        let body = br#"{"auth": {"jwt": {"keys": [{"kid": "r", "alg": "RS256", "public_key_file": "k.pem"}]}}}"#;
+        let spec = match crate::parse_gateway_json(body) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        };
+        let e = match Gateway::compile(spec, &Origins::default(), None) {
+            Err(e) => e,
+            Ok(_) => panic!("compiled"),
+        };
+        assert_has(
+            &e,
+            None,
+            "auth.jwt.keys[0].public_key_file",
+            "cannot be used in config sent over the API",
+        );
+    }
+
+    #[test]
+    fn oauth_settings() {
+        check(
+            "auth:\n  oauth: { token_ttl: 0s }\n",
+            &[("auth.oauth.token_ttl", "must be greater than 0")],
+        );
+        for bad in ["10/day", "ten/min", "10", "-1/s"] {
+            check(
+                &format!("auth:\n  oauth: {{ token_endpoint_limit: '{bad}' }}\n"),
+                &[("auth.oauth.token_endpoint_limit", "invalid rate")],
+            );
+        }
+        check(
+            "auth:\n  oauth: { token_endpoint_limit: 0/min }\n",
+            &[(
+                "auth.oauth.token_endpoint_limit",
+                "must allow at least 1 request",
+            )],
+        );
+        let gw = check_ok("auth:\n  oauth: {}\n");
+        assert_eq!(gw.oauth, OAuthConfig::default());
+    }
+
+    #[test]
+    fn quota_forms() {
+        for (text, count, secs) in [
+            ("5/sec", 5, 1),
+            ("5/s", 5, 1),
+            (" 7 / min ", 7, 60),
+            ("7/m", 7, 60),
+            ("100/hour", 100, 3600),
+            ("1/h", 1, 3600),
+        ] {
+            assert_eq!(
+                parse_quota(text),
+                Ok(Quota {
+                    count,
+                    per: Duration::from_secs(secs)
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_in_one_pass() {
+        let dir = TestDir::with(&[(
+            "a.yaml",
+            "
+services:
+  s: { upstreams: [], timeout: x }
+routes:
+  - { path: nope, service: t, auth: maybe }
+rate_limits:
+  - { endpoint: '/u/:id', limit: 0, window: 0s, scope: x }
+auth:
+  jwt: { keys: [] }
+  oauth: { token_ttl: 0s }
+",
+        )]);
+        let e = match load_dir_with_env(dir.path(), &test_env) {
+            Err(e) => e,
+            Ok(_) => panic!("loaded"),
+        };
+        assert_eq!(e.0.len(), 11, "{e}");
+    }
+}

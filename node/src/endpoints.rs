@@ -1,0 +1,59 @@
+//! Built-in data-plane endpoints: `/health` (process is up), `/ready` (safe to send
+//! traffic) and `/metrics` (Prometheus text).
+
+use crate::runtime::Shared;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn health(shared: web::Data<Shared>) -> HttpResponse {
+    let snap = shared.snapshot.load();
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "node_id": shared.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_version": snap.version,
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+    }))
+}
+
+/// 200 when config is loaded, the node is not draining and every service has at
+/// least one target that is healthy or not actively checked; else 503 naming each
+/// failing check.
+async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    let snap = shared.snapshot.load();
+    let mut failing = Vec::new();
+    if shared.is_draining() {
+        failing.push("node is draining (shutting down)".to_owned());
+    }
+    for (name, pool) in &snap.pools {
+        if !pool.has_usable_target() {
+            failing.push(format!("service {name}: no healthy upstream"));
+        }
+    }
+    let body = json!({
+        "status": if failing.is_empty() { "ready" } else { "not_ready" },
+        "config_version": snap.version,
+        "services": snap.pools.len(),
+        "failing": failing,
+    });
+    if failing.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    match shared.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => HttpResponse::InternalServerError().body(format!("metrics: {e}")),
+    }
+}

@@ -1,0 +1,116 @@
+//! Logs and metrics. Metric label sets are fixed here; `route` is always the route
+//! template (or `unmatched`), never the raw path, so cardinality stays bounded.
+
+use cluster_config::LogFormat;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Sets up `tracing` once per process. `RUST_LOG`, when set, wins over `level`.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests, repeated runs in one process) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Label used for requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub in_flight: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_version: IntGauge,
+    pub upstream_health: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new(
+                "gateway_requests_total",
+                "Requests answered, by route template",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Time from request received to response head sent",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_duration_seconds",
+                "Time from upstream request sent to upstream response head",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["service", "route"],
+        )?;
+        let in_flight = IntGauge::new(
+            "gateway_in_flight_requests",
+            "Requests being handled right now",
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("gateway_config_reloads_total", "Config reload attempts"),
+            &["result"],
+        )?;
+        let config_version = IntGauge::new(
+            "gateway_config_version",
+            "Version of the gateway config this node serves",
+        )?;
+        let upstream_health = IntGaugeVec::new(
+            Opts::new(
+                "gateway_upstream_health",
+                "1 when the target is in rotation (healthy or unchecked), else 0",
+            ),
+            &["service", "target"],
+        )?;
+        registry.register(Box::new(requests_total.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_version.clone()))?;
+        registry.register(Box::new(upstream_health.clone()))?;
+        // Both results exist from the start, so a dashboard can tell "0" from "absent".
+        config_reloads.with_label_values(&["ok"]);
+        config_reloads.with_label_values(&["error"]);
+        Ok(Metrics {
+            registry,
+            requests_total,
+            request_duration,
+            upstream_duration,
+            in_flight,
+            config_reloads,
+            config_version,
+            upstream_health,
+        })
+    }
+
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

@@ -1,0 +1,480 @@
+//! Data plane on one node, checked from the outside: real `sluice run` processes,
+//! a real upstream (`sluice echo-server`) on loopback, real config directories.
+
+mod support;
+
+use awc::http::StatusCode;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::{free_port, temp_dir, validate, Echo, Gateway};
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .disable_redirects()
+        .finish()
+}
+
+async fn get(url: &str) -> (StatusCode, awc::http::header::HeaderMap, Value) {
+    let mut resp = client().get(url).send().await.expect("request sent");
+    let body = resp.body().limit(1 << 20).await.expect("body read");
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (resp.status(), resp.headers().clone(), json)
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    let mut resp = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let body = resp.body().limit(8 << 20).await.expect("metrics body");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The value of one sample line, e.g. `gateway_requests_total{...} 7`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn services_yaml(echo: &Echo) -> String {
+    format!(
+        "services:\n  exact: {{ upstreams: [{u}/exact] }}\n  param: {{ upstreams: [{u}/param] }}\n  wild: {{ upstreams: [{u}/wild] }}\n",
+        u = echo.url()
+    )
+}
+
+const ROUTES: &str = "routes:
+  - path: /api/v1/users/me
+    service: exact
+    methods: [GET]
+  - path: /api/v1/users/:id
+    service: param
+    methods: [GET, DELETE]
+  - path: /api/*
+    service: wild
+  - path: /only-post
+    service: exact
+    methods: [POST]
+";
+
+#[actix_rt::test]
+async fn routes_by_priority_then_method() {
+    let echo = Echo::start();
+    let gw = Gateway::start(&[
+        ("services.yaml", &services_yaml(&echo)),
+        ("routes.yaml", ROUTES),
+    ]);
+
+    // exact beats param beats wildcard; the upstream's base path shows who answered
+    let (s, _, b) = get(&gw.url("/api/v1/users/me")).await;
+    assert_eq!(
+        (s, b["path"].as_str()),
+        (StatusCode::OK, Some("/exact/api/v1/users/me"))
+    );
+    let (s, _, b) = get(&gw.url("/api/v1/users/42?fields=name")).await;
+    assert_eq!(
+        (s, b["path"].as_str()),
+        (StatusCode::OK, Some("/param/api/v1/users/42"))
+    );
+    assert_eq!(b["query"], "fields=name");
+    let (_, _, b) = get(&gw.url("/api/v2/orders/7")).await;
+    assert_eq!(b["path"], "/wild/api/v2/orders/7");
+
+    // a method the param route lacks falls through to the wildcard that takes it
+    let mut r = client()
+        .post(gw.url("/api/v1/users/42"))
+        .send()
+        .await
+        .expect("post");
+    let b: Value = r.json().await.expect("json");
+    assert_eq!(b["path"], "/wild/api/v1/users/42");
+
+    // only the method misses -> 405 with Allow and the JSON error shape
+    let (s, h, b) = get(&gw.url("/only-post")).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(h.get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
+    assert_eq!(b["error"], "method_not_allowed");
+    assert!(b["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // nothing matches -> 404
+    let (s, _, b) = get(&gw.url("/nothing/here")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(b["error"], "not_found");
+    assert!(b["message"].as_str().is_some());
+}
+
+#[actix_rt::test]
+async fn sets_request_id_and_forwarding_headers() {
+    let echo = Echo::start();
+    let gw = Gateway::start(&[
+        ("services.yaml", &services_yaml(&echo)),
+        ("routes.yaml", ROUTES),
+    ]);
+
+    let mut r = client()
+        .get(gw.url("/api/v1/users/1"))
+        .insert_header(("x-request-id", "req-abc-123"))
+        .insert_header(("x-forwarded-for", "203.0.113.9"))
+        .insert_header(("host", "shop.example.test"))
+        .insert_header(("x-user-id", "mallory"))
+        .insert_header(("x-user-roles", "admin"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.headers().get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"req-abc-123"[..])
+    );
+    let b: Value = r.json().await.expect("json");
+    let h = &b["headers"];
+    assert_eq!(h["x-request-id"], "req-abc-123");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.example.test");
+    assert!(
+        h.get("x-user-id").is_none(),
+        "client identity header reached the upstream"
+    );
+    assert!(
+        h.get("x-user-roles").is_none(),
+        "client identity header reached the upstream"
+    );
+
+    // no id sent: one is generated, the same on both sides
+    let mut r = client()
+        .get(gw.url("/api/v1/users/2"))
+        .send()
+        .await
+        .expect("request");
+    let sent_back = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let b: Value = r.json().await.expect("json");
+    let id = b["headers"]["x-request-id"]
+        .as_str()
+        .expect("upstream got an id")
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(sent_back.as_deref(), Some(id.as_str()));
+}
+
+#[actix_rt::test]
+async fn streams_large_bodies_both_ways_in_bounded_memory() {
+    const SIZE: u64 = 1 << 30; // 1 GiB each way
+    const CHUNK: usize = 256 * 1024;
+    let echo = Echo::start();
+    let services = format!(
+        "services:\n  files: {{ upstreams: [{}], timeout: 120s }}\n",
+        echo.url()
+    );
+    let routes = "routes:\n  - { path: /upload, service: files, methods: [POST] }\n  - { path: /bytes/:n, service: files, methods: [GET] }\n";
+    let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
+
+    // upload: chunked, never held whole by anyone
+    let chunk = Bytes::from(vec![7u8; CHUNK]);
+    let chunks = (SIZE / CHUNK as u64) as usize;
+    let body = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let mut r = client()
+        .post(gw.url("/upload"))
+        .send_stream(body)
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.expect("json");
+    assert_eq!(b["body_length"].as_u64(), Some(SIZE));
+
+    // download: streamed back with its length
+    let mut r = client()
+        .get(gw.url(&format!("/bytes/{SIZE}")))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some(SIZE.to_string().as_str())
+    );
+    let mut got = 0u64;
+    while let Some(c) = r.next().await {
+        got += c.expect("chunk").len() as u64;
+    }
+    assert_eq!(got, SIZE);
+
+    let peak = gw.proc.peak_rss_kib();
+    assert!(
+        peak < 100 * 1024,
+        "gateway peak RSS {peak} KiB for 2 GiB proxied"
+    );
+}
+
+#[actix_rt::test]
+async fn connect_failure_is_502_and_idempotent_requests_retry() {
+    let echo = Echo::start();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let services = format!(
+        "services:\n  gone: {{ upstreams: [{dead}] }}\n  half: {{ upstreams: [{dead}, {}] }}\n",
+        echo.url()
+    );
+    let routes =
+        "routes:\n  - { path: /gone, service: gone }\n  - { path: /half, service: half }\n";
+    let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
+
+    let (s, _, b) = get(&gw.url("/gone")).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(b["error"], "bad_gateway");
+
+    // GET is idempotent: a refused connection is retried on the other target
+    for _ in 0..6 {
+        let (s, _, _) = get(&gw.url("/half")).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    // POST is not: every other one lands on the dead target and fails
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = client()
+            .post(gw.url("/half"))
+            .send_body("x")
+            .await
+            .expect("post");
+        statuses.push(r.status());
+    }
+    assert!(statuses.contains(&StatusCode::BAD_GATEWAY), "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+}
+
+#[actix_rt::test]
+async fn slow_upstream_is_504_after_the_route_timeout() {
+    let echo = Echo::start();
+    let services = format!(
+        "services:\n  slow: {{ upstreams: [{}], timeout: 5s }}\n",
+        echo.url()
+    );
+    let routes = "routes:
+  - { path: /delay/:ms, service: slow, timeout: 300ms }
+  - { path: /status/:code, service: slow }
+";
+    let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
+
+    let t = Instant::now();
+    let (s, _, b) = get(&gw.url("/delay/3000")).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(b["error"], "gateway_timeout");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        t.elapsed()
+    );
+
+    let (s, _, _) = get(&gw.url("/delay/50")).await;
+    assert_eq!(s, StatusCode::OK);
+    // upstream errors pass through untouched
+    let (s, _, _) = get(&gw.url("/status/500")).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_rt::test]
+async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
+    let echo = Echo::start();
+    let services = format!("services:\n  svc: {{ upstreams: [{}] }}\n", echo.url());
+    let gw = Gateway::start(&[
+        ("services.yaml", &services),
+        ("routes.yaml", "routes:\n  - { path: /a, service: svc }\n"),
+    ]);
+    assert_eq!(get(&gw.url("/b")).await.0, StatusCode::NOT_FOUND);
+
+    gw.write(
+        "routes.yaml",
+        "routes:\n  - { path: /a, service: svc }\n  - { path: /b, service: svc }\n",
+    );
+    gw.proc.signal("HUP");
+    let mut ok = false;
+    for _ in 0..250 {
+        if get(&gw.url("/b")).await.0 == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "new route never served: {}", gw.proc.log_text());
+    assert!(metrics(&gw)
+        .await
+        .contains("gateway_config_reloads_total{result=\"ok\"} 1"));
+
+    gw.write(
+        "routes.yaml",
+        "routes:\n  - { path: /a, service: svc }\n  - { path: /c, service: nope }\n",
+    );
+    gw.proc.signal("HUP");
+    let mut seen = false;
+    for _ in 0..250 {
+        if sample(
+            &metrics(&gw).await,
+            "gateway_config_reloads_total{result=\"error\"}",
+        ) == Some(1.0)
+        {
+            seen = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "bad reload not counted");
+    assert_eq!(get(&gw.url("/a")).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&gw.url("/b")).await.0,
+        StatusCode::OK,
+        "old config must keep serving"
+    );
+    assert_eq!(get(&gw.url("/c")).await.0, StatusCode::NOT_FOUND);
+    assert!(
+        gw.proc.log_text().contains("unknown service \"nope\""),
+        "{}",
+        gw.proc.log_text()
+    );
+}
+
+#[actix_rt::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let echo = Echo::start();
+    let services = format!("services:\n  slow: {{ upstreams: [{}] }}\n", echo.url());
+    let mut gw = Gateway::start(&[
+        ("services.yaml", &services),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /delay/:ms, service: slow }\n",
+        ),
+    ]);
+    let url = gw.url("/delay/1500");
+    let slow = actix_rt::spawn(async move {
+        let mut r = client().get(url).send().await.expect("slow request");
+        let status = r.status();
+        let b: Value = r.json().await.expect("json");
+        (status, b)
+    });
+    // wait for the request to be in flight, not for a fixed time
+    let mut in_flight = false;
+    for _ in 0..250 {
+        if sample(&metrics(&gw).await, "gateway_in_flight_requests") == Some(1.0) {
+            in_flight = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_flight, "slow request never in flight");
+    gw.proc.signal("TERM");
+    let (status, body) = slow.await.expect("join");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["path"], "/delay/1500");
+    let exit = gw.proc.wait_exit(Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(0), "{}", gw.proc.log_text());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err());
+}
+
+#[actix_rt::test]
+async fn serves_http2_with_prior_knowledge() {
+    let echo = Echo::start();
+    let gw = Gateway::start(&[
+        ("services.yaml", &services_yaml(&echo)),
+        ("routes.yaml", ROUTES),
+    ]);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .arg(gw.url("/api/v1/users/7"))
+        .output()
+        .expect("curl (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, status) = text.rsplit_once('\n').expect("curl output");
+    assert_eq!(status, "2 200", "{text}");
+    let b: Value = serde_json::from_str(body).expect("json body");
+    assert_eq!(b["path"], "/param/api/v1/users/7");
+}
+
+#[actix_rt::test]
+async fn metrics_count_requests_by_route_template() {
+    let echo = Echo::start();
+    let gw = Gateway::start(&[
+        ("services.yaml", &services_yaml(&echo)),
+        ("routes.yaml", ROUTES),
+    ]);
+    for id in 0..7 {
+        assert_eq!(
+            get(&gw.url(&format!("/api/v1/users/{id}"))).await.0,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/missing")).await.0, StatusCode::NOT_FOUND);
+    }
+    let m = metrics(&gw).await;
+    let ok = "gateway_requests_total{method=\"GET\",route=\"/api/v1/users/:id\",status=\"200\"}";
+    assert_eq!(sample(&m, ok), Some(7.0), "{m}");
+    let miss = "gateway_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}";
+    assert_eq!(sample(&m, miss), Some(3.0), "{m}");
+    assert!(
+        !m.contains("route=\"/api/v1/users/3\""),
+        "raw path used as a label"
+    );
+    let hist = "gateway_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/users/:id\"}";
+    assert_eq!(sample(&m, hist), Some(7.0), "{m}");
+    let up =
+        "gateway_upstream_duration_seconds_count{route=\"/api/v1/users/:id\",service=\"param\"}";
+    assert_eq!(sample(&m, up), Some(7.0), "{m}");
+    assert_eq!(sample(&m, "gateway_in_flight_requests"), Some(0.0));
+
+    let (s, _, b) = get(&gw.url("/health")).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _, b) = get(&gw.url("/ready")).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ready")));
+}
+
+#[test]
+fn validate_prints_every_error_and_run_refuses_bad_config() {
+    let dir = temp_dir("invalid");
+    std::fs::write(
+        dir.join("a.yaml"),
+        "services:\n  svc: { upstreams: [\"not a url\"] }\nroutes:\n  - { path: /x, service: svc }\n  - { path: /y, service: user-svc }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("b.yaml"),
+        "routes:\n  - { path: /z, service: svc, timeout: soon }\n",
+    )
+    .expect("write");
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("a.yaml: routes[1].service: unknown service \"user-svc\""),
+        "{out}"
+    );
+    assert!(out.contains("a.yaml: services.svc.upstreams[0]"), "{out}");
+    assert!(out.contains("b.yaml: routes[0].timeout"), "{out}");
+
+    let run = std::process::Command::new(support::BIN)
+        .args(["run", "--config", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown service \"user-svc\""));
+
+    let (code, out) = validate(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config"
+    )));
+    assert_eq!(code, 0, "the shipped config must validate: {out}");
+}
