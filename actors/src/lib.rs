@@ -10,4 +10,9 @@
 //! Start reading at [`upstream::UpstreamPool::pick`].
 #![forbid(unsafe_code)]
 
+pub mod actor;
+pub mod breaker;
 pub mod upstream;
+
+pub use actor::{UpstreamEvents, UpstreamHandle};
+pub use breaker::{BreakerState, Transition};

@@ -1,12 +1,50 @@
-//! Per-service upstream state shared between the request path and (soon) the
-//! service's `UpstreamActor`: which targets exist, which are healthy, how many
-//! requests each has in flight, and where round-robin is.
+//! Per-service upstream state shared between the request path and the service's
+//! [`crate::UpstreamActor`]: which targets exist, which are healthy, how many
+//! requests each has in flight, where round-robin is, and the breaker's verdict.
 //!
-//! Everything here is atomics: the request path reads and bumps them without locks.
+//! Everything here is atomics or `ArcSwap`: the request path reads and bumps them
+//! without locks and reports outcomes with `do_send`; only the actor writes the
+//! health and breaker views.
 
+use crate::breaker::BreakerState;
+use arc_swap::ArcSwap;
 use cluster_config::{LoadBalancing, Service, Upstream};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One request's result, reported to the service's actor after the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct Outcome {
+    /// False for 5xx, timeouts and connect errors.
+    pub success: bool,
+}
+
+/// What the circuit check says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Breaker closed (or disabled): go ahead.
+    Allowed,
+    /// Breaker half-open: this request is one of the few probes.
+    Probe,
+    /// Breaker open: answer 503 at once; the breaker may let requests through
+    /// again after `retry_after`.
+    Rejected { retry_after: Duration },
+}
+
+/// The breaker's verdict as the request path reads it; written by the actor.
+#[derive(Debug)]
+pub struct BreakerView {
+    state: AtomicU8,
+    /// Milliseconds since the pool's `epoch` at which an open breaker turns half-open.
+    open_until_ms: AtomicU64,
+    /// Probe requests a half-open breaker still admits.
+    probes: AtomicU32,
+    /// False when the service's breaker is disabled: outcomes are not reported.
+    enabled: AtomicBool,
+}
 
 /// Health of one target as the request path sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +96,16 @@ impl Target {
 /// service's upstream list is unchanged, so its state survives.
 #[derive(Debug)]
 pub struct UpstreamPool {
-    pub service: Arc<Service>,
+    /// Current definition; swapped in place when a reload changes anything but
+    /// the upstream list, so the targets' and breaker's state survive.
+    service: ArcSwap<Service>,
     targets: Vec<Target>,
     next: AtomicUsize,
+    pub breaker: BreakerView,
+    /// Time origin for `BreakerView::open_until_ms`.
+    epoch: Instant,
+    /// The service's actor, set once it is started; outcomes go there.
+    reporter: OnceLock<actix::Recipient<Outcome>>,
 }
 
 /// Counts a request against a target while it is held; dropping it ends the count.
@@ -78,6 +123,7 @@ impl Drop for TargetGuard<'_> {
 
 impl UpstreamPool {
     pub fn new(service: Arc<Service>) -> Self {
+        let enabled = service.circuit_breaker.enabled;
         let targets = service
             .upstreams
             .iter()
@@ -88,10 +134,100 @@ impl UpstreamPool {
             })
             .collect();
         UpstreamPool {
-            service,
+            service: ArcSwap::new(service),
             targets,
             next: AtomicUsize::new(0),
+            breaker: BreakerView {
+                state: AtomicU8::new(BreakerState::Closed as u8),
+                open_until_ms: AtomicU64::new(0),
+                probes: AtomicU32::new(0),
+                enabled: AtomicBool::new(enabled),
+            },
+            epoch: Instant::now(),
+            reporter: OnceLock::new(),
         }
+    }
+
+    pub fn service(&self) -> Arc<Service> {
+        self.service.load_full()
+    }
+
+    pub fn service_name(&self) -> String {
+        self.service.load().name.clone()
+    }
+
+    /// True when `next` can replace the current definition in place (same targets).
+    pub fn can_update_to(&self, next: &Service) -> bool {
+        self.service.load().upstreams == next.upstreams
+    }
+
+    /// Swaps the definition in place; the caller tells the actor (`Reconfigure`).
+    pub fn update_service(&self, next: Arc<Service>) {
+        self.breaker
+            .enabled
+            .store(next.circuit_breaker.enabled, Ordering::Relaxed);
+        self.service.store(next);
+    }
+
+    pub(crate) fn set_reporter(&self, r: actix::Recipient<Outcome>) {
+        let _ = self.reporter.set(r);
+    }
+
+    /// Step "circuit check" of the request path: reads atomics only.
+    pub fn admit(&self) -> Admission {
+        match self.breaker_state() {
+            BreakerState::Closed => Admission::Allowed,
+            BreakerState::HalfOpen => {
+                let took = self
+                    .breaker
+                    .probes
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+                    .is_ok();
+                if took {
+                    Admission::Probe
+                } else {
+                    Admission::Rejected {
+                        retry_after: Duration::from_secs(1),
+                    }
+                }
+            }
+            BreakerState::Open => {
+                let until = self.breaker.open_until_ms.load(Ordering::Acquire);
+                let now = self.epoch.elapsed().as_millis() as u64;
+                Admission::Rejected {
+                    retry_after: Duration::from_millis(until.saturating_sub(now)),
+                }
+            }
+        }
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        BreakerState::from_u8(self.breaker.state.load(Ordering::Acquire))
+    }
+
+    /// Reports a request's outcome to the actor without waiting for it.
+    pub fn report(&self, success: bool) {
+        if !self.breaker.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(r) = self.reporter.get() {
+            r.do_send(Outcome { success });
+        }
+    }
+
+    /// Publishes the breaker's state (actor only).
+    pub(crate) fn publish_breaker(
+        &self,
+        state: BreakerState,
+        open_until: Option<Instant>,
+        probes: u32,
+    ) {
+        let until = open_until.map_or(0, |t| t.saturating_duration_since(self.epoch).as_millis());
+        self.breaker
+            .open_until_ms
+            .store(until as u64, Ordering::Release);
+        self.breaker.probes.store(probes, Ordering::Release);
+        self.breaker.state.store(state as u8, Ordering::Release);
     }
 
     pub fn targets(&self) -> &[Target] {
@@ -114,7 +250,7 @@ impl UpstreamPool {
         }
         let candidate =
             |i: usize, strict: bool| Some(i) != exclude && (!strict || self.targets[i].usable());
-        let index = match self.service.load_balancing {
+        let index = match self.service.load().load_balancing {
             LoadBalancing::RoundRobin => self.pick_round_robin(&candidate),
             LoadBalancing::LeastRequests => self.pick_least_requests(&candidate),
         }?;

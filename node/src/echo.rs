@@ -6,18 +6,61 @@
 //! - `/status/{code}`: answer with that status
 //! - `/bytes/{n}`: stream `n` bytes (large downloads)
 //! - `/hello`: a fixed small body (benchmarks)
+//! - `/health`: 200, or 500 while failing (not counted in the stats)
+//! - `POST /_control/fail` and `/_control/heal`: switch every other path to 500 and
+//!   back; `GET /_control/stats`: how many non-control requests arrived
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+/// Test switches shared by every worker of the echo server.
+#[derive(Default)]
+struct Control {
+    failing: AtomicBool,
+    requests: AtomicU64,
+}
+
 pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
+    let control = web::Data::from(Arc::new(Control::default()));
     actix_rt::System::new().block_on(async move {
-        HttpServer::new(|| {
+        HttpServer::new(move || {
             App::new()
+                .app_data(control.clone())
+                .route("/_control/fail", web::post().to(fail))
+                .route("/_control/heal", web::post().to(heal))
+                .route("/_control/stats", web::get().to(stats))
+                .wrap_fn(|req, srv| {
+                    use actix_web::dev::Service;
+                    let control = req.app_data::<web::Data<Control>>().cloned();
+                    let is_control = req.path().starts_with("/_control/");
+                    let failing = match (&control, is_control) {
+                        (Some(c), false) => {
+                            // Health checks are not traffic: they are not counted.
+                            if req.path() != "/health" {
+                                c.requests.fetch_add(1, Ordering::Relaxed);
+                            }
+                            c.failing.load(Ordering::Relaxed)
+                        }
+                        _ => false,
+                    };
+                    let fut = (!failing).then(|| srv.call(req));
+                    async move {
+                        match fut {
+                            Some(f) => f.await,
+                            None => Err(actix_web::error::ErrorInternalServerError("failing")),
+                        }
+                    }
+                })
+                .route(
+                    "/health",
+                    web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+                )
                 .route("/hello", web::to(hello))
                 .route("/delay/{ms}", web::to(delay))
                 .route("/status/{code}", web::to(status))
@@ -30,6 +73,20 @@ pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
         .run()
         .await
     })
+}
+
+async fn fail(c: web::Data<Control>) -> HttpResponse {
+    c.failing.store(true, Ordering::Relaxed);
+    HttpResponse::Ok().finish()
+}
+
+async fn heal(c: web::Data<Control>) -> HttpResponse {
+    c.failing.store(false, Ordering::Relaxed);
+    HttpResponse::Ok().finish()
+}
+
+async fn stats(c: web::Data<Control>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "requests": c.requests.load(Ordering::Relaxed) }))
 }
 
 async fn hello() -> HttpResponse {

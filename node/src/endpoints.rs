@@ -31,8 +31,8 @@ async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     if shared.is_draining() {
         failing.push("node is draining (shutting down)".to_owned());
     }
-    for (name, pool) in &snap.pools {
-        if !pool.has_usable_target() {
+    for (name, handle) in &snap.pools {
+        if !handle.pool.has_usable_target() {
             failing.push(format!("service {name}: no healthy upstream"));
         }
     }

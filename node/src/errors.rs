@@ -20,6 +20,7 @@ pub enum Kind {
     BadGateway,
     GatewayTimeout,
     ServiceUnavailable,
+    CircuitOpen,
 }
 
 impl Kind {
@@ -29,7 +30,7 @@ impl Kind {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Kind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::ServiceUnavailable | Kind::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -41,6 +42,7 @@ impl Kind {
             Kind::BadGateway => "bad_gateway",
             Kind::GatewayTimeout => "gateway_timeout",
             Kind::ServiceUnavailable => "service_unavailable",
+            Kind::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -78,6 +80,18 @@ impl GatewayError {
             format!("method not allowed on this path; allowed: {allow}"),
         );
         e.headers.push((header::ALLOW, allow));
+        e
+    }
+
+    /// The service's circuit breaker is open: fail fast, say when to come back.
+    pub fn circuit_open(service: &str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_millis().div_ceil(1000).max(1);
+        let mut e = Self::new(
+            Kind::CircuitOpen,
+            Source::Upstream,
+            format!("circuit breaker for service {service} is open; retry in {secs}s"),
+        );
+        e.headers.push((header::RETRY_AFTER, secs.to_string()));
         e
     }
 

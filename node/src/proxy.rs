@@ -18,7 +18,8 @@ use awc::error::SendRequestError;
 use bytes::Bytes;
 use cluster_config::{Route, RouteMatch};
 use futures_util::Stream;
-use sluice_actors::upstream::UpstreamPool;
+use sluice_actors::upstream::{Admission, UpstreamPool};
+use sluice_actors::UpstreamHandle;
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -61,24 +62,33 @@ pub async fn handle(
     let result = match route(&snapshot, &req) {
         Ok(route) => {
             outcome.route = Some(route.clone());
-            proxy(
-                &req,
-                payload,
-                &snapshot,
-                &route,
-                &client,
-                &shared,
-                &request_id,
-                &mut outcome,
-            )
-            .await
+            // Authentication and rate limiting slot in here (their own issues).
+            match upstream(&snapshot, &route).and_then(|h| circuit_check(&h.pool).map(|_| h)) {
+                Ok(handle) => {
+                    let pool = &handle.pool;
+                    proxy(
+                        &req,
+                        payload,
+                        pool,
+                        &route,
+                        &client,
+                        &shared,
+                        &request_id,
+                        &mut outcome,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
     let response = match result {
         Ok(resp) => resp,
         Err(e) => {
-            if e.source != Source::Client {
+            // Expected refusals (client mistakes, an open breaker) are not warnings:
+            // under an outage they would flood the log; metrics count them.
+            if e.source != Source::Client && e.kind != Kind::CircuitOpen {
                 warn!(request_id = %request_id, kind = ?e.kind, source = ?e.source, "{}", e.message);
             }
             e.response(&request_id)
@@ -103,26 +113,43 @@ fn route(snapshot: &Snapshot, req: &HttpRequest) -> Result<Arc<Route>, GatewayEr
     }
 }
 
+/// The route's service: its targets, their state and its breaker.
+fn upstream<'a>(snapshot: &'a Snapshot, route: &Route) -> Result<&'a UpstreamHandle, GatewayError> {
+    snapshot.pools.get(&route.service).ok_or_else(|| {
+        GatewayError::new(
+            Kind::ServiceUnavailable,
+            Source::Internal,
+            format!("service {} has no upstream pool", route.service),
+        )
+    })
+}
+
+/// Step 4: the circuit check reads the breaker's published state (atomics only);
+/// an open breaker answers 503 at once without touching the upstream.
+fn circuit_check(pool: &UpstreamPool) -> Result<(), GatewayError> {
+    match pool.admit() {
+        Admission::Allowed | Admission::Probe => Ok(()),
+        Admission::Rejected { retry_after } => Err(GatewayError::circuit_open(
+            &pool.service_name(),
+            retry_after,
+        )),
+    }
+}
+
 /// Step 5: forward to one target of the route's service; on a connect failure of an
 /// idempotent request whose body was not sent yet, try once more on another target.
+/// Each attempt's outcome goes to the service's actor (`do_send`, no waiting).
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
-    snapshot: &Snapshot,
+    pool: &UpstreamPool,
     route: &Route,
     client: &awc::Client,
     shared: &Shared,
     request_id: &str,
     outcome: &mut Outcome,
 ) -> Result<HttpResponse, GatewayError> {
-    let pool = snapshot.pools.get(&route.service).ok_or_else(|| {
-        GatewayError::new(
-            Kind::ServiceUnavailable,
-            Source::Internal,
-            format!("service {} has no upstream pool", route.service),
-        )
-    })?;
     let body = RequestBody::new(req, payload);
     let mut exclude = None;
     let mut first_error = None;
@@ -153,6 +180,7 @@ async fn proxy(
             request_id,
         )
         .await;
+        pool.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
         match result {
             Ok(resp) => {
                 shared

@@ -7,6 +7,7 @@ use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use cluster_config::Gateway;
 use sluice_actors::upstream::{TargetHealth, UpstreamPool};
+use sluice_actors::{BreakerState, Transition, UpstreamEvents, UpstreamHandle};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,26 +16,43 @@ use std::time::Instant;
 /// Everything a request needs to know about the config, as one value.
 pub struct Snapshot {
     pub gateway: Arc<Gateway>,
-    /// Service name -> its targets and their state.
-    pub pools: HashMap<String, Arc<UpstreamPool>>,
+    /// Service name -> its targets, their state and the actor that owns it.
+    pub pools: HashMap<String, UpstreamHandle>,
     /// Config version: bumps on every applied change.
     pub version: u64,
 }
 
 impl Snapshot {
-    /// Builds a snapshot for `gateway`, carrying over the pool (and so the target
-    /// state) of every service whose definition did not change.
-    pub fn build(gateway: Gateway, previous: Option<&Snapshot>, version: u64) -> Snapshot {
+    /// Builds a snapshot for `gateway`. A service whose targets are unchanged keeps
+    /// its pool and actor (so health, in-flight counts and an open breaker survive a
+    /// reload), updated in place if anything else changed; others get new ones.
+    pub fn build(
+        gateway: Gateway,
+        previous: Option<&Snapshot>,
+        version: u64,
+        events: &Arc<dyn UpstreamEvents>,
+    ) -> Snapshot {
         let pools = gateway
             .services
             .iter()
             .map(|(name, svc)| {
                 let kept = previous
                     .and_then(|p| p.pools.get(name))
-                    .filter(|pool| *pool.service == **svc)
+                    .filter(|h| h.pool.can_update_to(svc))
                     .cloned();
-                let pool = kept.unwrap_or_else(|| Arc::new(UpstreamPool::new(svc.clone())));
-                (name.clone(), pool)
+                let handle = match kept {
+                    Some(h) => {
+                        if *h.pool.service() != **svc {
+                            h.reconfigure(svc.clone());
+                        }
+                        h
+                    }
+                    None => UpstreamHandle::start(
+                        Arc::new(UpstreamPool::new(svc.clone())),
+                        events.clone(),
+                    ),
+                };
+                (name.clone(), handle)
             })
             .collect();
         Snapshot {
@@ -45,9 +63,34 @@ impl Snapshot {
     }
 }
 
+/// Turns the upstream actors' decisions into metrics.
+pub struct MetricEvents {
+    pub breaker_state: prometheus::IntGaugeVec,
+    pub breaker_transitions: prometheus::IntCounterVec,
+    pub upstream_health: prometheus::IntGaugeVec,
+}
+
+impl UpstreamEvents for MetricEvents {
+    fn breaker_changed(&self, service: &str, t: &Transition) {
+        self.breaker_state
+            .with_label_values(&[service])
+            .set(t.to as i64);
+        self.breaker_transitions
+            .with_label_values(&[service, t.to.as_str()])
+            .inc();
+    }
+
+    fn health_changed(&self, service: &str, target: &str, in_rotation: bool) {
+        self.upstream_health
+            .with_label_values(&[service, target])
+            .set(i64::from(in_rotation));
+    }
+}
+
 /// State shared by every worker thread and the control tasks.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    pub events: Arc<dyn UpstreamEvents>,
     pub metrics: Metrics,
     /// Set on SIGTERM: `/ready` turns 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
@@ -58,10 +101,17 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, metrics: Metrics, node_id: u64, tls: bool) -> Shared {
+    pub fn new(
+        snapshot: Snapshot,
+        events: Arc<dyn UpstreamEvents>,
+        metrics: Metrics,
+        node_id: u64,
+        tls: bool,
+    ) -> Shared {
         metrics.config_version.set(snapshot.version as i64);
         let shared = Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            events,
             metrics,
             draining: AtomicBool::new(false),
             started: Instant::now(),
@@ -78,8 +128,14 @@ impl Shared {
         let snap = self.snapshot.load();
         let gauge = &self.metrics.upstream_health;
         gauge.reset();
-        for (name, pool) in &snap.pools {
-            for t in pool.targets() {
+        self.metrics.breaker_state.reset();
+        for (name, handle) in &snap.pools {
+            let state: BreakerState = handle.pool.breaker_state();
+            self.metrics
+                .breaker_state
+                .with_label_values(&[name])
+                .set(state as i64);
+            for t in handle.pool.targets() {
                 let up = i64::from(t.health() != TargetHealth::Unhealthy);
                 gauge.with_label_values(&[name, &t.upstream.url]).set(up);
             }
@@ -91,7 +147,7 @@ impl Shared {
     pub fn install(&self, gateway: Gateway) -> u64 {
         let current = self.snapshot.load();
         let version = current.version + 1;
-        let next = Snapshot::build(gateway, Some(&current), version);
+        let next = Snapshot::build(gateway, Some(&current), version, &self.events);
         self.snapshot.store(Arc::new(next));
         self.metrics.config_version.set(version as i64);
         self.publish_health();

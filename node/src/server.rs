@@ -21,8 +21,15 @@ pub fn run(loaded: LoadedConfig) -> std::io::Result<()> {
 async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     let node = loaded.node.clone();
     let metrics = Metrics::new().map_err(std::io::Error::other)?;
-    let snapshot = Snapshot::build(loaded.gateway.clone(), None, 1);
-    let shared = web::Data::new(Shared::new(snapshot, metrics, node.id, node.tls.is_some()));
+    let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
+    let snapshot = Snapshot::build(loaded.gateway.clone(), None, 1, &events);
+    let shared = web::Data::new(Shared::new(
+        snapshot,
+        events,
+        metrics,
+        node.id,
+        node.tls.is_some(),
+    ));
 
     let server = data_plane(&node, shared.clone())?;
     let handle = server.handle();

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_version: IntGauge,
     pub upstream_health: IntGaugeVec,
+    pub breaker_state: IntGaugeVec,
+    pub breaker_transitions: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -86,6 +88,22 @@ impl Metrics {
             ),
             &["service", "target"],
         )?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "gateway_circuit_breaker_state",
+                "Circuit breaker state per service: 0 closed, 1 open, 2 half-open",
+            ),
+            &["service"],
+        )?;
+        let breaker_transitions = IntCounterVec::new(
+            Opts::new(
+                "gateway_circuit_breaker_transitions_total",
+                "Circuit breaker state changes per service, by new state",
+            ),
+            &["service", "to"],
+        )?;
+        registry.register(Box::new(breaker_state.clone()))?;
+        registry.register(Box::new(breaker_transitions.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -105,7 +123,17 @@ impl Metrics {
             config_reloads,
             config_version,
             upstream_health,
+            breaker_state,
+            breaker_transitions,
         })
+    }
+
+    pub fn events(&self) -> crate::runtime::MetricEvents {
+        crate::runtime::MetricEvents {
+            breaker_state: self.breaker_state.clone(),
+            breaker_transitions: self.breaker_transitions.clone(),
+            upstream_health: self.upstream_health.clone(),
+        }
     }
 
     pub fn render(&self) -> Result<String, prometheus::Error> {

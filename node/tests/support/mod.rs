@@ -124,7 +124,10 @@ pub struct Echo {
 
 impl Echo {
     pub fn start() -> Echo {
-        let port = free_port();
+        Echo::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Echo {
         let dir = temp_dir("echo");
         let addr = format!("127.0.0.1:{port}");
         let proc = spawn(

@@ -1,0 +1,282 @@
+//! Upstream actors from the outside: circuit breakers, active health checks and
+//! their survival across reloads, against real `sluice` and echo processes.
+
+mod support;
+
+use awc::http::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+use support::{free_port, Echo, Gateway};
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+async fn status(url: &str) -> (StatusCode, Value, Option<String>) {
+    let mut r = client().get(url).send().await.expect("request");
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = r.body().await.unwrap_or_default();
+    (
+        r.status(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        retry,
+    )
+}
+
+async fn post(url: &str) -> StatusCode {
+    client()
+        .post(url)
+        .send_body("x")
+        .await
+        .expect("post")
+        .status()
+}
+
+async fn echo_requests(echo: &Echo) -> u64 {
+    let (_, b, _) = status(&format!("{}/_control/stats", echo.url())).await;
+    b["requests"].as_u64().expect("stats")
+}
+
+async fn metric(gw: &Gateway, prefix: &str) -> Option<f64> {
+    let mut r = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = String::from_utf8_lossy(&r.body().limit(8 << 20).await.expect("body")).into_owned();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls an async condition every 20 ms for up to `secs`.
+macro_rules! wait_for {
+    ($what:expr, $secs:expr, $cond:expr) => {{
+        let end = std::time::Instant::now() + Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out waiting for {}",
+                $what
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+fn breaker_config(echo: &Echo, open_for: &str) -> String {
+    format!(
+        "services:
+  svc:
+    upstreams: [{}]
+    circuit_breaker: {{ consecutive_failures: 3, min_requests: 100, open_for: {open_for}, close_after: 2 }}
+routes:
+  - {{ path: /api/*, service: svc }}
+",
+        echo.url()
+    )
+}
+
+async fn trip(gw: &Gateway, echo: &Echo) {
+    assert_eq!(
+        post(&format!("{}/_control/fail", echo.url())).await,
+        StatusCode::OK
+    );
+    for _ in 0..3 {
+        let (s, _, _) = status(&gw.url("/api/x")).await;
+        assert_eq!(
+            s,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream failures pass through"
+        );
+    }
+    // the actor decides asynchronously: wait for the published state
+    wait_for!(
+        "breaker open",
+        5,
+        metric(gw, "gateway_circuit_breaker_state{service=\"svc\"}").await == Some(1.0)
+    );
+}
+
+#[actix_rt::test]
+async fn breaker_opens_fails_fast_without_touching_the_upstream_and_recovers() {
+    let echo = Echo::start();
+    let gw = Gateway::start(&[("svc.yaml", &breaker_config(&echo, "1s"))]);
+    assert_eq!(status(&gw.url("/api/ok")).await.0, StatusCode::OK);
+    trip(&gw, &echo).await;
+
+    let before = echo_requests(&echo).await;
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let (s, b, retry) = status(&gw.url("/api/x")).await;
+        if s != StatusCode::SERVICE_UNAVAILABLE {
+            break; // open_for (1 s) ran out on a slow machine: half-open probes
+        }
+        assert_eq!(b["error"], "circuit_open");
+        assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|n| n >= 1)));
+    }
+    let open_elapsed = started.elapsed();
+    if open_elapsed < Duration::from_millis(900) {
+        assert_eq!(
+            echo_requests(&echo).await,
+            before,
+            "a request reached the upstream while open"
+        );
+    }
+
+    // heal: after open_for the probes succeed and the breaker closes
+    assert_eq!(
+        post(&format!("{}/_control/heal", echo.url())).await,
+        StatusCode::OK
+    );
+    wait_for!(
+        "traffic flowing again",
+        10,
+        status(&gw.url("/api/x")).await.0 == StatusCode::OK
+    );
+    // close_after = 2: a second successful probe closes it
+    wait_for!("breaker closed", 5, {
+        status(&gw.url("/api/x")).await;
+        metric(&gw, "gateway_circuit_breaker_state{service=\"svc\"}").await == Some(0.0)
+    });
+    let opened = metric(
+        &gw,
+        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"open\"}",
+    )
+    .await;
+    let half = metric(
+        &gw,
+        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"half_open\"}",
+    )
+    .await;
+    let closed = metric(
+        &gw,
+        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"closed\"}",
+    )
+    .await;
+    assert!(
+        opened >= Some(1.0) && half >= Some(1.0) && closed >= Some(1.0),
+        "{opened:?} {half:?} {closed:?}"
+    );
+    let log = gw.proc.log_text();
+    assert!(
+        log.contains("3 consecutive failures"),
+        "transition reason not logged: {log}"
+    );
+}
+
+#[actix_rt::test]
+async fn open_breaker_never_connects_and_survives_reload() {
+    // open_for long enough that the whole check happens while open
+    let echo = Echo::start();
+    let gw = Gateway::start(&[("svc.yaml", &breaker_config(&echo, "60s"))]);
+    trip(&gw, &echo).await;
+    let before = echo_requests(&echo).await;
+    for _ in 0..50 {
+        assert_eq!(
+            status(&gw.url("/api/x")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(
+        echo_requests(&echo).await,
+        before,
+        "no request may reach the upstream while open"
+    );
+
+    // a reload that keeps the service (and one that changes only its timeout)
+    // must not reset the open breaker
+    let changed = breaker_config(&echo, "60s").replace("upstreams:", "timeout: 7s\n    upstreams:");
+    gw.write(
+        "svc.yaml",
+        &format!("{changed}  - {{ path: /other, service: svc }}\n"),
+    );
+    gw.proc.signal("HUP");
+    wait_for!(
+        "reload",
+        5,
+        metric(&gw, "gateway_config_reloads_total{result=\"ok\"}").await == Some(1.0)
+    );
+    assert_eq!(
+        status(&gw.url("/other")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (s, b, _) = status(&gw.url("/api/x")).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("circuit_open"))
+    );
+    assert_eq!(
+        metric(&gw, "gateway_circuit_breaker_state{service=\"svc\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(echo_requests(&echo).await, before);
+}
+
+#[actix_rt::test]
+async fn health_checks_take_a_dead_target_out_and_bring_it_back() {
+    let alive = Echo::start();
+    let dead_port = free_port();
+    let dead = format!("http://127.0.0.1:{dead_port}");
+    let gw = Gateway::start(&[(
+        "svc.yaml",
+        &format!(
+            "services:
+  svc:
+    upstreams: [{}, {dead}]
+    health_check: {{ path: /health, interval: 200ms, timeout: 150ms, healthy_after: 1, unhealthy_after: 2 }}
+    circuit_breaker: {{ enabled: false }}
+  gone:
+    upstreams: [{dead}]
+    health_check: {{ path: /health, interval: 200ms, timeout: 150ms, unhealthy_after: 2 }}
+routes:
+  - {{ path: /api/*, service: svc }}
+  - {{ path: /gone, service: gone }}
+",
+            alive.url()
+        ),
+    )]);
+    let gauge = format!("gateway_upstream_health{{service=\"svc\",target=\"{dead}\"}}");
+    wait_for!(
+        "dead target out of rotation",
+        10,
+        metric(&gw, &gauge).await == Some(0.0)
+    );
+
+    // POST is never retried, so every 200 proves the dead target was not picked
+    for _ in 0..20 {
+        assert_eq!(post(&gw.url("/api/x")).await, StatusCode::OK);
+    }
+    let (s, b, _) = status(&gw.url("/ready")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let failing = b["failing"].to_string();
+    assert!(
+        failing.contains("service gone") && !failing.contains("service svc"),
+        "{b}"
+    );
+
+    // the target comes back: it re-enters rotation and gets traffic again
+    let back = Echo::start_on(dead_port);
+    wait_for!(
+        "target back in rotation",
+        10,
+        metric(&gw, &gauge).await == Some(1.0)
+    );
+    for _ in 0..10 {
+        assert_eq!(post(&gw.url("/api/x")).await, StatusCode::OK);
+    }
+    assert!(
+        echo_requests(&back).await >= 3,
+        "revived target got no traffic"
+    );
+}
