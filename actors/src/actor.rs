@@ -261,3 +261,83 @@ impl Handler<Reconfigure> for UpstreamActor {
         self.schedule_health_checks(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_config::{CircuitBreakerConfig, LoadBalancing, Service, Upstream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Counting {
+        transitions: AtomicUsize,
+    }
+
+    impl UpstreamEvents for Counting {
+        fn breaker_changed(&self, _: &str, _: &Transition) {
+            self.transitions.fetch_add(1, Ordering::SeqCst);
+        }
+        fn health_changed(&self, _: &str, _: &str, _: bool) {}
+    }
+
+    /// Test-only: make the actor panic inside a handler.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Crash;
+
+    impl Handler<Crash> for UpstreamActor {
+        type Result = ();
+        fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+            if catch_unwind(AssertUnwindSafe(|| panic!("boom"))).is_err() {
+                ctx.stop();
+            }
+        }
+    }
+
+    fn pool() -> Arc<UpstreamPool> {
+        Arc::new(UpstreamPool::new(Arc::new(Service {
+            name: "svc".into(),
+            upstreams: vec![Upstream {
+                url: "http://127.0.0.1:1".into(),
+                scheme: "http".into(),
+                authority: "127.0.0.1:1".into(),
+                base_path: String::new(),
+            }],
+            load_balancing: LoadBalancing::RoundRobin,
+            timeout: Duration::from_secs(1),
+            circuit_breaker: CircuitBreakerConfig {
+                consecutive_failures: 2,
+                ..Default::default()
+            },
+            health_check: None,
+        })))
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            actix::clock::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn outcomes_open_the_published_breaker_and_a_panic_restarts_the_actor() {
+        let events = Arc::new(Counting::default());
+        let handle = UpstreamHandle::start(pool(), events.clone());
+        handle.pool.report(false);
+        handle.pool.report(false);
+        settle().await;
+        assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
+        assert_eq!(events.transitions.load(Ordering::SeqCst), 1);
+
+        // a panic inside a handler: the supervisor restarts the actor closed…
+        handle.addr.do_send(Crash);
+        settle().await;
+        assert_eq!(handle.pool.breaker_state(), BreakerState::Closed);
+        // …and it keeps working
+        handle.pool.report(false);
+        handle.pool.report(false);
+        settle().await;
+        assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
+    }
+}

@@ -289,3 +289,88 @@ impl UpstreamPool {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_config::{CircuitBreakerConfig, Service};
+
+    fn service(n: usize, lb: LoadBalancing) -> Arc<Service> {
+        Arc::new(Service {
+            name: "svc".into(),
+            upstreams: (0..n)
+                .map(|i| Upstream {
+                    url: format!("http://10.0.0.{i}:80"),
+                    scheme: "http".into(),
+                    authority: format!("10.0.0.{i}:80"),
+                    base_path: String::new(),
+                })
+                .collect(),
+            load_balancing: lb,
+            timeout: Duration::from_secs(30),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            health_check: None,
+        })
+    }
+
+    fn picks(pool: &UpstreamPool, n: usize) -> Vec<usize> {
+        (0..n).map(|_| pool.pick(None).expect("a target").index).collect()
+    }
+
+    #[test]
+    fn round_robin_rotates_and_skips_unhealthy_targets() {
+        let pool = UpstreamPool::new(service(3, LoadBalancing::RoundRobin));
+        assert_eq!(picks(&pool, 6), vec![0, 1, 2, 0, 1, 2]);
+        pool.targets()[1].set_health(TargetHealth::Unhealthy);
+        assert!(!picks(&pool, 6).contains(&1));
+        // every target unhealthy: try them anyway rather than fail for sure
+        for t in pool.targets() {
+            t.set_health(TargetHealth::Unhealthy);
+        }
+        assert!(!pool.has_usable_target());
+        assert_eq!(picks(&pool, 3).len(), 3);
+    }
+
+    #[test]
+    fn a_retry_never_picks_the_target_that_just_failed() {
+        let pool = UpstreamPool::new(service(2, LoadBalancing::RoundRobin));
+        for _ in 0..10 {
+            assert_eq!(pool.pick(Some(0)).expect("other").index, 1);
+        }
+        let single = UpstreamPool::new(service(1, LoadBalancing::RoundRobin));
+        assert!(single.pick(Some(0)).is_none());
+    }
+
+    #[test]
+    fn least_requests_prefers_the_less_busy_of_two() {
+        let pool = UpstreamPool::new(service(2, LoadBalancing::LeastRequests));
+        // hold five requests on whichever target comes first
+        let busy: Vec<_> = (0..5).map(|_| pool.pick(None).expect("t")).collect();
+        let first = busy[0].index;
+        let held: Vec<_> = busy.into_iter().filter(|g| g.index == first).collect();
+        assert!(!held.is_empty());
+        for _ in 0..10 {
+            assert_ne!(pool.pick(None).expect("t").index, first);
+        }
+        drop(held);
+        assert_eq!(pool.targets()[first].in_flight(), 0, "guards release their count");
+    }
+
+    #[test]
+    fn admission_follows_the_published_breaker_state() {
+        let pool = UpstreamPool::new(service(1, LoadBalancing::RoundRobin));
+        assert_eq!(pool.admit(), Admission::Allowed);
+        let until = Instant::now() + Duration::from_secs(30);
+        pool.publish_breaker(BreakerState::Open, Some(until), 0);
+        match pool.admit() {
+            Admission::Rejected { retry_after } => {
+                assert!(retry_after > Duration::from_secs(28) && retry_after <= Duration::from_secs(30))
+            }
+            other => panic!("{other:?}"),
+        }
+        pool.publish_breaker(BreakerState::HalfOpen, None, 2);
+        assert_eq!(pool.admit(), Admission::Probe);
+        assert_eq!(pool.admit(), Admission::Probe);
+        assert!(matches!(pool.admit(), Admission::Rejected { .. }), "only close_after probes");
+    }
+}

@@ -24,6 +24,9 @@ pub struct NodeConfig {
     pub tls: Option<TlsFiles>,
     /// Upstream connections per worker thread (default 512): beyond it requests queue.
     pub upstream_pool_limit: usize,
+    /// `node.request_metrics` (default true): per-request metrics on the data plane.
+    /// Off only to measure their cost (`scripts/bench.sh`).
+    pub request_metrics: bool,
     /// `cluster.peers`: node id -> admin address. Empty: one-node cluster.
     pub peers: BTreeMap<u64, String>,
     /// `cluster.secret`; required when `peers` has more than one node.
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             tls: None,
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
+            request_metrics: true,
             peers: BTreeMap::new(),
             cluster_secret: None,
             admin_token: None,
@@ -96,6 +100,7 @@ pub(crate) struct NodeSection {
     pub shutdown_timeout: Option<String>,
     pub tls: Option<TlsSection>,
     pub upstream_pool_limit: Option<usize>,
+    pub request_metrics: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -192,6 +197,9 @@ impl NodeSections {
             } else {
                 cfg.workers = workers;
             }
+        }
+        if let Some(on) = node.request_metrics {
+            cfg.request_metrics = on;
         }
         if let Some(limit) = node.upstream_pool_limit {
             if limit == 0 {

@@ -50,7 +50,9 @@ pub async fn handle(
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
     let started = Instant::now();
-    shared.metrics.in_flight.inc();
+    if shared.request_metrics {
+        shared.metrics.in_flight.inc();
+    }
     let request_id = request_id(&req);
     let snapshot = shared.snapshot.load_full();
 
@@ -182,7 +184,7 @@ async fn proxy(
         .await;
         pool.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
         match result {
-            Ok(resp) => {
+            Ok(resp) if shared.request_metrics => {
                 shared
                     .metrics
                     .upstream_duration
@@ -190,6 +192,7 @@ async fn proxy(
                     .observe(sent.elapsed().as_secs_f64());
                 return Ok(respond(resp, request_id));
             }
+            Ok(resp) => return Ok(respond(resp, request_id)),
             Err(e)
                 if e.retryable
                     && exclude.is_none()
@@ -403,13 +406,15 @@ fn record(shared: &Shared, req: &HttpRequest, request_id: &str, started: Instant
     let method = req.method().as_str();
     let route = o.route.as_ref().map_or(UNMATCHED, |r| r.template.as_str());
     let m = &shared.metrics;
-    m.in_flight.dec();
-    m.requests_total
-        .with_label_values(&[method, route, o.status.as_str()])
-        .inc();
-    m.request_duration
-        .with_label_values(&[method, route])
-        .observe(elapsed.as_secs_f64());
+    if shared.request_metrics {
+        m.in_flight.dec();
+        m.requests_total
+            .with_label_values(&[method, route, o.status.as_str()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
     info!(
         target: "sluice::access",
         request_id,

@@ -98,6 +98,8 @@ pub struct Shared {
     pub node_id: u64,
     /// Whether the data plane speaks TLS (sets `X-Forwarded-Proto`).
     pub tls: bool,
+    /// Per-request metrics on (default); off only to measure what they cost.
+    pub request_metrics: bool,
 }
 
 impl Shared {
@@ -117,6 +119,7 @@ impl Shared {
             started: Instant::now(),
             node_id,
             tls,
+            request_metrics: true,
         };
         shared.publish_health();
         shared

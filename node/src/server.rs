@@ -23,13 +23,9 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     let metrics = Metrics::new().map_err(std::io::Error::other)?;
     let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
     let snapshot = Snapshot::build(loaded.gateway.clone(), None, 1, &events);
-    let shared = web::Data::new(Shared::new(
-        snapshot,
-        events,
-        metrics,
-        node.id,
-        node.tls.is_some(),
-    ));
+    let mut shared = Shared::new(snapshot, events, metrics, node.id, node.tls.is_some());
+    shared.request_metrics = node.request_metrics;
+    let shared = web::Data::new(shared);
 
     let server = data_plane(&node, shared.clone())?;
     let handle = server.handle();

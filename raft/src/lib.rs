@@ -1,7 +1,44 @@
-//! `sluice-raft` will own the replicated control plane: the openraft type
-//! configuration, the sled-backed log and state machine (openraft's v2 storage
-//! traits), the bincode codec and the Raft RPC client and server.
+//! `sluice-raft` owns the replicated control plane: the openraft type
+//! configuration ([`TypeConfig`]), the commands the cluster agrees on and the state
+//! they build ([`command`]), the sled-backed log and state machine implementing
+//! openraft's v2 storage traits ([`store`]), the one bincode codec used on disk and
+//! on the wire ([`codec`]), the Raft RPC client ([`network`]) and server
+//! ([`server`]), and a small facade the node binary drives ([`node::RaftNode`]).
 //!
 //! It must never be on the data plane's request path: the data plane reads the
-//! `ArcSwap` snapshots this crate publishes after each apply, and never waits on it.
+//! snapshots this crate *publishes* after each apply (a `tokio::sync::watch` of
+//! [`command::Published`], turned into `ArcSwap`s by the node) and never waits on
+//! Raft, disk or a peer.
+//!
+//! Start reading at [`node::RaftNode`] (how the pieces are wired and the openraft
+//! timing chosen), then [`command`] (what is replicated), then [`store`].
 #![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod command;
+pub mod network;
+pub mod node;
+pub mod server;
+pub mod store;
+
+pub use command::{ClusterState, Command, Published, Response};
+pub use node::{RaftNode, RaftSettings, WriteError};
+
+/// Raft node ids are the `node.id` of the node settings (unique, > 0).
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Sluice's openraft types. A node is addressed by its admin listener
+    /// (`BasicNode::addr` = `host:port`), where the Raft RPC endpoints live.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle the node crate holds.
+pub type Raft = openraft::Raft<TypeConfig>;

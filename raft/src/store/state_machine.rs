@@ -1,0 +1,259 @@
+//! The state machine: [`ClusterState`] in memory, its snapshots on sled.
+//!
+//! Tree `sm` holds exactly one value, the latest snapshot (meta + encoded state),
+//! written and fsynced before openraft is told it exists (openraft purges the log
+//! behind a snapshot, so an unflushed snapshot would lose data). On open the state
+//! is restored from it; openraft then re-applies the committed log tail.
+
+use crate::codec;
+use crate::command::{ClusterState, Published, Response, Validator};
+use crate::{NodeId, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+const SNAPSHOT: &[u8] = b"snapshot";
+
+/// The snapshot as stored: openraft's metadata plus the encoded [`ClusterState`]
+/// (the same bytes that are streamed to a lagging follower).
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// What a snapshot captures. Cloned for the snapshot builder so building never
+/// blocks applying.
+#[derive(Clone, Default)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: ClusterState,
+}
+
+pub struct StateMachineStore {
+    tree: sled::Tree,
+    db: sled::Db,
+    applied: Applied,
+    validator: Validator,
+    /// Every apply publishes here; the node rebuilds its `ArcSwap`s from it.
+    published: Arc<watch::Sender<Arc<Published>>>,
+    /// Makes snapshot ids unique when two snapshots share a last log id.
+    snapshot_seq: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmOpenError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error("stored snapshot: {0}")]
+    Codec(#[from] codec::CodecError),
+}
+
+impl StateMachineStore {
+    pub(super) fn new(
+        db: &sled::Db,
+        validator: Validator,
+    ) -> Result<StateMachineStore, SmOpenError> {
+        let tree = db.open_tree("sm")?;
+        let applied = match tree.get(SNAPSHOT)? {
+            Some(bytes) => {
+                let stored: StoredSnapshot = codec::decode(&bytes)?;
+                Applied {
+                    last_applied: stored.meta.last_log_id,
+                    membership: stored.meta.last_membership,
+                    state: codec::decode(&stored.data)?,
+                }
+            }
+            None => Applied::default(),
+        };
+        let (tx, _) = watch::channel(Arc::new(publish_of(&applied)));
+        Ok(StateMachineStore {
+            tree,
+            db: db.clone(),
+            applied,
+            validator,
+            published: Arc::new(tx),
+            snapshot_seq: 0,
+        })
+    }
+
+    /// A receiver that always holds the latest applied state. Take it before the
+    /// store is handed to `Raft::new`; receivers stay valid afterwards.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
+        self.published.subscribe()
+    }
+
+    fn publish(&self) {
+        // `send_replace` stores the value even when nobody is subscribed yet.
+        self.published
+            .send_replace(Arc::new(publish_of(&self.applied)));
+    }
+
+    async fn persist(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        persist_snapshot(&self.tree, &self.db, stored).await
+    }
+}
+
+/// Writes the snapshot and fsyncs it; only then may openraft rely on it.
+async fn persist_snapshot(
+    tree: &sled::Tree,
+    db: &sled::Db,
+    stored: &StoredSnapshot,
+) -> Result<(), StorageError<NodeId>> {
+    let sig = Some(stored.meta.signature());
+    let bytes =
+        codec::encode(stored).map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+    tree.insert(SNAPSHOT, bytes)
+        .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+    db.flush_async()
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+    Ok(())
+}
+
+fn publish_of(applied: &Applied) -> Published {
+    Published {
+        state: applied.state.clone(),
+        version: applied.last_applied.map(|l| l.index).unwrap_or(0),
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for it.
+pub struct SnapshotBuilder {
+    applied: Applied,
+    snapshot_id: String,
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let data = codec::encode(&self.applied.state)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let meta = SnapshotMeta {
+            last_log_id: self.applied.last_applied,
+            last_membership: self.applied.membership.clone(),
+            snapshot_id: self.snapshot_id.clone(),
+        };
+        let stored = StoredSnapshot { meta, data };
+        persist_snapshot(&self.tree, &self.db, &stored).await?;
+        tracing::info!(snapshot = %stored.meta.snapshot_id, "raft snapshot built");
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            self.applied.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Applied,
+                EntryPayload::Normal(command) => {
+                    let response = self.applied.state.apply(&command, &self.validator);
+                    if let Response::Rejected { problems } = &response {
+                        tracing::info!(
+                            index = entry.log_id.index,
+                            ?problems,
+                            "command rejected at apply"
+                        );
+                    }
+                    response
+                }
+                EntryPayload::Membership(m) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::Applied
+                }
+            };
+            responses.push(response);
+        }
+        // Once per batch: subscribers want the latest state, not every step.
+        self.publish();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        let snapshot_id = match self.applied.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("0-0-{}", self.snapshot_seq),
+        };
+        SnapshotBuilder {
+            applied: self.applied.clone(),
+            snapshot_id,
+            tree: self.tree.clone(),
+            db: self.db.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        // Decode before touching anything: a bad snapshot must leave us as we were.
+        let state: ClusterState = codec::decode(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.persist(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .await?;
+        self.applied = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            state,
+        };
+        tracing::info!(snapshot = %meta.snapshot_id, "raft snapshot installed");
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let bytes = self
+            .tree
+            .get(SNAPSHOT)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot =
+            codec::decode(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

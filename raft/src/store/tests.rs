@@ -1,0 +1,212 @@
+use super::*;
+use crate::command::tests::{route, service, test_validator};
+use crate::command::{ApiClient, Command, Response, SecretHash};
+use crate::{NodeId, TypeConfig};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder,
+    StorageError, Vote,
+};
+use tempfile::TempDir;
+
+/// The tempdir is the suite's "guard": it lives exactly as long as each store.
+struct SledStoreBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = TempDir::new().map_err(|e| openraft::StorageIOError::write(&e))?;
+        let (log, sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator())
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn passes_openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(SledStoreBuilder) {
+        panic!("storage suite failed: {e}");
+    }
+}
+
+fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+fn normal(term: u64, index: u64, command: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(command),
+    }
+}
+
+fn put_service(name: &str) -> Command {
+    Command::PutService {
+        name: name.into(),
+        spec: service("http://127.0.0.1:9001"),
+    }
+}
+
+#[tokio::test]
+async fn log_vote_and_snapshot_survive_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    let entries: Vec<Entry<TypeConfig>> = (1..=20)
+        .map(|i| normal(1, i, put_service(&format!("s{i}"))))
+        .collect();
+    {
+        let (mut log, mut sm) =
+            open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+        log.blocking_append(entries.clone()).await.expect("append");
+        log.save_vote(&Vote::new_committed(1, 1))
+            .await
+            .expect("vote");
+        log.save_committed(Some(log_id(1, 20)))
+            .await
+            .expect("committed");
+        sm.apply(entries[..10].to_vec()).await.expect("apply");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        // Applied past the snapshot but never snapshotted again: on reopen these
+        // come back through re-applying the committed log, not from the state
+        // machine.
+        sm.apply(entries[10..].to_vec()).await.expect("apply");
+    }
+    let (mut log, mut sm) =
+        open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("reopen");
+    assert_eq!(
+        log.read_vote().await.expect("vote"),
+        Some(Vote::new_committed(1, 1))
+    );
+    assert_eq!(
+        log.read_committed().await.expect("committed"),
+        Some(log_id(1, 20))
+    );
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_log_id, Some(log_id(1, 20)));
+    assert_eq!(
+        log.try_get_log_entries(1..=20).await.expect("entries"),
+        entries
+    );
+    let (applied, _) = sm.applied_state().await.expect("applied");
+    assert_eq!(
+        applied,
+        Some(log_id(1, 10)),
+        "state machine restarts from its snapshot"
+    );
+    let published = sm.subscribe().borrow().clone();
+    assert_eq!(published.version, 10);
+    assert_eq!(published.state.gateway.services.len(), 10);
+    let snap = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!(snap.meta.last_log_id, Some(log_id(1, 10)));
+}
+
+#[tokio::test]
+async fn purge_and_truncate_are_durable() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (mut log, _sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+        let entries: Vec<_> = (1..=100).map(|i| normal(1, i, put_service("s"))).collect();
+        log.blocking_append(entries).await.expect("append");
+        log.purge(log_id(1, 60)).await.expect("purge");
+        log.truncate(log_id(1, 91)).await.expect("truncate");
+    }
+    let (mut log, _sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("reopen");
+    let stats = log.stats().expect("stats");
+    assert_eq!(stats.entries, 30);
+    assert_eq!((stats.first_index, stats.last_index), (Some(61), Some(90)));
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 60)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 90)));
+    assert!(log
+        .try_get_log_entries(0..61)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn apply_publishes_and_rejects_deterministically() {
+    let dir = TempDir::new().expect("tempdir");
+    let (_log, mut sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+    let mut rx = sm.subscribe();
+    assert_eq!(rx.borrow_and_update().version, 0);
+    let client = ApiClient {
+        id: "c1".into(),
+        name: "one".into(),
+        roles: vec![],
+        scopes: vec![],
+        secret_hash: SecretHash::of(b"plaintext-secret"),
+    };
+    let responses = sm
+        .apply(vec![
+            normal(1, 1, put_service("users")),
+            normal(
+                1,
+                2,
+                Command::PutRoute {
+                    route: route("/users", "users"),
+                },
+            ),
+            normal(
+                1,
+                3,
+                Command::PutRoute {
+                    route: route("/x", "missing"),
+                },
+            ),
+            normal(1, 4, Command::PutClient { client }),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(responses[0], Response::Applied);
+    assert_eq!(responses[1], Response::Applied);
+    assert!(matches!(responses[2], Response::Rejected { .. }));
+    assert_eq!(responses[3], Response::Applied);
+    assert!(rx.has_changed().expect("open channel"));
+    let published = rx.borrow_and_update().clone();
+    assert_eq!(published.version, 4);
+    assert_eq!(
+        published.state.gateway.routes,
+        vec![route("/users", "users")]
+    );
+    // The stored form carries the hash, never the secret.
+    let encoded = crate::codec::encode(&published.state).expect("encode");
+    let needle = b"plaintext-secret";
+    assert!(!encoded.windows(needle.len()).any(|w| w == needle));
+    assert!(published.state.clients["c1"].secret_hash.matches(needle));
+}
+
+#[tokio::test]
+async fn corrupt_snapshot_is_refused_without_change() {
+    let dir = TempDir::new().expect("tempdir");
+    let (_log, mut sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+    sm.apply(vec![normal(1, 1, put_service("users"))])
+        .await
+        .expect("apply");
+    let mut snap = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    let mut meta = snap.meta.clone();
+    meta.last_log_id = Some(log_id(2, 50));
+    meta.snapshot_id = "2-50-x".into();
+    snap.snapshot.get_mut().truncate(3);
+    assert!(sm.install_snapshot(&meta, snap.snapshot).await.is_err());
+    let (applied, _) = sm.applied_state().await.expect("applied");
+    assert_eq!(applied, Some(log_id(1, 1)));
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 1)));
+}
