@@ -15,13 +15,14 @@
 # process the script started is stopped on exit (not the system nginx service).
 #
 # Environment (defaults in brackets):
+#   BARE [1]             also measure sluice-bare (breaker + request metrics off)
 #   WORKERS [1]          worker threads/processes for Sluice and for nginx
 #   ROUNDS [3]           measured runs per target, alternating targets
 #   DURATION [10s]       length of each measured wrk run
 #   WARMUP [2s]          wrk warm-up before each measured run ("0" = none)
 #   CONNECTIONS [64]     wrk connections
 #   THREADS [2]          wrk threads
-#   UPSTREAM_PORT [18091], SLUICE_PORT [18080], NGINX_PORT [18081],
+#   UPSTREAM_PORT [18091], SLUICE_PORT [18080], SLUICE_BARE_PORT [18082], NGINX_PORT [18081],
 #   SLUICE_ADMIN_PORT [18092]
 #   BENCH_PATH [/hello]  path requested through both proxies
 #   KEEP_TMP [0]         1 = keep the temp dir (configs, logs, raw wrk output)
@@ -43,6 +44,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18091}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
+SLUICE_BARE_PORT="${SLUICE_BARE_PORT:-18082}"
 NGINX_PORT="${NGINX_PORT:-18081}"
 SLUICE_ADMIN_PORT="${SLUICE_ADMIN_PORT:-18092}"
 BENCH_PATH="${BENCH_PATH:-/hello}"
@@ -196,11 +198,12 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")"
 chmod 755 "$TMP" # nginx workers may run as another user
 mkdir -p "$TMP/wrk"
 
-# write_sluice_config DIR PORT ADMIN_PORT [EXTRA_YAML] : a one-route config
-# proxying BENCH_PATH to the upstream. EXTRA_YAML is appended verbatim (for
-# variants, e.g. extra top-level sections).
+# write_sluice_config DIR PORT ADMIN_PORT [EXTRA_YAML [NODE_LINES [SERVICE_LINES]]] :
+# a one-route config proxying BENCH_PATH to the upstream. EXTRA_YAML is appended
+# verbatim (extra top-level sections); NODE_LINES and SERVICE_LINES are added
+# (already indented) under `node:` and under the bench service.
 write_sluice_config() {
-    local dir="$1" port="$2" admin_port="$3" extra="${4:-}"
+    local dir="$1" port="$2" admin_port="$3" extra="${4:-}" node_lines="${5:-}" svc_lines="${6:-}"
     mkdir -p "$dir"
     cat >"$dir/sluice.yaml" <<EOF
 node:
@@ -209,11 +212,13 @@ node:
   admin_listen: 127.0.0.1:$admin_port
   data_dir: $dir/data
   workers: $WORKERS
+$node_lines
 log:
   level: warn
 services:
   bench:
     upstreams: [http://127.0.0.1:$UPSTREAM_PORT]
+$svc_lines
 routes:
   - path: $BENCH_PATH
     service: bench
@@ -340,6 +345,15 @@ log "starting sluice on 127.0.0.1:$SLUICE_PORT ($WORKERS worker(s))"
 write_sluice_config "$TMP/sluice-config" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT"
 start_sluice sluice "$SLUICE_PORT" "$TMP/sluice-config"
 
+# The cost of the circuit breaker and per-request metrics: the same node with
+# both switched off (BARE=0 skips this variant).
+if [[ "${BARE:-1}" == 1 ]]; then
+    log "starting sluice-bare on 127.0.0.1:$SLUICE_BARE_PORT (breaker and request metrics off)"
+    write_sluice_config "$TMP/sluice-bare-config" "$SLUICE_BARE_PORT" "$((SLUICE_ADMIN_PORT + 1))" "" \
+        "  request_metrics: false" "    circuit_breaker: { enabled: false }"
+    start_sluice sluice-bare "$SLUICE_BARE_PORT" "$TMP/sluice-bare-config"
+fi
+
 log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS worker(s)), $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
 write_nginx_config
 mkdir -p "$TMP/nginx-tmp"
@@ -351,6 +365,9 @@ wait_ready nginx "$LAST_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" "$TMP/ngi
 
 register_target sluice "http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
 register_target nginx "http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+if [[ "${BARE:-1}" == 1 ]]; then
+    register_target sluice-bare "http://127.0.0.1:$SLUICE_BARE_PORT$BENCH_PATH"
+fi
 # Later variants: start them above and register_target them here.
 
 for t in "${TARGETS[@]}"; do sanity "$t" "${TARGET_URL[$t]}"; done
@@ -392,6 +409,12 @@ for t in "${TARGETS[@]}"; do
         summary+=("$t/nginx throughput $tr, p99 $pr")
     fi
 done
+
+if [[ -n "${MED_RPS[sluice-bare]:-}" ]]; then
+    cost="$(awk -v a="${MED_RPS[sluice]}" -v b="${MED_RPS[sluice-bare]}" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.1f", (1 - a / b) * 100 }')"
+    printf '\nCircuit breaker + request metrics cost: %s%% throughput (sluice vs sluice-bare; target < 2%%)\n' "$cost"
+    summary+=("breaker+metrics cost ${cost}%")
+fi
 
 if ((${#ANOMALIES[@]} > 0)); then
     printf '\nWARNING: wrk reported errors (see above; raw output in %s/wrk, set KEEP_TMP=1 to keep it):\n' "$TMP"

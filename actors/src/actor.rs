@@ -15,6 +15,9 @@ use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+/// How often successes counted on the request path are moved into the window.
+const SUCCESS_DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Where the actor reports what it decided (metrics, in the node).
 pub trait UpstreamEvents: Send + Sync + 'static {
     fn breaker_changed(&self, service: &str, transition: &Transition);
@@ -126,6 +129,14 @@ impl UpstreamActor {
         self.events.breaker_changed(&self.service, &t);
     }
 
+    /// Moves the successes the request path counted into the breaker's window.
+    fn drain_successes(&mut self, now: Instant) {
+        if let Some(pool) = self.pool.upgrade() {
+            let n = pool.take_successes();
+            self.breaker.record_successes(now, n);
+        }
+    }
+
     fn schedule_health_checks(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.health_task.take() {
             ctx.cancel_future(h);
@@ -210,6 +221,14 @@ impl Actor for UpstreamActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         tracing::debug!(service = %self.service, "upstream actor started");
         self.schedule_health_checks(ctx);
+        // Batched successes land in the bucket of (about) their own time.
+        ctx.run_interval(SUCCESS_DRAIN_INTERVAL, |act, ctx| {
+            if act.pool.strong_count() == 0 {
+                ctx.stop();
+                return;
+            }
+            act.drain_successes(Instant::now());
+        });
     }
 }
 
@@ -233,6 +252,7 @@ impl Handler<Outcome> for UpstreamActor {
             return;
         }
         let now = Instant::now();
+        self.drain_successes(now);
         let breaker = &mut self.breaker;
         match catch_unwind(AssertUnwindSafe(|| breaker.record(now, msg.success))) {
             Ok(Some(t)) => self.apply(t, ctx),
@@ -324,8 +344,9 @@ mod tests {
     async fn outcomes_open_the_published_breaker_and_a_panic_restarts_the_actor() {
         let events = Arc::new(Counting::default());
         let handle = UpstreamHandle::start(pool(), events.clone());
-        handle.pool.report(false);
-        handle.pool.report(false);
+        let allowed = crate::upstream::Admission::Allowed;
+        handle.pool.report(false, allowed);
+        handle.pool.report(false, allowed);
         settle().await;
         assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
         assert_eq!(events.transitions.load(Ordering::SeqCst), 1);
@@ -335,8 +356,8 @@ mod tests {
         settle().await;
         assert_eq!(handle.pool.breaker_state(), BreakerState::Closed);
         // …and it keeps working
-        handle.pool.report(false);
-        handle.pool.report(false);
+        handle.pool.report(false, allowed);
+        handle.pool.report(false, allowed);
         settle().await;
         assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
     }

@@ -136,6 +136,16 @@ impl Breaker {
     }
 
     fn count(&mut self, now: Instant, success: bool) {
+        let b = self.bucket(now);
+        if success {
+            b.ok = b.ok.saturating_add(1);
+        } else {
+            b.failed = b.failed.saturating_add(1);
+        }
+    }
+
+    /// The current bucket, emptied first if it last counted an older slot.
+    fn bucket(&mut self, now: Instant) -> &mut Bucket {
         let slot = self.slot(now);
         let b = &mut self.buckets[(slot % BUCKETS) as usize];
         if b.slot != slot {
@@ -145,11 +155,7 @@ impl Breaker {
                 failed: 0,
             };
         }
-        if success {
-            b.ok = b.ok.saturating_add(1);
-        } else {
-            b.failed = b.failed.saturating_add(1);
-        }
+        b
     }
 
     /// Records one request's outcome (5xx, timeouts and connect errors are failures).
@@ -190,6 +196,16 @@ impl Breaker {
             // Late outcomes of requests admitted before the breaker opened.
             BreakerState::Open => None,
         }
+    }
+
+    /// Records `n` ordinary successes at once (batched by the request path).
+    pub fn record_successes(&mut self, now: Instant, n: u32) {
+        if n == 0 || self.state != BreakerState::Closed {
+            return;
+        }
+        let b = self.bucket(now);
+        b.ok = b.ok.saturating_add(n);
+        self.consecutive_failures = 0;
     }
 
     /// Moves an open breaker to half-open once `open_for` has passed.
@@ -369,6 +385,20 @@ mod tests {
         b.poll(Instant::now());
         let t = b.health_check_passed().expect("closes");
         assert_eq!(t.to, BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batched_successes_count_toward_the_rate_and_break_streaks() {
+        let mut b = Breaker::new(cfg(), Instant::now());
+        for _ in 0..4 {
+            b.record(Instant::now(), false);
+        }
+        b.record_successes(Instant::now(), 30);
+        assert_eq!(b.window_counts(Instant::now()), (34, 4));
+        for _ in 0..4 {
+            assert_eq!(b.record(Instant::now(), false), None, "streak was reset");
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -106,6 +106,8 @@ pub struct UpstreamPool {
     epoch: Instant,
     /// The service's actor, set once it is started; outcomes go there.
     reporter: OnceLock<actix::Recipient<Outcome>>,
+    /// Successes not yet handed to the actor (see [`UpstreamPool::report`]).
+    pending_ok: AtomicU32,
 }
 
 /// Counts a request against a target while it is held; dropping it ends the count.
@@ -145,6 +147,7 @@ impl UpstreamPool {
             },
             epoch: Instant::now(),
             reporter: OnceLock::new(),
+            pending_ok: AtomicU32::new(0),
         }
     }
 
@@ -206,13 +209,27 @@ impl UpstreamPool {
     }
 
     /// Reports a request's outcome to the actor without waiting for it.
-    pub fn report(&self, success: bool) {
+    ///
+    /// Failures and probe results go at once with `do_send`. Ordinary successes
+    /// only bump a counter that the actor drains before each failure and on a
+    /// short tick: a healthy service then costs one atomic add per request
+    /// instead of a cross-thread message and wake-up.
+    pub fn report(&self, success: bool, admission: Admission) {
         if !self.breaker.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        if success && admission == Admission::Allowed {
+            self.pending_ok.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if let Some(r) = self.reporter.get() {
             r.do_send(Outcome { success });
         }
+    }
+
+    /// Successes reported since the last call (actor only).
+    pub(crate) fn take_successes(&self) -> u32 {
+        self.pending_ok.swap(0, Ordering::Relaxed)
     }
 
     /// Publishes the breaker's state (actor only).
@@ -314,7 +331,9 @@ mod tests {
     }
 
     fn picks(pool: &UpstreamPool, n: usize) -> Vec<usize> {
-        (0..n).map(|_| pool.pick(None).expect("a target").index).collect()
+        (0..n)
+            .map(|_| pool.pick(None).expect("a target").index)
+            .collect()
     }
 
     #[test]
@@ -353,7 +372,11 @@ mod tests {
             assert_ne!(pool.pick(None).expect("t").index, first);
         }
         drop(held);
-        assert_eq!(pool.targets()[first].in_flight(), 0, "guards release their count");
+        assert_eq!(
+            pool.targets()[first].in_flight(),
+            0,
+            "guards release their count"
+        );
     }
 
     #[test]
@@ -364,13 +387,18 @@ mod tests {
         pool.publish_breaker(BreakerState::Open, Some(until), 0);
         match pool.admit() {
             Admission::Rejected { retry_after } => {
-                assert!(retry_after > Duration::from_secs(28) && retry_after <= Duration::from_secs(30))
+                assert!(
+                    retry_after > Duration::from_secs(28) && retry_after <= Duration::from_secs(30)
+                )
             }
             other => panic!("{other:?}"),
         }
         pool.publish_breaker(BreakerState::HalfOpen, None, 2);
         assert_eq!(pool.admit(), Admission::Probe);
         assert_eq!(pool.admit(), Admission::Probe);
-        assert!(matches!(pool.admit(), Admission::Rejected { .. }), "only close_after probes");
+        assert!(
+            matches!(pool.admit(), Admission::Rejected { .. }),
+            "only close_after probes"
+        );
     }
 }

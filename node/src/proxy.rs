@@ -65,13 +65,14 @@ pub async fn handle(
         Ok(route) => {
             outcome.route = Some(route.clone());
             // Authentication and rate limiting slot in here (their own issues).
-            match upstream(&snapshot, &route).and_then(|h| circuit_check(&h.pool).map(|_| h)) {
-                Ok(handle) => {
+            match upstream(&snapshot, &route).and_then(|h| circuit_check(&h.pool).map(|a| (h, a))) {
+                Ok((handle, admission)) => {
                     let pool = &handle.pool;
                     proxy(
                         &req,
                         payload,
                         pool,
+                        admission,
                         &route,
                         &client,
                         &shared,
@@ -128,9 +129,9 @@ fn upstream<'a>(snapshot: &'a Snapshot, route: &Route) -> Result<&'a UpstreamHan
 
 /// Step 4: the circuit check reads the breaker's published state (atomics only);
 /// an open breaker answers 503 at once without touching the upstream.
-fn circuit_check(pool: &UpstreamPool) -> Result<(), GatewayError> {
+fn circuit_check(pool: &UpstreamPool) -> Result<Admission, GatewayError> {
     match pool.admit() {
-        Admission::Allowed | Admission::Probe => Ok(()),
+        a @ (Admission::Allowed | Admission::Probe) => Ok(a),
         Admission::Rejected { retry_after } => Err(GatewayError::circuit_open(
             &pool.service_name(),
             retry_after,
@@ -146,6 +147,7 @@ async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
     pool: &UpstreamPool,
+    admission: Admission,
     route: &Route,
     client: &awc::Client,
     shared: &Shared,
@@ -182,7 +184,10 @@ async fn proxy(
             request_id,
         )
         .await;
-        pool.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
+        pool.report(
+            matches!(&result, Ok(r) if !r.status().is_server_error()),
+            admission,
+        );
         match result {
             Ok(resp) if shared.request_metrics => {
                 shared
