@@ -31,6 +31,9 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// `cluster.secret`; required when `peers` has more than one node.
     pub cluster_secret: Option<String>,
+    /// `cluster.snapshot_every` (default 500): Raft snapshots after this many
+    /// applied entries, and the log before them is purged (bounded disk).
+    pub snapshot_every: u64,
     /// `admin.token`: the bootstrap admin token.
     pub admin_token: Option<String>,
     pub log_format: LogFormat,
@@ -76,6 +79,7 @@ impl Default for NodeConfig {
             request_metrics: true,
             peers: BTreeMap::new(),
             cluster_secret: None,
+            snapshot_every: 500,
             admin_token: None,
             log_format: LogFormat::default(),
             log_level: "info".to_owned(),
@@ -114,6 +118,7 @@ pub(crate) struct ClusterSection {
     /// Keys stay text here so a bad id is reported with its own key path.
     pub peers: Option<BTreeMap<String, String>>,
     pub secret: Option<String>,
+    pub snapshot_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -269,6 +274,11 @@ impl NodeSections {
                     "cluster.peers",
                     format!("does not include this node's id {}", cfg.id),
                 );
+            }
+            match cluster.snapshot_every {
+                Some(0) => err(file, "cluster.snapshot_every", "must be > 0".into()),
+                Some(n) => cfg.snapshot_every = n,
+                None => {}
             }
             match cluster.secret.as_deref() {
                 Some("") => err(file, "cluster.secret", "must not be empty".into()),

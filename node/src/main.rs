@@ -6,6 +6,8 @@
 //! `sluice-actors`.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod cluster;
 mod echo;
 mod endpoints;
 mod errors;

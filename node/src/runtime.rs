@@ -18,7 +18,8 @@ pub struct Snapshot {
     pub gateway: Arc<Gateway>,
     /// Service name -> its targets, their state and the actor that owns it.
     pub pools: HashMap<String, UpstreamHandle>,
-    /// Config version: bumps on every applied change.
+    /// Config version: the Raft log index the config was applied at (0 while a
+    /// fresh node serves its own files before the cluster has a config).
     pub version: u64,
 }
 
@@ -147,14 +148,12 @@ impl Shared {
 
     /// Swaps in a new gateway config atomically; in-flight requests finish on the
     /// snapshot they started with.
-    pub fn install(&self, gateway: Gateway) -> u64 {
+    pub fn install(&self, gateway: Gateway, version: u64) {
         let current = self.snapshot.load();
-        let version = current.version + 1;
         let next = Snapshot::build(gateway, Some(&current), version, &self.events);
         self.snapshot.store(Arc::new(next));
         self.metrics.config_version.set(version as i64);
         self.publish_health();
-        version
     }
 
     pub fn is_draining(&self) -> bool {

@@ -1,12 +1,15 @@
 //! `sluice run`: builds the shared state from a loaded config, starts the data-plane
 //! listener (HTTP/1.1 + h2c, or TLS with ALPN h2/http1.1) and handles signals:
-//! SIGTERM/SIGINT drain and exit, SIGHUP reloads the config directory.
+//! SIGTERM/SIGINT drain and exit, SIGHUP reloads the config directory. Also starts
+//! this node's Raft and the admin listener (admin API + Raft RPC).
 
+use crate::admin::Admin;
 use crate::runtime::{Shared, Snapshot};
 use crate::telemetry::Metrics;
-use crate::{endpoints, proxy};
+use crate::{cluster, endpoints, proxy};
 use actix_web::{web, App, HttpServer};
 use cluster_config::{load_dir, LoadedConfig, NodeConfig, TlsFiles};
+use sluice_raft::RaftNode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,29 +24,78 @@ pub fn run(loaded: LoadedConfig) -> std::io::Result<()> {
 async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     let node = loaded.node.clone();
     let metrics = Metrics::new().map_err(std::io::Error::other)?;
+
+    // Control plane first: the data plane starts from the replicated config when
+    // this node already has one (restart), else from its files (fresh node).
+    let raft = cluster::start_raft(&node).await?;
+    let (gateway, version) = cluster::initial_gateway(&raft, &loaded.gateway);
     let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
-    let snapshot = Snapshot::build(loaded.gateway.clone(), None, 1, &events);
+    let snapshot = Snapshot::build(gateway, None, version, &events);
     let mut shared = Shared::new(snapshot, events, metrics, node.id, node.tls.is_some());
     shared.request_metrics = node.request_metrics;
     let shared = web::Data::new(shared);
 
+    let admin = admin_plane(&node, raft.clone(), shared.clone())?;
     let server = data_plane(&node, shared.clone())?;
-    let handle = server.handle();
+    let handles = [server.handle(), admin.handle()];
     info!(
         node_id = node.id,
         listen = %node.listen,
+        admin_listen = %node.admin_listen,
+        data_dir = %node.data_dir.display(),
+        peers = node.peers.len(),
         tls = node.tls.is_some(),
         workers = node.workers,
-        services = loaded.gateway.services.len(),
-        routes = loaded.gateway.routes.routes().len(),
-        "sluice data plane listening"
+        config_version = version,
+        "sluice listening"
+    );
+    cluster::spawn_tasks(
+        raft.clone(),
+        node.clone(),
+        loaded.gateway.spec.clone(),
+        shared.clone(),
     );
 
-    let signals = actix_rt::spawn(watch_signals(loaded, shared.clone(), handle));
+    let signals = actix_rt::spawn(watch_signals(loaded, shared.clone(), raft.clone(), handles));
+    let admin_task = actix_rt::spawn(admin);
     let result = server.await;
+    let _ = admin_task.await;
     signals.abort();
+    raft.shutdown().await;
     info!("sluice stopped");
     result
+}
+
+/// The admin listener: admin API and Raft RPC (each authenticates on its own).
+fn admin_plane(
+    node: &NodeConfig,
+    raft: Arc<RaftNode>,
+    shared: web::Data<Shared>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let admin = web::Data::new(Admin::new(
+        raft.clone(),
+        shared,
+        node.admin_token.as_deref(),
+    ));
+    let rpc = raft.rpc_service();
+    let server = HttpServer::new(move || {
+        // For forwarding consistent reads and membership changes to the leader.
+        let client = awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(15))
+            .finish();
+        App::new()
+            .app_data(admin.clone())
+            .app_data(web::Data::new(client))
+            .app_data(web::PayloadConfig::new(16 << 20))
+            .configure(rpc.clone())
+            .configure(crate::admin::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(node.admin_listen)?;
+    Ok(server.run())
 }
 
 fn data_plane(
@@ -118,7 +170,8 @@ fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {
 async fn watch_signals(
     mut loaded: LoadedConfig,
     shared: web::Data<Shared>,
-    handle: actix_web::dev::ServerHandle,
+    raft: Arc<RaftNode>,
+    handles: [actix_web::dev::ServerHandle; 2],
 ) {
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
@@ -128,7 +181,9 @@ async fn watch_signals(
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             error!("cannot install signal handlers; stopping");
-            handle.stop(false).await;
+            for h in &handles {
+                h.stop(false).await;
+            }
             return;
         }
     };
@@ -136,7 +191,7 @@ async fn watch_signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&mut loaded, &shared),
+            _ = hup.recv() => reload(&mut loaded, &shared, &raft).await,
         }
     }
     shared.draining.store(true, Ordering::Relaxed);
@@ -144,28 +199,19 @@ async fn watch_signals(
         timeout_secs = loaded.node.shutdown_timeout.as_secs(),
         "shutdown requested: no new connections, draining in-flight requests"
     );
-    handle.stop(true).await;
+    let [data, admin] = handles;
+    // Admin stays up while the data plane drains, then goes too.
+    data.stop(true).await;
+    admin.stop(true).await;
 }
 
-/// SIGHUP: reload the config directory. A valid config is swapped in whole; an
-/// invalid one is logged and counted, and the old one keeps serving.
-fn reload(loaded: &mut LoadedConfig, shared: &Shared) {
-    match load_dir(&loaded.dir) {
-        Ok(next) => {
-            if next.node != loaded.node {
-                warn!("node settings changed on disk; they take effect at the next restart");
-            }
-            let routes = next.gateway.routes.routes().len();
-            let version = shared.install(next.gateway.clone());
-            shared
-                .metrics
-                .config_reloads
-                .with_label_values(&["ok"])
-                .inc();
-            info!(version, routes, "config reloaded");
-            loaded.gateway = next.gateway;
-            loaded.origins = next.origins;
-        }
+/// SIGHUP: re-read the config directory. An invalid one is logged and counted
+/// and changes nothing. A valid one whose gateway part differs from what the files
+/// said last time is proposed to the cluster (the replicated state then flows back
+/// to every node's data plane); unchanged files propose nothing.
+async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
+    let next = match load_dir(&loaded.dir) {
+        Ok(next) => next,
         Err(errors) => {
             shared
                 .metrics
@@ -179,6 +225,50 @@ fn reload(loaded: &mut LoadedConfig, shared: &Shared) {
                 count = errors.0.len(),
                 "config reload failed; keeping the current config"
             );
+            return;
+        }
+    };
+    if next.node != loaded.node {
+        warn!("node settings changed on disk; they take effect at the next restart");
+    }
+    if next.gateway.spec == loaded.gateway.spec {
+        shared
+            .metrics
+            .config_reloads
+            .with_label_values(&["ok"])
+            .inc();
+        info!("config files unchanged; nothing to propose");
+        return;
+    }
+    match cluster::propose_gateway(raft, &shared.metrics, next.gateway.spec.clone()).await {
+        Ok((sluice_raft::Response::Applied, version)) => {
+            shared
+                .metrics
+                .config_reloads
+                .with_label_values(&["ok"])
+                .inc();
+            info!(
+                version,
+                "config files changed: proposed and applied cluster-wide"
+            );
+            loaded.gateway = next.gateway;
+            loaded.origins = next.origins;
+        }
+        Ok((other, _)) => {
+            shared
+                .metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
+            error!(answer = ?other, "the cluster refused the reloaded config");
+        }
+        Err(e) => {
+            shared
+                .metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
+            error!(error = %e, "cannot propose the reloaded config; keeping the current one");
         }
     }
 }

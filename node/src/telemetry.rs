@@ -10,8 +10,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Sets up `tracing` once per process. `RUST_LOG`, when set, wins over `level`.
 pub fn init_logging(format: LogFormat, level: &str) {
+    // openraft narrates every election and append at info; keep it to warnings
+    // unless the operator's directive names it.
+    let directive = if level.contains("openraft") {
+        level.to_owned()
+    } else {
+        format!("{level},openraft=warn")
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&directive))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -37,6 +44,10 @@ pub struct Metrics {
     pub upstream_health: IntGaugeVec,
     pub breaker_state: IntGaugeVec,
     pub breaker_transitions: IntCounterVec,
+    pub raft_leader: IntGauge,
+    pub raft_term: IntGauge,
+    pub raft_applied_index: IntGauge,
+    pub raft_commit_duration: prometheus::Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -102,6 +113,23 @@ impl Metrics {
             ),
             &["service", "to"],
         )?;
+        let raft_leader = IntGauge::new("gateway_raft_leader", "1 on the Raft leader, else 0")?;
+        let raft_term = IntGauge::new("gateway_raft_term", "Current Raft term")?;
+        let raft_applied_index = IntGauge::new(
+            "gateway_raft_applied_index",
+            "Last Raft log index applied here (the config version)",
+        )?;
+        let raft_commit_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_raft_commit_duration_seconds",
+                "Time for a write proposed through this node to commit and apply",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(raft_leader.clone()))?;
+        registry.register(Box::new(raft_term.clone()))?;
+        registry.register(Box::new(raft_applied_index.clone()))?;
+        registry.register(Box::new(raft_commit_duration.clone()))?;
         registry.register(Box::new(breaker_state.clone()))?;
         registry.register(Box::new(breaker_transitions.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
@@ -125,6 +153,10 @@ impl Metrics {
             upstream_health,
             breaker_state,
             breaker_transitions,
+            raft_leader,
+            raft_term,
+            raft_applied_index,
+            raft_commit_duration,
         })
     }
 

@@ -163,6 +163,13 @@ pub enum Command {
     DeleteAdminToken {
         id: String,
     },
+    /// The YAML config a node found at its first start: applied only while no
+    /// gateway config has ever been set, so it is proposed once and, after that,
+    /// the replicated state is the source of truth.
+    SeedGateway {
+        #[serde(with = "crate::codec::json_field")]
+        spec: GatewaySpec,
+    },
 }
 
 /// One reason a command was rejected, shaped like a config validation error so the
@@ -207,6 +214,8 @@ pub struct ClusterState {
     pub api_keys: BTreeMap<String, ApiKey>,
     /// By token id.
     pub admin_tokens: BTreeMap<String, AdminToken>,
+    /// True once any gateway config was applied (seeded or written by an admin).
+    pub seeded: bool,
 }
 
 /// What subscribers receive after every apply: the whole state and the log index it
@@ -355,6 +364,8 @@ impl ClusterState {
                 Some(_) => Response::Applied,
                 None => not_found("admin_token", id),
             },
+            Command::SeedGateway { .. } if self.seeded => Response::Applied,
+            Command::SeedGateway { spec } => self.try_gateway(spec.clone(), validate),
         }
     }
 
@@ -362,6 +373,7 @@ impl ClusterState {
         match validate(&next) {
             Ok(()) => {
                 self.gateway = next;
+                self.seeded = true;
                 Response::Applied
             }
             Err(problems) => Response::Rejected { problems },

@@ -23,6 +23,7 @@
 //! which is why the heartbeat is not set lower: a follower's append includes an
 //! fsync.
 
+use crate::codec;
 use crate::command::{compile_validator, Command, Published, Response, Validator};
 use crate::network::{HttpNetwork, Transport, TransportSettings};
 use crate::server::{self, RaftRpc};
@@ -116,7 +117,7 @@ pub enum StartError {
 
 /// Why a write did not happen (or may not have). Only `Fatal` means this node's
 /// Raft is gone; the others are "ask someone else / try again".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WriteError {
     /// This node is a follower; send the write to the leader's admin listener.
     #[error("not the leader; the leader is node {leader_id} at {leader_addr}")]
@@ -152,10 +153,41 @@ pub enum InitError {
     Rejected(String),
 }
 
+/// Proposes `command` on this node's Raft (it must be the leader) and waits for
+/// it to be applied, at most `timeout`.
+pub(crate) async fn write_local(
+    raft: &Raft,
+    timeout: Duration,
+    command: Command,
+) -> Result<(Response, u64), WriteError> {
+    let outcome = tokio::time::timeout(timeout, raft.client_write(command)).await;
+    match outcome {
+        Err(_) => Err(WriteError::Timeout(timeout)),
+        Ok(Ok(written)) => Ok((written.data, written.log_id.index)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            match (f.leader_id, f.leader_node) {
+                (Some(leader_id), Some(node)) => Err(WriteError::ForwardToLeader {
+                    leader_id,
+                    leader_addr: node.addr,
+                }),
+                _ => Err(WriteError::NoLeader),
+            }
+        }
+        // Only membership changes produce this; a plain write cannot.
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Err(WriteError::Fatal(e.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+    }
+}
+
 /// One node's Raft: the handle, its published state and its RPC endpoints.
 pub struct RaftNode {
     id: NodeId,
     raft: Raft,
+    /// For forwarding writes to the leader (`/raft/write`), shared with openraft.
+    transport: Transport,
+    secret: awc::http::header::HeaderValue,
     state: watch::Receiver<Arc<Published>>,
     rpc: web::Data<RaftRpc>,
     log: LogStore,
@@ -187,14 +219,20 @@ impl RaftNode {
         let config = Arc::new(settings.openraft_config()?);
         let (log, sm) = store::open(data_dir, settings.cache_bytes, validator)?;
         let state = sm.subscribe();
-        let network = HttpNetwork::new(Transport::start(settings.transport.clone())?, secret)?;
+        let transport = Transport::start(settings.transport.clone())?;
+        let network = HttpNetwork::new(transport.clone(), secret)?;
+        let mut secret_header = awc::http::header::HeaderValue::from_str(secret)
+            .map_err(|_| crate::network::BadSecret)?;
+        secret_header.set_sensitive(true);
         let raft = Raft::new(node_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let rpc = web::Data::new(RaftRpc::new(raft.clone(), secret));
+        let rpc = web::Data::new(RaftRpc::new(raft.clone(), secret, settings.write_timeout));
         Ok(RaftNode {
             id: node_id,
             raft,
+            transport,
+            secret: secret_header,
             state,
             rpc,
             log,
@@ -262,25 +300,42 @@ impl RaftNode {
     /// Proposes `command` and waits for it to be applied here (as leader). Returns
     /// the state machine's answer and the entry's log index (the config version).
     pub async fn write(&self, command: Command) -> Result<(Response, u64), WriteError> {
-        let outcome =
-            tokio::time::timeout(self.write_timeout, self.raft.client_write(command)).await;
-        match outcome {
-            Err(_) => Err(WriteError::Timeout(self.write_timeout)),
-            Ok(Ok(written)) => Ok((written.data, written.log_id.index)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                match (f.leader_id, f.leader_node) {
-                    (Some(leader_id), Some(node)) => Err(WriteError::ForwardToLeader {
-                        leader_id,
-                        leader_addr: node.addr,
-                    }),
-                    _ => Err(WriteError::NoLeader),
-                }
+        write_local(&self.raft, self.write_timeout, command).await
+    }
+
+    /// [`RaftNode::write`], forwarded to the leader (over `/raft/write`, with the
+    /// cluster secret) when this node is a follower: an admin can write through
+    /// any node and gets the leader's answer.
+    pub async fn write_anywhere(&self, command: Command) -> Result<(Response, u64), WriteError> {
+        let leader_addr = match self.write(command.clone()).await {
+            Err(WriteError::ForwardToLeader { leader_addr, .. }) => leader_addr,
+            other => return other,
+        };
+        let body = codec::encode(&command).map_err(|e| WriteError::Fatal(e.to_string()))?;
+        let url = format!("http://{leader_addr}/raft/write");
+        let answer = self
+            .transport
+            .post(
+                url,
+                self.secret.clone(),
+                body,
+                self.write_timeout + Duration::from_secs(1),
+            )
+            .await;
+        match answer {
+            Ok((200, bytes)) => codec::decode::<Result<(Response, u64), WriteError>>(&bytes)
+                .unwrap_or_else(|e| {
+                    Err(WriteError::Fatal(format!("leader answer undecodable: {e}")))
+                }),
+            // The leader moved or is unreachable: the caller retries later.
+            Ok((status, _)) => {
+                tracing::warn!(status, %leader_addr, "leader refused a forwarded write");
+                Err(WriteError::NoLeader)
             }
-            // Only membership changes produce this; a plain write cannot.
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(WriteError::Fatal(e.to_string()))
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot forward a write to the leader");
+                Err(WriteError::NoLeader)
             }
-            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The receiving side of Raft RPC: three `POST` endpoints under `/raft` on the
+//! The receiving side of Raft RPC: `POST` endpoints (append, vote, snapshot, and
+//! `write` for commands a follower forwards to the leader) under `/raft` on the
 //! admin listener, mounted by the node with [`configure`].
 //!
 //! Every request must carry the cluster secret in `X-Sluice-Cluster-Secret`; it is
@@ -10,6 +11,7 @@
 //!   errors travel inside it; see [`crate::network`]).
 
 use crate::codec;
+use crate::command::Command;
 use crate::network::SECRET_HEADER;
 use crate::{NodeId, Raft, TypeConfig};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -24,15 +26,18 @@ use subtle::ConstantTimeEq;
 /// What the handlers need: the local Raft and the expected secret's digest.
 pub struct RaftRpc {
     raft: Raft,
+    /// How long a forwarded write (`/raft/write`) may wait for its commit.
+    write_timeout: std::time::Duration,
     /// SHA-256 of the cluster secret; `None` when no secret is configured, in which
     /// case every RPC is refused (a one-node cluster needs none).
     secret_digest: Option<[u8; 32]>,
 }
 
 impl RaftRpc {
-    pub fn new(raft: Raft, secret: &str) -> RaftRpc {
+    pub fn new(raft: Raft, secret: &str, write_timeout: std::time::Duration) -> RaftRpc {
         RaftRpc {
             raft,
+            write_timeout,
             secret_digest: (!secret.is_empty()).then(|| Sha256::digest(secret.as_bytes()).into()),
         }
     }
@@ -62,7 +67,8 @@ pub fn configure(
                 .app_data(rpc.clone())
                 .route("/append", web::post().to(append))
                 .route("/vote", web::post().to(vote))
-                .route("/snapshot", web::post().to(snapshot)),
+                .route("/snapshot", web::post().to(snapshot))
+                .route("/write", web::post().to(write)),
         );
     }
 }
@@ -89,6 +95,16 @@ async fn snapshot(rpc: web::Data<RaftRpc>, req: HttpRequest, body: web::Payload)
         Err(refusal) => return refusal,
     };
     reply(&rpc.raft.install_snapshot(msg).await)
+}
+
+/// A write a follower forwarded on behalf of an admin: proposed here if this node
+/// leads, else answered with `ForwardToLeader` / `NoLeader` for the follower.
+async fn write(rpc: web::Data<RaftRpc>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    let command: Command = match admit(&rpc, &req, body).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    reply(&crate::node::write_local(&rpc.raft, rpc.write_timeout, command).await)
 }
 
 /// Authenticates, then reads and decodes the body; any failure is the response.

@@ -159,8 +159,11 @@ impl Gateway {
         let dir = temp_dir("gw");
         let port = free_port();
         let node = format!(
-            "node:\n  id: 1\n  listen: 127.0.0.1:{port}\n  workers: 2\n  shutdown_timeout: 10s\n\
-             log:\n  level: info,sluice=debug\n"
+            "node:\n  id: 1\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
+             data_dir: {data}\n  workers: 2\n  shutdown_timeout: 10s\n\
+             log:\n  level: info,sluice=debug\n",
+            admin = free_port(),
+            data = dir.join("data").display(),
         );
         std::fs::write(dir.join("node.yaml"), node).expect("write node.yaml");
         for (name, text) in files {
