@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod cli;
 mod cluster;
 mod echo;
 mod endpoints;
@@ -40,6 +41,21 @@ enum Command {
         #[arg(long, short, default_value = "./config")]
         config: PathBuf,
     },
+    /// Push the gateway part of a config directory to the cluster (like `deck sync`).
+    Apply {
+        #[arg(long, short, default_value = "./config")]
+        config: PathBuf,
+        /// Any node's admin address, e.g. http://127.0.0.1:9080
+        #[arg(long, env = "SLUICE_ADMIN_URL")]
+        admin: String,
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Cluster commands.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// A tiny demo/test upstream (JSON echo, /delay/{ms}, /status/{code}, /bytes/{n}).
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:9001")]
@@ -47,6 +63,27 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Leader, term, members and each node's applied index.
+    Status {
+        #[arg(long, env = "SLUICE_ADMIN_URL")]
+        admin: String,
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -91,6 +128,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Apply {
+            config,
+            admin,
+            token,
+        } => report(cli::apply(&config, &admin, &token)),
+        Command::Cluster {
+            command: ClusterCommand::Status { admin, token },
+        } => report(cli::status(&admin, &token)),
         Command::EchoServer { listen, workers } => {
             telemetry::init_logging(cluster_config::LogFormat::Pretty, "warn");
             match echo::run(&listen, workers) {
