@@ -406,6 +406,71 @@ async fn serves_http2_with_prior_knowledge() {
 }
 
 #[actix_rt::test]
+async fn serves_h2_over_tls_with_alpn_when_node_tls_is_set() {
+    let echo = Echo::start();
+    let dir = temp_dir("tls");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let tls = format!(
+        "{}routes:\n  - {{ path: /api/*, service: param }}\n",
+        services_yaml(&echo)
+    );
+    let gw = Gateway::start_with(
+        &[("gw.yaml", &tls)],
+        &format!(
+            "  tls: {{ cert_file: {}, key_file: {} }}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+    );
+    let url = format!("https://localhost:{}/api/tls", gw.port);
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-k",
+                flag,
+                "-w",
+                "\n%{http_version} %{http_code}",
+                &url,
+            ])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = text.rsplit_once('\n').expect("curl output");
+        assert_eq!(
+            status,
+            format!("{want} 200"),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b: Value = serde_json::from_str(body).expect("json body");
+        assert_eq!(b["headers"]["x-forwarded-proto"], "https");
+    }
+}
+
+#[actix_rt::test]
 async fn metrics_count_requests_by_route_template() {
     let echo = Echo::start();
     let gw = Gateway::start(&[

@@ -156,11 +156,16 @@ impl Gateway {
     /// Writes `node.yaml` (listen port, 2 workers, debug logs) plus `files` into a
     /// fresh dir and starts `sluice run` on it; returns once `/health` answers.
     pub fn start(files: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with(files, "")
+    }
+
+    /// [`Gateway::start`] with extra lines (indented) under `node:`.
+    pub fn start_with(files: &[(&str, &str)], node_extra: &str) -> Gateway {
         let dir = temp_dir("gw");
         let port = free_port();
         let node = format!(
             "node:\n  id: 1\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
-             data_dir: {data}\n  workers: 2\n  shutdown_timeout: 10s\n\
+             data_dir: {data}\n  workers: 2\n  shutdown_timeout: 10s\n{node_extra}\
              log:\n  level: info,sluice=debug\n",
             admin = free_port(),
             data = dir.join("data").display(),
