@@ -134,8 +134,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the route takes `method`. A route that takes GET also takes HEAD
+    /// (RFC 9110 §9.3.2), as nginx does.
     pub fn allows(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET"))
     }
 }
 

@@ -508,7 +508,7 @@ rate_limits:
             other => panic!("{other:?}"),
         }
         match gw.routes.lookup("PATCH", "/api/v1/users") {
-            RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, POST"),
+            RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD, POST"),
             other => panic!("{other:?}"),
         }
         // /api/v1/search is not a route but may still be limited: the seed loads.

@@ -140,6 +140,9 @@ impl RouteTable {
         );
         for route in matching {
             methods.extend(route.methods.iter().map(String::as_str));
+            if route.methods.iter().any(|m| m == "GET") {
+                methods.insert("HEAD");
+            }
         }
         methods.into_iter().collect::<Vec<_>>().join(", ")
     }
@@ -459,7 +462,10 @@ mod tests {
         assert_eq!(found(&t, "GET", "/users/me"), "exact");
         assert_eq!(found(&t, "PUT", "/users/me"), "param");
         assert_eq!(found(&t, "DELETE", "/users/me"), "wild");
-        assert_eq!(not_allowed(&t, "POST", "/users/me"), "DELETE, GET, PUT");
+        assert_eq!(
+            not_allowed(&t, "POST", "/users/me"),
+            "DELETE, GET, HEAD, PUT"
+        );
         // The exact route does not match /users/7, so GET is not in its Allow list.
         assert_eq!(not_allowed(&t, "POST", "/users/7"), "DELETE, PUT");
     }
@@ -495,7 +501,7 @@ mod tests {
             route("a", "/x", &["POST", "GET"]),
             route("b", "/x", &["GET", "DELETE"]),
         ]);
-        assert_eq!(not_allowed(&t, "PATCH", "/x"), "DELETE, GET, POST");
+        assert_eq!(not_allowed(&t, "PATCH", "/x"), "DELETE, GET, HEAD, POST");
     }
 
     #[test]
@@ -522,7 +528,7 @@ mod tests {
         for path in ["/static", "/static/", "/static/a", "/static/a/b"] {
             assert_eq!(found(&t, "GET", path), "static", "{path}");
         }
-        assert_eq!(not_allowed(&t, "POST", "/static"), "GET");
+        assert_eq!(not_allowed(&t, "POST", "/static"), "GET, HEAD");
         not_found(&t, "GET", "/staticx");
         not_found(&t, "GET", "/");
     }
@@ -639,5 +645,15 @@ mod tests {
         assert_eq!(shape("/static/*"), "/static/*");
         assert_eq!(shape("/*"), "/*");
         assert_eq!(shape("/"), "/");
+    }
+
+    #[test]
+    fn get_routes_also_answer_head() {
+        let table = RouteTable::build(vec![route("r", "/r", &["GET"])]).expect("builds");
+        assert!(matches!(table.lookup("HEAD", "/r"), RouteMatch::Found(_)));
+        match table.lookup("POST", "/r") {
+            RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -95,6 +95,15 @@ async fn routes_by_priority_then_method() {
     let b: Value = r.json().await.expect("json");
     assert_eq!(b["path"], "/wild/api/v1/users/42");
 
+    // a GET route answers HEAD too: headers, no body
+    let mut r = client()
+        .head(gw.url("/api/v1/users/me"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.body().await.expect("body").is_empty());
+
     // only the method misses -> 405 with Allow and the JSON error shape
     let (s, h, b) = get(&gw.url("/only-post")).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
