@@ -277,9 +277,29 @@ EOF
 
 # ---------------------------------------------------------------- targets ----
 TARGETS=()     # names, in run order
-declare -A TARGET_URL=()
+declare -A TARGET_URL=() TARGET_PID=()
 
-register_target() { TARGETS+=("$1"); TARGET_URL["$1"]="$2"; : >"$TMP/results-$1.tsv"; }
+# register_target NAME URL [PID] : PID (the proxy's main process) lets the report
+# show CPU time per request, which a noisy shared machine disturbs far less than
+# throughput.
+register_target() {
+    TARGETS+=("$1")
+    TARGET_URL["$1"]="$2"
+    TARGET_PID["$1"]="${3:-}"
+    : >"$TMP/results-$1.tsv"
+}
+
+# cpu_ticks PID : user+system clock ticks of PID and its children processes (all
+# threads included), e.g. nginx's master and workers.
+cpu_ticks() {
+    local pid="$1" total=0 p t
+    [[ -z "$pid" ]] && { echo 0; return; }
+    for p in "$pid" $(pgrep -P "$pid" || true); do
+        t="$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)"
+        total=$((total + t))
+    done
+    echo "$total"
+}
 
 # sanity NAME URL : the proxy answers 200 with the upstream's body.
 sanity() {
@@ -302,8 +322,11 @@ bench_target() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >"$TMP/wrk/$name-round$round-warmup.txt" 2>&1 ||
             die "wrk warm-up against $name failed: $(cat "$TMP/wrk/$name-round$round-warmup.txt")"
     fi
+    local ticks_before ticks_after
+    ticks_before="$(cpu_ticks "${TARGET_PID[$name]:-}")"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1 ||
         die "wrk against $name failed: $(cat "$out")"
+    ticks_after="$(cpu_ticks "${TARGET_PID[$name]:-}")"
 
     local rps p50 p99 reqs non2xx sockerr
     rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
@@ -316,11 +339,17 @@ $(cat "$out")"
     p99="$(to_ms "$p99")"
     non2xx="$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2; exit }' "$out")"
     sockerr="$(grep -m1 'Socket errors' "$out" | sed 's/^ *Socket errors: *//' || true)"
-    printf '%s %s %s %s %s %s\n' "$rps" "$p50" "$p99" "${reqs:-0}" "${non2xx:-0}" \
-        "$([[ -n "$sockerr" ]] && echo 1 || echo 0)" >>"$TMP/results-$name.tsv"
+    # CPU microseconds per request (clock ticks are 1/100 s): empty without a pid.
+    local cpu_us=""
+    if [[ -n "${TARGET_PID[$name]:-}" && "${reqs:-0}" -gt 0 ]]; then
+        cpu_us="$(awk -v t=$((ticks_after - ticks_before)) -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.1f", t * 1000000 / hz / n }')"
+    fi
+    printf '%s %s %s %s %s %s %s\n' "$rps" "$p50" "$p99" "${reqs:-0}" "${non2xx:-0}" \
+        "$([[ -n "$sockerr" ]] && echo 1 || echo 0)" "${cpu_us:-0}" >>"$TMP/results-$name.tsv"
 
-    printf '  round %s  %-14s %9s req/s  p50 %-9s p99 %-9s (%s requests)\n' \
-        "$round" "$name" "$(fmt_rps "$rps")" "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "${reqs:-?}"
+    printf '  round %s  %-14s %9s req/s  p50 %-9s p99 %-9s cpu %6s us/req (%s requests)\n' \
+        "$round" "$name" "$(fmt_rps "$rps")" "$(fmt_ms "$p50")" "$(fmt_ms "$p99")" "${cpu_us:--}" "${reqs:-?}"
     if [[ -n "$non2xx" ]]; then
         printf '    WARNING %s: Non-2xx or 3xx responses: %s\n' "$name" "$non2xx"
         ANOMALIES+=("$name round $round: Non-2xx or 3xx responses: $non2xx")
@@ -344,6 +373,7 @@ UPSTREAM_BODY="$(curl -sf --max-time 5 "http://127.0.0.1:$UPSTREAM_PORT$BENCH_PA
 log "starting sluice on 127.0.0.1:$SLUICE_PORT ($WORKERS worker(s))"
 write_sluice_config "$TMP/sluice-config" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT"
 start_sluice sluice "$SLUICE_PORT" "$TMP/sluice-config"
+SLUICE_PID="$LAST_PID"
 
 # The cost of the circuit breaker and per-request metrics: the same node with
 # both switched off (BARE=0 skips this variant).
@@ -352,6 +382,7 @@ if [[ "${BARE:-1}" == 1 ]]; then
     write_sluice_config "$TMP/sluice-bare-config" "$SLUICE_BARE_PORT" "$((SLUICE_ADMIN_PORT + 1))" "" \
         "  request_metrics: false" "    circuit_breaker: { enabled: false }"
     start_sluice sluice-bare "$SLUICE_BARE_PORT" "$TMP/sluice-bare-config"
+    SLUICE_BARE_PID="$LAST_PID"
 fi
 
 log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS worker(s)), $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
@@ -360,13 +391,14 @@ mkdir -p "$TMP/nginx-tmp"
 "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" ||
     die "nginx rejected its config: $(cat "$TMP/nginx-error.log")"
 spawn nginx "$TMP/nginx.out" "$NGINX_BIN" -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
+NGINX_PID="$LAST_PID"
 wait_ready nginx "$LAST_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" "$TMP/nginx-error.log" ||
     die "nginx failed to start"
 
-register_target sluice "http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
-register_target nginx "http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+register_target sluice "http://127.0.0.1:$SLUICE_PORT$BENCH_PATH" "$SLUICE_PID"
+register_target nginx "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" "$NGINX_PID"
 if [[ "${BARE:-1}" == 1 ]]; then
-    register_target sluice-bare "http://127.0.0.1:$SLUICE_BARE_PORT$BENCH_PATH"
+    register_target sluice-bare "http://127.0.0.1:$SLUICE_BARE_PORT$BENCH_PATH" "$SLUICE_BARE_PID"
 fi
 # Later variants: start them above and register_target them here.
 
@@ -379,18 +411,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # ----------------------------------------------------------------- report ----
-declare -A MED_RPS=() MED_P50=() MED_P99=()
+declare -A MED_RPS=() MED_P50=() MED_P99=() MED_CPU=()
 for t in "${TARGETS[@]}"; do
     MED_RPS[$t]="$(awk '{ print $1 }' "$TMP/results-$t.tsv" | median)"
     MED_P50[$t]="$(awk '{ print $2 }' "$TMP/results-$t.tsv" | median)"
     MED_P99[$t]="$(awk '{ print $3 }' "$TMP/results-$t.tsv" | median)"
+    MED_CPU[$t]="$(awk '{ print $7 }' "$TMP/results-$t.tsv" | median)"
 done
 
 printf '\nMedian of %s round(s):\n' "$ROUNDS"
-printf '  %-14s %12s %10s %10s\n' target req/s p50 p99
+printf '  %-14s %12s %10s %10s %14s\n' target req/s p50 p99 'cpu us/req'
 for t in "${TARGETS[@]}"; do
-    printf '  %-14s %12s %10s %10s\n' "$t" "$(fmt_rps "${MED_RPS[$t]}")" \
-        "$(fmt_ms "${MED_P50[$t]}")" "$(fmt_ms "${MED_P99[$t]}")"
+    printf '  %-14s %12s %10s %10s %14s\n' "$t" "$(fmt_rps "${MED_RPS[$t]}")" \
+        "$(fmt_ms "${MED_P50[$t]}")" "$(fmt_ms "${MED_P99[$t]}")" "${MED_CPU[$t]}"
 done
 
 printf '\nRatios vs nginx (throughput = X/nginx req/s, higher is better; p99 = X/nginx p99, lower is better):\n'
@@ -404,7 +437,7 @@ for t in "${TARGETS[@]}"; do
     pr="$(ratio "${MED_P99[$t]}" "${MED_P99[nginx]}")"
     printf '  %-14s throughput %s, p99 %s\n' "$t" "$tr" "$pr"
     if [[ "$t" == sluice ]]; then
-        summary+=("ratio throughput $tr, p99 $pr")
+        summary+=("ratio throughput $tr, p99 $pr, cpu/req $(ratio "${MED_CPU[$t]}" "${MED_CPU[nginx]}")")
     else
         summary+=("$t/nginx throughput $tr, p99 $pr")
     fi
@@ -412,8 +445,9 @@ done
 
 if [[ -n "${MED_RPS[sluice-bare]:-}" ]]; then
     cost="$(awk -v a="${MED_RPS[sluice]}" -v b="${MED_RPS[sluice-bare]}" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.1f", (1 - a / b) * 100 }')"
-    printf '\nCircuit breaker + request metrics cost: %s%% throughput (sluice vs sluice-bare; target < 2%%)\n' "$cost"
-    summary+=("breaker+metrics cost ${cost}%")
+    cpu_cost="$(awk -v a="${MED_CPU[sluice]}" -v b="${MED_CPU[sluice-bare]}" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.1f", (a / b - 1) * 100 }')"
+    printf '\nCircuit breaker + request metrics cost: %s%% throughput, %s%% CPU per request (sluice vs sluice-bare; target < 2%%)\n' "$cost" "$cpu_cost"
+    summary+=("breaker+metrics cost ${cost}% throughput, ${cpu_cost}% cpu/req")
 fi
 
 if ((${#ANOMALIES[@]} > 0)); then

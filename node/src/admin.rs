@@ -368,17 +368,27 @@ async fn add_node(
             e.to_string(),
         );
     }
-    let mut voters: BTreeSet<u64> = raft
-        .metrics()
+    let mut voters = current_voters(raft);
+    voters.insert(new.id);
+    info!(id = new.id, addr = %new.addr, "adding node as a voter");
+    set_voters(raft, voters).await
+}
+
+/// The current voter set, as this node sees it.
+fn current_voters(raft: &sluice_raft::Raft) -> BTreeSet<u64> {
+    raft.metrics()
         .borrow()
         .membership_config
         .membership()
         .voter_ids()
-        .collect();
-    voters.insert(new.id);
+        .collect()
+}
+
+/// Commits a new voter set (leader only) and answers with its log index.
+async fn set_voters(raft: &sluice_raft::Raft, voters: BTreeSet<u64>) -> HttpResponse {
     match raft.change_membership(voters.clone(), false).await {
         Ok(r) => {
-            info!(id = new.id, addr = %new.addr, "node added as a voter");
+            info!(?voters, "membership changed");
             with_version(
                 r.log_id.index,
                 json!({ "version": r.log_id.index, "voters": voters }),
@@ -403,14 +413,7 @@ async fn remove_node(
         return forward(&admin, &req, &client, None).await;
     }
     let id = path.into_inner();
-    let raft = admin.raft.raft();
-    let mut voters: BTreeSet<u64> = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .collect();
+    let mut voters = current_voters(admin.raft.raft());
     if !voters.remove(&id) {
         return error(
             StatusCode::NOT_FOUND,
@@ -425,20 +428,7 @@ async fn remove_node(
             "cannot remove the last voter",
         );
     }
-    match raft.change_membership(voters.clone(), false).await {
-        Ok(r) => {
-            info!(id, "node removed from the cluster");
-            with_version(
-                r.log_id.index,
-                json!({ "version": r.log_id.index, "voters": voters }),
-            )
-        }
-        Err(e) => error(
-            StatusCode::CONFLICT,
-            "membership_change_failed",
-            e.to_string(),
-        ),
-    }
+    set_voters(admin.raft.raft(), voters).await
 }
 
 // ----------------------------------------------------------------- config ----
