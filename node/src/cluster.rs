@@ -158,7 +158,7 @@ async fn follow_metrics(raft: Arc<RaftNode>, shared: web::Data<Shared>) {
             metrics.raft_term.set(m.current_term as i64);
         }
         if rx.changed().await.is_err() {
-            warn!("raft metrics stream ended");
+            tracing::debug!("raft metrics stream ended");
             return;
         }
     }
