@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info};
 
 /// Opens this node's Raft under `node.data_dir`.
 pub async fn start_raft(node: &NodeConfig) -> std::io::Result<Arc<RaftNode>> {
@@ -158,7 +158,7 @@ async fn follow_metrics(raft: Arc<RaftNode>, shared: web::Data<Shared>) {
             metrics.raft_term.set(m.current_term as i64);
         }
         if rx.changed().await.is_err() {
-            tracing::debug!("raft metrics stream ended");
+            debug!("raft metrics stream ended");
             return;
         }
     }
