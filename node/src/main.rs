@@ -18,6 +18,12 @@ mod server;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: the proxy allocates and frees many small
+/// buffers per request across threads, where glibc's allocator showed up at ~15%
+/// of user-space time in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
