@@ -1,0 +1,689 @@
+//! Three-node clusters of real `sluice` processes on loopback, faulted from the
+//! outside (SIGKILL, forged Raft RPCs) and checked over HTTP against DESIGN.md's
+//! failure table. Each test owns its temp dir and ports, so they run in parallel.
+//! Measurements (election time, catch-up time) are printed with a `MEASURED`
+//! prefix: run with `-- --nocapture` to see them.
+
+#[macro_use]
+mod support;
+
+use serde_json::json;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use support::{admin_put, brief, route_body, send, Cluster, Info, SECRET};
+
+const ALL: [u64; 3] = [1, 2, 3];
+
+/// A pause of 0–250 ms that differs between runs (start-order jitter).
+fn jitter(salt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(
+        nanos.wrapping_mul(2_654_435_761).wrapping_add(salt) % 251,
+    ))
+}
+
+fn others(ids: &[u64], not: &[u64]) -> Vec<u64> {
+    ids.iter().copied().filter(|i| !not.contains(i)).collect()
+}
+
+/// Checks that node `id` proxies `path` to the echo upstream (200, echoed path).
+async fn assert_proxies(c: &Cluster, id: u64, path: &str) {
+    let a = c.data_get(id, path).await;
+    let ok = a
+        .as_ref()
+        .is_ok_and(|a| a.status == 200 && a.body["path"] == path);
+    assert!(
+        ok,
+        "node {id} did not proxy {path} to the echo upstream: {a:?}\n{}",
+        c.logs()
+    );
+}
+
+// ------------------------------------------------------------------ tests ----
+
+/// Nodes started in the order 3, 1, 2 with random gaps elect exactly one leader
+/// that all agree on; a route written through a follower shows on every node's
+/// admin API and data plane.
+#[actix_rt::test]
+async fn any_start_order_elects_one_leader_and_a_follower_write_reaches_all() {
+    let mut c = Cluster::configure("elect", 3, 500, "info");
+    let started = Instant::now();
+    for (salt, id) in [(1, 3), (2, 1), (3, 2)] {
+        actix_rt::time::sleep(jitter(salt)).await;
+        c.start(id);
+    }
+    let (leader, term) = c.wait_agreed_leader(&ALL, 20).await;
+    eprintln!(
+        "MEASURED elect: leader {leader} term {term} agreed {:?} after the first start",
+        started.elapsed()
+    );
+    c.wait_seeded(&ALL, 20).await;
+
+    let follower = others(&ALL, &[leader])[0];
+    let a = c
+        .admin_put(follower, "/admin/routes/r1", &route_body("r1"))
+        .await
+        .expect("PUT /admin/routes/r1 through a follower");
+    assert_eq!(
+        a.status,
+        200,
+        "write through follower {follower}: {a:?}\n{}",
+        c.logs()
+    );
+    let version = a.body["version"].as_u64().expect("version in the answer");
+    assert_eq!(
+        a.header("x-sluice-version"),
+        Some(version.to_string().as_str()),
+        "X-Sluice-Version header"
+    );
+
+    c.wait_version(&ALL, version, 10).await;
+    for id in ALL {
+        let r = c
+            .admin_get(id, "/admin/routes/r1")
+            .await
+            .expect("GET route");
+        assert_eq!(r.status, 200, "route r1 on node {id}: {r:?}\n{}", c.logs());
+        assert_eq!(r.body["path"], "/r1/*", "route r1 on node {id}: {r:?}");
+        assert_proxies(&c, id, "/r1/hello").await;
+    }
+    // Still exactly one leader, in the same term: the write did not disturb it.
+    let infos = c.infos(&ALL).await;
+    let now = infos
+        .as_deref()
+        .and_then(|v| support::agreed_leader(v, &ALL));
+    assert_eq!(
+        now,
+        Some((leader, term)),
+        "after the write: {}",
+        brief(&infos)
+    );
+}
+
+/// What the writer of `leader_kill_...` saw.
+#[derive(Default)]
+struct Writes {
+    /// Route ids answered 200, with when, and the version they were applied at.
+    acked: Vec<(String, Instant, u64)>,
+    /// 503s (no leader / no quorum), each retried on the next node.
+    unavailable: u32,
+    /// Any other answer or a transport error: should not happen.
+    unexpected: Vec<String>,
+    /// Longest time one id took from its first attempt to its 200.
+    worst: Duration,
+}
+
+/// Writes routes `w0`, `w1`, … in order through `ports` (round-robin), retrying
+/// each on 503 until it is acknowledged, until `stop` is set. Bounded: at most
+/// 5000 attempts in all.
+async fn write_loop(ports: Vec<u16>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Writes>>) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .finish();
+    let mut turn = 0usize;
+    let mut attempts = 0u32;
+    let mut i = 0u32;
+    'ids: while !stop.get() {
+        let id = format!("w{i}");
+        let first = Instant::now();
+        loop {
+            if stop.get() || attempts >= 5000 {
+                break 'ids;
+            }
+            attempts += 1;
+            let port = ports[turn % ports.len()];
+            turn += 1;
+            let path = format!("/admin/routes/{id}");
+            match admin_put(&client, port, &path, &route_body(&id)).await {
+                Ok(a) if a.status == 200 => {
+                    let mut log = log.borrow_mut();
+                    log.worst = log.worst.max(first.elapsed());
+                    let version = a.body["version"].as_u64().unwrap_or(0);
+                    log.acked.push((id, Instant::now(), version));
+                    i += 1;
+                    continue 'ids;
+                }
+                Ok(a) if a.status == 503 => {
+                    if a.header("retry-after").is_none() {
+                        log.borrow_mut()
+                            .unexpected
+                            .push(format!("{id} via {port}: 503 without Retry-After"));
+                    }
+                    log.borrow_mut().unavailable += 1;
+                }
+                Ok(a) => log
+                    .borrow_mut()
+                    .unexpected
+                    .push(format!("{id} via {port}: {} {}", a.status, a.text)),
+                Err(e) => log
+                    .borrow_mut()
+                    .unexpected
+                    .push(format!("{id} via {port}: {e}")),
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// SIGKILL the leader under a stream of admin writes through the other nodes: a
+/// new leader within 2 s, no acknowledged write lost, and the killed node comes
+/// back from its data dir, catches up through a snapshot (the log it missed is
+/// purged) and serves every route.
+#[actix_rt::test]
+async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snapshot() {
+    // openraft at info: its vote decisions explain a slow election.
+    let mut c = Cluster::configure("leaderkill", 3, 20, "info,openraft=info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (old, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let survivors = others(&ALL, &[old]);
+
+    let stop = Rc::new(Cell::new(false));
+    let writes = Rc::new(RefCell::new(Writes::default()));
+    let ports = survivors.iter().map(|id| c.node(*id).admin_port).collect();
+    let writer = actix_rt::spawn(write_loop(ports, stop.clone(), writes.clone()));
+
+    wait_for!(c, 20, "10 acknowledged writes before the kill", {
+        (writes.borrow().acked.len() >= 10).then_some(())
+    });
+    // What the leader had in its log just before the kill (plus the one write that
+    // may be in flight): the restarted node cannot have more than this on disk.
+    let before = c.info(old).await.expect("leader answers before the kill");
+    let acked_before = writes.borrow().acked.len();
+    c.kill9(old);
+    let killed_at = Instant::now();
+    let on_disk = before.last_log + 5;
+
+    let mut seen: Option<Vec<Info>>;
+    let (new, election) = wait_for!(
+        c,
+        10,
+        format!("a leader other than {old}; last seen: {}", brief(&seen)),
+        {
+            let mut found = None;
+            let mut infos = Vec::new();
+            for s in &survivors {
+                if let Some(i) = c.info(*s).await {
+                    if found.is_none() {
+                        found = i
+                            .leader
+                            .filter(|l| *l != old)
+                            .map(|l| (l, killed_at.elapsed()));
+                    }
+                    infos.push(i);
+                }
+            }
+            seen = Some(infos);
+            found
+        }
+    );
+    eprintln!(
+        "MEASURED leader-kill: node {old} killed, node {new} reported as leader after {election:?}"
+    );
+
+    // Keep writing until the survivors purged the log the killed node lacks, so
+    // its only way back is a snapshot; and well past 40 writes after the kill.
+    let mut last: Option<Vec<Info>>;
+    wait_for!(
+        c,
+        40,
+        format!(
+            "40 acks after the kill and purged_index > {on_disk} on the survivors; acked {} ; last seen: {}",
+            writes.borrow().acked.len(),
+            brief(&last)
+        ),
+        {
+            let infos = c.infos(&survivors).await;
+            let purged = infos
+                .as_ref()
+                .is_some_and(|v| v.iter().all(|i| i.purged > on_disk));
+            last = infos;
+            (purged && writes.borrow().acked.len() >= acked_before + 40).then_some(())
+        }
+    );
+    stop.set(true);
+    writer.await.expect("writer task");
+    let writes = writes.take();
+    // The write outage: the longest gap between two consecutive acks.
+    let outage = writes
+        .acked
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "MEASURED leader-kill: {} writes acked ({} before the kill), {} answers 503 (retried), longest gap between acks {:?}, slowest write {:?}",
+        writes.acked.len(),
+        acked_before,
+        writes.unavailable,
+        outage,
+        writes.worst
+    );
+    assert!(
+        writes.unexpected.is_empty(),
+        "writes got answers other than 200/503: {:?}\n{}",
+        writes.unexpected,
+        c.logs()
+    );
+    // One writer, one write at a time: each acknowledged write must have been
+    // applied after the one acknowledged before it.
+    let versions: Vec<u64> = writes.acked.iter().map(|(_, _, v)| *v).collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "acknowledged versions out of order: {versions:?}"
+    );
+    // DESIGN.md's target. Measured on 2 cores: 1.2-1.6 s; under twice this
+    // suite's load, 2.7-2.8 s in 2 of 12 runs, when the first candidate lacked
+    // the dead leader's last entry and lost, and the other follower campaigned
+    // only ~1.3 s later (see the openraft lines in the logs).
+    assert!(
+        election < Duration::from_secs(2),
+        "new leader only {election:?} after killing leader {old} (target < 2 s)\n{}",
+        c.logs()
+    );
+
+    // The survivors' final state; the killed node must reach it.
+    let target = c
+        .infos(&survivors)
+        .await
+        .expect("survivors answer")
+        .iter()
+        .map(|i| i.applied)
+        .max()
+        .expect("two survivors");
+    let newest = writes.acked.iter().map(|(_, _, v)| *v).max().unwrap_or(0);
+    c.start(old);
+    let restarted = Instant::now();
+    c.wait_applied(&ALL, target, 30).await;
+    c.wait_version(&ALL, newest, 10).await;
+    eprintln!(
+        "MEASURED leader-kill: node {old} restarted and applied index {target} after {:?}",
+        restarted.elapsed()
+    );
+    let back = c.info(old).await.expect("restarted node answers");
+    assert!(
+        back.snapshot > on_disk,
+        "node {old} had at most index {on_disk} on disk and the survivors purged past it, \
+         so it must hold a snapshot beyond it: {back:?}\n{}",
+        c.logs()
+    );
+    let log = std::fs::read_to_string(c.node(old).log()).unwrap_or_default();
+    eprintln!(
+        "MEASURED leader-kill: restarted node snapshot_index {} (on disk ≤ {on_disk}); its log says 'raft snapshot installed': {}",
+        back.snapshot,
+        log.contains("raft snapshot installed")
+    );
+
+    // Every acknowledged write is on every node, and every node serves it.
+    for id in ALL {
+        let routes = c.route_ids(id).await.expect("GET /admin/config");
+        let missing: Vec<&String> = writes
+            .acked
+            .iter()
+            .map(|(r, _, _)| r)
+            .filter(|r| !routes.contains(*r))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lacks acknowledged routes {missing:?}\n{}",
+            c.logs()
+        );
+        for (r, _, _) in &writes.acked {
+            assert_proxies(&c, id, &format!("/{r}/x")).await;
+        }
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 10).await;
+    assert_ne!(
+        leader, old,
+        "the restarted node must not have taken over by force"
+    );
+}
+
+/// Counts of the load loop in `follower_kill_...`.
+#[derive(Default)]
+struct Load {
+    by_status: BTreeMap<u16, u32>,
+    errors: Vec<String>,
+    total: u32,
+}
+
+/// SIGKILL a follower while clients hammer the other two data planes: not one
+/// 5xx (nor a refused connection); the follower then rejoins and serves a route
+/// written while it was down.
+#[actix_rt::test]
+async fn follower_kill_under_traffic_never_fails_a_request() {
+    let mut c = Cluster::configure("followerkill", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    let victim = others(&ALL, &[leader])[0];
+    let targets = others(&ALL, &[victim]);
+    c.wait_seeded(&ALL, 20).await;
+
+    let stop = Rc::new(Cell::new(false));
+    let load = Rc::new(RefCell::new(Load::default()));
+    let mut tasks = Vec::new();
+    for lane in 0..4u32 {
+        let urls: Vec<String> = targets.iter().map(|id| c.data_url(*id, "")).collect();
+        let (stop, load, client) = (stop.clone(), load.clone(), c.client().clone());
+        tasks.push(actix_rt::spawn(async move {
+            let mut k = 0usize;
+            while !stop.get() && k < 20_000 {
+                let path = format!("/api/load/{lane}/{k}");
+                let url = format!("{}{path}", urls[k % urls.len()]);
+                k += 1;
+                let a = send(client.get(&url).timeout(Duration::from_secs(5)), None).await;
+                let mut load = load.borrow_mut();
+                load.total += 1;
+                match a {
+                    Ok(a) => {
+                        *load.by_status.entry(a.status).or_default() += 1;
+                        if a.status != 200 || a.body["path"] != path {
+                            load.errors.push(format!("{url}: {} {}", a.status, a.text));
+                        }
+                    }
+                    Err(e) => load.errors.push(format!("{url}: {e}")),
+                }
+            }
+        }));
+    }
+
+    wait_for!(c, 20, "100 proxied requests before the kill", {
+        (load.borrow().total >= 100).then_some(())
+    });
+    let before = load.borrow().total;
+    c.kill9(victim);
+    let killed_at = Instant::now();
+    // The load window: long enough for the leader's appends and heartbeats to the
+    // dead follower to fail several times over (heartbeat 150 ms).
+    wait_for!(c, 20, "2.5 s and 200 more requests after the kill", {
+        (killed_at.elapsed() >= Duration::from_millis(2500) && load.borrow().total >= before + 200)
+            .then_some(())
+    });
+    stop.set(true);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let load = load.take();
+    eprintln!(
+        "MEASURED follower-kill: {} requests ({} after the kill), statuses {:?}",
+        load.total,
+        load.total - before,
+        load.by_status
+    );
+    let server_errors: u32 = load
+        .by_status
+        .iter()
+        .filter(|(s, _)| **s >= 500)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        (server_errors, load.errors.len()),
+        (0, 0),
+        "failed requests (first 10): {:?}\n{}",
+        &load.errors[..load.errors.len().min(10)],
+        c.logs()
+    );
+
+    // The cluster still takes writes with one node down; the follower catches up.
+    let a = c
+        .admin_put(targets[0], "/admin/routes/late", &route_body("late"))
+        .await
+        .expect("write with a follower down");
+    assert_eq!(
+        a.status,
+        200,
+        "write with one follower down: {a:?}\n{}",
+        c.logs()
+    );
+    let version = a.body["version"].as_u64().expect("version");
+    c.start(victim);
+    c.wait_version(&ALL, version, 20).await;
+    assert_proxies(&c, victim, "/late/x").await;
+}
+
+/// With two of three nodes down the survivor refuses admin writes fast (503 +
+/// Retry-After, < 6 s), applies nothing, keeps proxying with its last config, and
+/// takes writes again once a second node is back.
+async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
+    let mut c = Cluster::configure(tag, 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    let survivor = if survivor_is_leader {
+        leader
+    } else {
+        others(&ALL, &[leader])[0]
+    };
+    let down = others(&ALL, &[survivor]);
+    c.wait_seeded(&ALL, 20).await;
+    for id in &down {
+        c.kill9(*id);
+    }
+
+    let writes = [
+        ("/admin/routes/nq0", route_body("nq0")),
+        (
+            "/admin/services/echo2",
+            json!({ "upstreams": [c.echo.url()] }),
+        ),
+        ("/admin/routes/nq1", route_body("nq1")),
+    ];
+    for (path, body) in &writes {
+        let t = Instant::now();
+        let a = c.admin_put(survivor, path, body).await;
+        let took = t.elapsed();
+        eprintln!(
+            "MEASURED two-down ({tag}): PUT {path} on node {survivor} -> {:?} in {took:?}",
+            a.as_ref().map(|a| a.status)
+        );
+        let a = a.unwrap_or_else(|e| panic!("PUT {path}: {e}\n{}", c.logs()));
+        assert_eq!(
+            a.status,
+            503,
+            "PUT {path} without quorum: {a:?}\n{}",
+            c.logs()
+        );
+        assert!(
+            a.header("retry-after").is_some(),
+            "503 without Retry-After: {a:?}"
+        );
+        assert!(
+            took < Duration::from_secs(6),
+            "PUT {path} took {took:?} to fail"
+        );
+    }
+    let alone = c.info(survivor).await;
+    eprintln!(
+        "MEASURED two-down ({tag}): survivor's view without quorum: {} millis_since_quorum_ack={}",
+        brief(&alone.clone().map(|i| vec![i])),
+        alone
+            .as_ref()
+            .map_or(json!(null), |i| i.raw["millis_since_quorum_ack"].clone())
+    );
+    let t = Instant::now();
+    let read = c.admin_get(survivor, "/admin/config?consistent=true").await;
+    let took = t.elapsed();
+    eprintln!(
+        "MEASURED two-down ({tag}): consistent read -> {:?} in {took:?}",
+        read.as_ref().map(|a| a.status)
+    );
+    let read = read.unwrap_or_else(|e| panic!("consistent read: {e}\n{}", c.logs()));
+    assert_eq!(
+        read.status,
+        503,
+        "linearizable read without quorum: {read:?}\n{}",
+        c.logs()
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "consistent read took {took:?} to fail"
+    );
+
+    // Nothing was applied, and the data plane serves with what it had.
+    let r = c
+        .admin_get(survivor, "/admin/routes/nq0")
+        .await
+        .expect("GET");
+    assert_eq!(r.status, 404, "a write refused with 503 was applied: {r:?}");
+    assert_proxies(&c, survivor, "/api/after").await;
+    let health = c.data_get(survivor, "/health").await.expect("health");
+    assert_eq!(health.status, 200, "{health:?}");
+
+    // Quorum back: writes succeed again (the one pending entry, if any, may commit
+    // too; only this one was acknowledged).
+    c.start(down[0]);
+    let up = [survivor, down[0]];
+    let mut last: Option<Result<support::Answer, String>>;
+    let version = wait_for!(
+        c,
+        20,
+        format!(
+            "a write to succeed once node {} is back; last: {last:?}",
+            down[0]
+        ),
+        {
+            let a = c
+                .admin_put(survivor, "/admin/routes/back", &route_body("back"))
+                .await;
+            let v = a
+                .as_ref()
+                .ok()
+                .filter(|a| a.status == 200)
+                .and_then(|a| a.body["version"].as_u64());
+            last = Some(a);
+            v
+        }
+    );
+    c.wait_version(&up, version, 20).await;
+    for id in up {
+        assert_proxies(&c, id, "/back/x").await;
+    }
+    // Not asserted (a 503 after the write timeout means "may still commit"), but
+    // worth knowing: did the refused writes land once the quorum was back?
+    let late = c
+        .admin_get(survivor, "/admin/routes/nq0")
+        .await
+        .map(|a| a.status);
+    eprintln!("MEASURED two-down ({tag}): refused route nq0 after quorum returned -> {late:?}");
+}
+
+#[actix_rt::test]
+async fn two_nodes_down_the_leader_alone_refuses_writes_and_keeps_serving() {
+    two_nodes_down("twodown-leader", true).await;
+}
+
+#[actix_rt::test]
+async fn two_nodes_down_a_follower_alone_refuses_writes_and_keeps_serving() {
+    two_nodes_down("twodown-follower", false).await;
+}
+
+/// Raft RPCs without the cluster secret, with a wrong one, or with the right one
+/// and bodies that are not bincode, are refused (401 / 400) and change nothing.
+#[actix_rt::test]
+async fn forged_and_malformed_raft_rpcs_are_refused_and_change_nothing() {
+    let mut c = Cluster::configure("rpc", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, term) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let applied = c.info(leader).await.expect("leader info").applied;
+    c.wait_applied(&ALL, applied, 10).await;
+    let before = c.infos(&ALL).await.expect("all answer");
+
+    // Each fails on its first byte or is cut short, whatever type is expected:
+    // 0xFF is no valid bincode varint; 0x00 alone is a prefix of every message.
+    let mut big = vec![0xFFu8];
+    big.extend((0..256 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let garbage: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("0xff", vec![0xFF; 64]),
+        ("0x00", vec![0x00]),
+        ("256k noise", big),
+    ];
+    let follower = others(&ALL, &[leader])[0];
+    let mut refused = 0;
+    for target in [leader, follower] {
+        for rpc in ["append", "vote", "snapshot", "write"] {
+            for (secret, want) in [(None, 401), (Some("wrong-secret"), 401)] {
+                let a = c
+                    .raft_rpc(target, rpc, secret, vec![0xFF; 16])
+                    .await
+                    .expect("rpc answered");
+                assert_eq!(
+                    a.status, want,
+                    "/raft/{rpc} on {target} with {secret:?}: {a:?}"
+                );
+                refused += 1;
+            }
+            for (what, body) in &garbage {
+                let a = c
+                    .raft_rpc(target, rpc, Some(SECRET), body.clone())
+                    .await
+                    .expect("rpc answered");
+                assert_eq!(a.status, 400, "/raft/{rpc} on {target} with {what}: {a:?}");
+                refused += 1;
+            }
+        }
+    }
+    let no_token = send(
+        c.client().get(c.admin_url(follower, "/admin/cluster")),
+        None,
+    )
+    .await
+    .expect("admin answered");
+    assert_eq!(
+        no_token.status, 401,
+        "admin API without a token: {no_token:?}"
+    );
+
+    let after = c.infos(&ALL).await.expect("all answer");
+    let view = |v: &[Info]| {
+        v.iter()
+            .map(|i| {
+                (
+                    i.node_id,
+                    i.state.clone(),
+                    i.leader,
+                    i.term,
+                    i.applied,
+                    i.last_log,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        view(&after),
+        view(&before),
+        "{refused} refused RPCs changed the cluster\n{}",
+        c.logs()
+    );
+    assert_eq!(support::agreed_leader(&after, &ALL), Some((leader, term)));
+
+    // The cluster still works: a write through a follower lands everywhere.
+    let a = c
+        .admin_put(follower, "/admin/routes/after", &route_body("after"))
+        .await
+        .expect("write");
+    assert_eq!(
+        a.status,
+        200,
+        "write after the forged RPCs: {a:?}\n{}",
+        c.logs()
+    );
+    let version = a.body["version"].as_u64().expect("version");
+    c.wait_version(&ALL, version, 10).await;
+    for id in ALL {
+        assert_proxies(&c, id, "/after/x").await;
+        assert_proxies(&c, id, "/api/still").await;
+    }
+}
