@@ -252,7 +252,7 @@ impl Handler<Outcome> for UpstreamActor {
             return;
         }
         let now = Instant::now();
-        self.drain_successes(now);
+        self.breaker.record_successes(now, msg.successes_before);
         let breaker = &mut self.breaker;
         match catch_unwind(AssertUnwindSafe(|| breaker.record(now, msg.success))) {
             Ok(Some(t)) => self.apply(t, ctx),
@@ -338,6 +338,22 @@ mod tests {
         for _ in 0..20 {
             actix::clock::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    #[actix::test]
+    async fn a_lagging_actor_still_sees_successes_between_failures() {
+        let events = Arc::new(Counting::default());
+        let handle = UpstreamHandle::start(pool(), events.clone());
+        let allowed = crate::upstream::Admission::Allowed;
+        // Ten failures, each followed by a success, all queued before the actor
+        // runs once: the streak never reaches consecutive_failures (2).
+        for _ in 0..10 {
+            handle.pool.report(false, allowed);
+            handle.pool.report(true, allowed);
+        }
+        settle().await;
+        assert_eq!(handle.pool.breaker_state(), BreakerState::Closed);
+        assert_eq!(events.transitions.load(Ordering::SeqCst), 0);
     }
 
     #[actix::test]

@@ -20,6 +20,10 @@ use tokio::time::Instant;
 pub struct Outcome {
     /// False for 5xx, timeouts and connect errors.
     pub success: bool,
+    /// Ordinary successes counted on the request path since the previous message:
+    /// they happened before this outcome and are recorded first, so a lagging
+    /// actor still sees failures and successes in the order they happened.
+    pub successes_before: u32,
 }
 
 /// What the circuit check says about a request.
@@ -210,10 +214,10 @@ impl UpstreamPool {
 
     /// Reports a request's outcome to the actor without waiting for it.
     ///
-    /// Failures and probe results go at once with `do_send`. Ordinary successes
-    /// only bump a counter that the actor drains before each failure and on a
-    /// short tick: a healthy service then costs one atomic add per request
-    /// instead of a cross-thread message and wake-up.
+    /// Failures and probe results go at once with `do_send`, carrying the count of
+    /// ordinary successes since the last message. Ordinary successes only bump
+    /// that counter (the actor also drains it on a short tick): a healthy service
+    /// costs one atomic add per request instead of a cross-thread message.
     pub fn report(&self, success: bool, admission: Admission) {
         if !self.breaker.enabled.load(Ordering::Relaxed) {
             return;
@@ -223,7 +227,10 @@ impl UpstreamPool {
             return;
         }
         if let Some(r) = self.reporter.get() {
-            r.do_send(Outcome { success });
+            r.do_send(Outcome {
+                success,
+                successes_before: self.take_successes(),
+            });
         }
     }
 

@@ -268,13 +268,8 @@ impl NodeSections {
                     Err(_) => err(file, &path, format!("node id {key:?} is not a number")),
                 }
             }
-            if !cfg.peers.is_empty() && !cfg.peers.contains_key(&cfg.id) {
-                err(
-                    file,
-                    "cluster.peers",
-                    format!("does not include this node's id {}", cfg.id),
-                );
-            }
+            // A node missing from `peers` is joining an existing cluster: it does
+            // not bootstrap, and waits to be added (`POST /admin/cluster/nodes`).
             match cluster.snapshot_every {
                 Some(0) => err(file, "cluster.snapshot_every", "must be > 0".into()),
                 Some(n) => cfg.snapshot_every = n,
@@ -469,10 +464,6 @@ mod tests {
                 "cluster.secret",
                 "required when cluster.peers has more than one node",
             )],
-        );
-        check(
-            "node: { id: 4 }\ncluster:\n  peers: { 1: 'a:1' }\n",
-            &[("cluster.peers", "does not include this node's id 4")],
         );
         check(
             "cluster:\n  secret: s\n  peers: { 1: 'a:1', x: 'b:2', 0: 'c:3', 2: nope, 3: 'h:0', 5: ':80' }\n",

@@ -190,7 +190,18 @@ async fn write(admin: &Admin, command: Command, ok: impl FnOnce(u64) -> Value) -
         Err(e @ (WriteError::NoLeader | WriteError::ForwardToLeader { .. })) => {
             no_leader(format!("{e}"))
         }
-        Err(e @ WriteError::Timeout(_)) => no_leader(format!("{e} (is a quorum of nodes up?)")),
+        // Proposed but not committed in time: it may still apply later (a retry is
+        // safe: every admin write is a put or a delete).
+        Err(e @ WriteError::Timeout(_)) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "commit_timeout",
+                format!("{e}; it may still be applied (is a quorum of nodes up?)"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
         Err(WriteError::Fatal(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "raft_failed", e),
     }
 }

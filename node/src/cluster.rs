@@ -34,6 +34,11 @@ pub async fn start_raft(node: &NodeConfig) -> std::io::Result<Arc<RaftNode>> {
     Ok(Arc::new(raft))
 }
 
+/// True for a node that waits to be added to a cluster rather than founding one.
+pub fn is_joining(node: &NodeConfig) -> bool {
+    !node.peers.is_empty() && !node.peers.contains_key(&node.id)
+}
+
 /// The voters a fresh cluster starts with: `cluster.peers`, or just this node.
 pub fn initial_members(node: &NodeConfig) -> BTreeMap<u64, String> {
     if node.peers.is_empty() {
@@ -67,14 +72,26 @@ pub fn spawn_tasks(
     files: GatewaySpec,
     shared: web::Data<Shared>,
 ) {
+    // A joining node takes the cluster's config as it is: it seeds nothing.
+    if !is_joining(&node) {
+        actix_rt::spawn(seed(raft.clone(), files));
+    }
     actix_rt::spawn(bootstrap(raft.clone(), node));
-    actix_rt::spawn(seed(raft.clone(), files));
     actix_rt::spawn(follow_state(raft.subscribe(), shared.clone()));
     actix_rt::spawn(follow_metrics(raft, shared));
 }
 
-/// Initialises the cluster once (safe on every start, in any order).
+/// Initialises the cluster once (safe on every start, in any order). A node that
+/// is not in `cluster.peers` is joining an existing cluster and never initialises.
 async fn bootstrap(raft: Arc<RaftNode>, node: NodeConfig) {
+    if is_joining(&node) {
+        info!(
+            node_id = node.id,
+            "not in cluster.peers: joining an existing cluster; add this node with \
+             POST /admin/cluster/nodes {{id, addr}} on any member"
+        );
+        return;
+    }
     let members = initial_members(&node);
     match raft.initialize_if_needed(&members).await {
         Ok(true) => info!(?members, "cluster initialised by this node"),
@@ -96,11 +113,28 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
             .await
         {
             Ok((response, version)) => {
-                info!(
-                    version,
-                    ?response,
-                    "YAML gateway config proposed to the cluster"
-                );
+                // Through a follower the answer can arrive before the local apply.
+                let caught_up = async {
+                    while state.borrow_and_update().version < version {
+                        if state.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
+                if state.borrow().state.gateway == spec {
+                    info!(
+                        version,
+                        ?response,
+                        "YAML gateway config seeded into the cluster"
+                    );
+                } else {
+                    // Someone else's seed or an admin write got there first.
+                    info!(
+                        version,
+                        "cluster already had a gateway config; YAML seed not applied"
+                    );
+                }
                 return;
             }
             Err(WriteError::Fatal(e)) => {

@@ -240,7 +240,19 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
         info!("config files unchanged; nothing to propose");
         return;
     }
-    match cluster::propose_gateway(raft, &shared.metrics, next.gateway.spec.clone()).await {
+    // Right after start (or during an election) there may be no leader yet: keep
+    // trying for a while rather than dropping the operator's change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        let r = cluster::propose_gateway(raft, &shared.metrics, next.gateway.spec.clone()).await;
+        match &r {
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => break r,
+        }
+    };
+    match result {
         Ok((sluice_raft::Response::Applied, version)) => {
             shared
                 .metrics

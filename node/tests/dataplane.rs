@@ -247,7 +247,7 @@ async fn connect_failure_is_502_and_idempotent_requests_retry() {
     // GET is idempotent: a refused connection is retried on the other target
     for _ in 0..6 {
         let (s, _, _) = get(&gw.url("/half")).await;
-        assert_eq!(s, StatusCode::OK);
+        assert_eq!(s, StatusCode::OK, "GET /half with one dead target");
     }
     // POST is not: every other one lands on the dead target and fails
     let mut statuses = Vec::new();

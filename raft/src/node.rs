@@ -153,6 +153,10 @@ pub enum InitError {
     Rejected(String),
 }
 
+/// A leader that has heard from no quorum for this long (several heartbeats and
+/// more than an election timeout) treats itself as cut off and refuses writes.
+const QUORUM_LOST_AFTER_MS: u64 = 1_000;
+
 /// Proposes `command` on this node's Raft (it must be the leader) and waits for
 /// it to be applied, at most `timeout`.
 pub(crate) async fn write_local(
@@ -160,6 +164,19 @@ pub(crate) async fn write_local(
     timeout: Duration,
     command: Command,
 ) -> Result<(Response, u64), WriteError> {
+    // A leader cut off from its quorum still believes it leads (openraft 0.9 has
+    // no leader lease step-down). Proposing there would park the entry in its log:
+    // the caller gets a timeout, and the write may still commit much later, when
+    // the quorum returns. Refuse at once instead, like a node with no leader.
+    {
+        let m = raft.metrics().borrow().clone();
+        let stale = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms > QUORUM_LOST_AFTER_MS);
+        if m.current_leader == Some(m.id) && stale {
+            return Err(WriteError::NoLeader);
+        }
+    }
     let outcome = tokio::time::timeout(timeout, raft.client_write(command)).await;
     match outcome {
         Err(_) => Err(WriteError::Timeout(timeout)),

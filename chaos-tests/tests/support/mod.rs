@@ -348,6 +348,18 @@ impl Cluster {
     /// `/api/*` -> service `echo`) but starts none of them. `log_level` is the
     /// nodes' `log.level` (the node adds `openraft=warn` unless it names openraft).
     pub fn configure(tag: &str, n: u64, snapshot_every: u64, log_level: &str) -> Cluster {
+        Cluster::configure_with_voters(tag, n, n, snapshot_every, log_level)
+    }
+
+    /// [`Cluster::configure`] where only nodes `1..=voters` are in `cluster.peers`
+    /// (they found the cluster); the others are configured to join it later.
+    pub fn configure_with_voters(
+        tag: &str,
+        n: u64,
+        voters: u64,
+        snapshot_every: u64,
+        log_level: &str,
+    ) -> Cluster {
         let dir = temp_dir(tag);
         let echo = Echo::start(&dir);
         let nodes: Vec<Node> = (1..=n)
@@ -361,6 +373,7 @@ impl Cluster {
             .collect();
         let peers = nodes
             .iter()
+            .filter(|n| n.id <= voters)
             .map(|n| format!("{}: 127.0.0.1:{}", n.id, n.admin_port))
             .collect::<Vec<_>>()
             .join(", ");
@@ -536,6 +549,26 @@ impl Cluster {
 
     pub async fn admin_put(&self, id: u64, path: &str, body: &Value) -> Result<Answer, String> {
         admin_put(&self.client, self.node(id).admin_port, path, body).await
+    }
+
+    /// `POST` (with a JSON body) or `DELETE` (without) on the admin API.
+    pub async fn admin_call(
+        &self,
+        id: u64,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, String> {
+        let url = self.admin_url(id, path);
+        let req = match method {
+            "POST" => self.client.post(url),
+            "DELETE" => self.client.delete(url),
+            other => panic!("admin_call: unsupported method {other}"),
+        };
+        let req = req
+            .bearer_auth(TOKEN)
+            .insert_header(("content-type", "application/json"));
+        send(req, body.map(|b| b.to_string().into_bytes())).await
     }
 
     pub async fn data_get(&self, id: u64, path: &str) -> Result<Answer, String> {

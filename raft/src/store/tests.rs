@@ -74,8 +74,7 @@ async fn log_vote_and_snapshot_survive_reopen() {
         // machine.
         sm.apply(entries[10..].to_vec()).await.expect("apply");
     }
-    let (mut log, mut sm) =
-        open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("reopen");
+    let (mut log, mut sm) = reopen(dir.path());
     assert_eq!(
         log.read_vote().await.expect("vote"),
         Some(Vote::new_committed(1, 1))
@@ -117,7 +116,7 @@ async fn purge_and_truncate_are_durable() {
         log.purge(log_id(1, 60)).await.expect("purge");
         log.truncate(log_id(1, 91)).await.expect("truncate");
     }
-    let (mut log, _sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("reopen");
+    let (mut log, _sm) = reopen(dir.path());
     let stats = log.stats().expect("stats");
     assert_eq!(stats.entries, 30);
     assert_eq!((stats.first_index, stats.last_index), (Some(61), Some(90)));
@@ -209,4 +208,21 @@ async fn corrupt_snapshot_is_refused_without_change() {
         .expect("read")
         .expect("some");
     assert_eq!(current.meta.last_log_id, Some(log_id(1, 1)));
+}
+
+/// Opens a store that was just dropped. sled's background flusher can hold the
+/// directory lock for a moment after the drop on a busy machine, so retry briefly
+/// (a restarted node process never sees this: the OS drops the lock with it).
+fn reopen(path: &std::path::Path) -> (LogStore, StateMachineStore) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open(path, DEFAULT_CACHE_BYTES, test_validator()) {
+            Ok(stores) => return stores,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
 }
