@@ -2,10 +2,11 @@
 //!
 //! `route -> authenticate -> rate-limit -> circuit check -> proxy -> record`
 //!
-//! Each step is a small function. Authentication, rate limiting and the circuit
-//! check arrive with their own issues and slot in between `route` and `proxy`;
-//! `record` always runs, whatever the outcome. Nothing here waits on Raft, disk,
-//! an actor or another node: config comes from one `ArcSwap` load.
+//! Each step is a small function. Authentication and rate limiting arrive with
+//! their own issues and slot in between `route` and the circuit check; `record`
+//! always runs, whatever the outcome. Nothing here waits on Raft, disk, an actor
+//! or another node: config comes from one `ArcSwap` load, the breaker verdict from
+//! atomics, and outcomes go back to the service's actor without waiting.
 
 use crate::errors::{GatewayError, Kind, Source};
 use crate::runtime::{Shared, Snapshot};
