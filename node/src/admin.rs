@@ -485,18 +485,29 @@ async fn get_service(
     path: web::Path<String>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
+    let name = path.into_inner();
+    read_one(&admin, &req, &client, &format!("service {name:?}"), |g| {
+        g.services.get(&name).map(serde_json::to_value)
+    })
+    .await
+}
+
+/// `GET` of one entity: authorised, optionally linearizable, 404 when absent.
+async fn read_one(
+    admin: &Admin,
+    req: &HttpRequest,
+    client: &awc::Client,
+    what: &str,
+    find: impl FnOnce(&GatewaySpec) -> Option<serde_json::Result<Value>>,
+) -> HttpResponse {
     authorize!(admin, req);
-    if let Some(r) = consistent_read(&admin, &req, &client).await {
+    if let Some(r) = consistent_read(admin, req, client).await {
         return r;
     }
-    let p = current(&admin);
-    match p.state.gateway.services.get(path.as_str()) {
-        Some(s) => with_version(p.version, serde_json::to_value(s).unwrap_or(Value::Null)),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no service {:?}", path.as_str()),
-        ),
+    let p = current(admin);
+    match find(&p.state.gateway) {
+        Some(v) => with_version(p.version, v.unwrap_or(Value::Null)),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no {what}")),
     }
 }
 
@@ -558,20 +569,14 @@ async fn get_route(
     path: web::Path<String>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    authorize!(admin, req);
-    if let Some(r) = consistent_read(&admin, &req, &client).await {
-        return r;
-    }
-    let p = current(&admin);
     let id = route_key(&path);
-    match p.state.gateway.routes.iter().find(|r| route_id(r) == id) {
-        Some(r) => with_version(p.version, serde_json::to_value(r).unwrap_or(Value::Null)),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route {id:?}"),
-        ),
-    }
+    read_one(&admin, &req, &client, &format!("route {id:?}"), |g| {
+        g.routes
+            .iter()
+            .find(|r| route_id(r) == id)
+            .map(serde_json::to_value)
+    })
+    .await
 }
 
 /// Route ids are often paths (`/api/v1/users`): accept them percent-encoded.
