@@ -9,7 +9,7 @@
 //! atomics, and outcomes go back to the service's actor without waiting.
 
 use crate::errors::{GatewayError, Kind, Source};
-use crate::runtime::{Shared, Snapshot};
+use crate::runtime::{RouteMetrics, Shared, Snapshot};
 use crate::telemetry::UNMATCHED;
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -75,6 +75,7 @@ pub async fn handle(
                         pool,
                         admission,
                         &route,
+                        snapshot.route_metrics(&route),
                         &client,
                         &shared,
                         &request_id,
@@ -99,7 +100,7 @@ pub async fn handle(
         }
     };
     outcome.status = response.status();
-    record(&shared, &req, &request_id, started, &outcome);
+    record(&shared, &snapshot, &req, &request_id, started, &outcome);
     response
 }
 
@@ -150,6 +151,7 @@ async fn proxy(
     pool: &UpstreamPool,
     admission: Admission,
     route: &Route,
+    route_metrics: Option<&RouteMetrics>,
     client: &awc::Client,
     shared: &Shared,
     request_id: &str,
@@ -190,15 +192,12 @@ async fn proxy(
             admission,
         );
         match result {
-            Ok(resp) if shared.request_metrics => {
-                shared
-                    .metrics
-                    .upstream_duration
-                    .with_label_values(&[&route.service, &route.template])
-                    .observe(sent.elapsed().as_secs_f64());
+            Ok(resp) => {
+                if let Some(rm) = route_metrics.filter(|_| shared.request_metrics) {
+                    rm.upstream_duration.observe(sent.elapsed().as_secs_f64());
+                }
                 return Ok(respond(resp, request_id));
             }
-            Ok(resp) => return Ok(respond(resp, request_id)),
             Err(e)
                 if e.retryable
                     && exclude.is_none()
@@ -407,7 +406,14 @@ fn request_id(req: &HttpRequest) -> String {
 }
 
 /// Step 6: metrics and the access-log line. Always runs.
-fn record(shared: &Shared, req: &HttpRequest, request_id: &str, started: Instant, o: &Outcome) {
+fn record(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    request_id: &str,
+    started: Instant,
+    o: &Outcome,
+) {
     let elapsed = started.elapsed();
     let method = req.method().as_str();
     let route = o.route.as_ref().map_or(UNMATCHED, |r| r.template.as_str());
@@ -417,9 +423,14 @@ fn record(shared: &Shared, req: &HttpRequest, request_id: &str, started: Instant
         m.requests_total
             .with_label_values(&[method, route, o.status.as_str()])
             .inc();
-        m.request_duration
-            .with_label_values(&[method, route])
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        match o.route.as_ref().and_then(|r| snapshot.route_metrics(r)) {
+            Some(rm) => rm.request_duration.observe(seconds),
+            None => m
+                .request_duration
+                .with_label_values(&[route])
+                .observe(seconds),
+        }
     }
     info!(
         target: "sluice::access",

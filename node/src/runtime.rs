@@ -5,7 +5,7 @@
 
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
-use cluster_config::Gateway;
+use cluster_config::{Gateway, Route};
 use sluice_actors::upstream::{TargetHealth, UpstreamPool};
 use sluice_actors::{BreakerState, Transition, UpstreamEvents, UpstreamHandle};
 use std::collections::HashMap;
@@ -13,9 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A route's latency histograms, resolved once per snapshot so the request path
+/// skips the label hashing and locking of `with_label_values`.
+pub struct RouteMetrics {
+    pub request_duration: prometheus::Histogram,
+    pub upstream_duration: prometheus::Histogram,
+}
+
 /// Everything a request needs to know about the config, as one value.
 pub struct Snapshot {
     pub gateway: Arc<Gateway>,
+    /// Keyed by the address of the route's `Arc` in `gateway.routes`.
+    route_metrics: HashMap<usize, RouteMetrics>,
     /// Service name -> its targets, their state and the actor that owns it.
     pub pools: HashMap<String, UpstreamHandle>,
     /// Config version: the Raft log index the config was applied at (0 while a
@@ -32,7 +41,22 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         version: u64,
         events: &Arc<dyn UpstreamEvents>,
+        metrics: &Metrics,
     ) -> Snapshot {
+        let route_metrics = gateway
+            .routes
+            .routes()
+            .iter()
+            .map(|r| {
+                let rm = RouteMetrics {
+                    request_duration: metrics.request_duration.with_label_values(&[&r.template]),
+                    upstream_duration: metrics
+                        .upstream_duration
+                        .with_label_values(&[&r.service, &r.template]),
+                };
+                (Arc::as_ptr(r) as usize, rm)
+            })
+            .collect();
         let pools = gateway
             .services
             .iter()
@@ -58,9 +82,17 @@ impl Snapshot {
             .collect();
         Snapshot {
             gateway: Arc::new(gateway),
+            route_metrics,
             pools,
             version,
         }
+    }
+}
+
+impl Snapshot {
+    /// The latency histograms of `route` (a route of this snapshot).
+    pub fn route_metrics(&self, route: &Arc<Route>) -> Option<&RouteMetrics> {
+        self.route_metrics.get(&(Arc::as_ptr(route) as usize))
     }
 }
 
@@ -150,7 +182,13 @@ impl Shared {
     /// snapshot they started with.
     pub fn install(&self, gateway: Gateway, version: u64) {
         let current = self.snapshot.load();
-        let next = Snapshot::build(gateway, Some(&current), version, &self.events);
+        let next = Snapshot::build(
+            gateway,
+            Some(&current),
+            version,
+            &self.events,
+            &self.metrics,
+        );
         self.snapshot.store(Arc::new(next));
         self.metrics.config_version.set(version as i64);
         self.publish_health();

@@ -30,7 +30,7 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     let raft = cluster::start_raft(&node).await?;
     let (gateway, version) = cluster::initial_gateway(&raft, &loaded.gateway);
     let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
-    let snapshot = Snapshot::build(gateway, None, version, &events);
+    let snapshot = Snapshot::build(gateway, None, version, &events, &metrics);
     let mut shared = Shared::new(snapshot, events, metrics, node.id, node.tls.is_some());
     shared.request_metrics = node.request_metrics;
     let shared = web::Data::new(shared);

@@ -70,7 +70,7 @@ impl Metrics {
                 "Time from request received to response head sent",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
-            &["method", "route"],
+            &["route"],
         )?;
         let upstream_duration = HistogramVec::new(
             HistogramOpts::new(
