@@ -252,16 +252,10 @@ mod tests {
     use super::*;
     use tokio::time::advance;
 
+    /// The defaults: error_rate 0.5 over 60 s with min_requests 20,
+    /// consecutive_failures 5, open_for 30 s, close_after 2.
     fn cfg() -> CircuitBreakerConfig {
-        CircuitBreakerConfig {
-            enabled: true,
-            error_rate: 0.5,
-            window: Duration::from_secs(60),
-            min_requests: 20,
-            consecutive_failures: 5,
-            open_for: Duration::from_secs(30),
-            close_after: 2,
-        }
+        CircuitBreakerConfig::default()
     }
 
     #[tokio::test(start_paused = true)]
