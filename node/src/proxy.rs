@@ -238,7 +238,8 @@ async fn send(
 
     let progress = body.progress.clone();
     let fut = match body.kind {
-        BodyKind::Empty => up.send(),
+        // `body::None`, not `send()`: no `Content-Length: 0` on a GET.
+        BodyKind::Empty => up.send_body(actix_web::body::None::new()),
         BodyKind::Sized(len) => up.send_body(SizedStream::new(len, body.stream())),
         BodyKind::Stream => up.send_body(BodyStream::new(body.stream())),
     };

@@ -154,6 +154,10 @@ async fn sets_request_id_and_forwarding_headers() {
         h.get("x-user-roles").is_none(),
         "client identity header reached the upstream"
     );
+    assert!(
+        h.get("content-length").is_none(),
+        "a bodiless GET gained a Content-Length: {h}"
+    );
 
     // no id sent: one is generated, the same on both sides
     let mut r = client()
