@@ -162,6 +162,9 @@ struct FileSections {
     present: Vec<&'static str>,
 }
 
+/// Sections a config may define in one file only.
+const SINGLE_SECTIONS: [&str; 5] = ["node", "cluster", "admin", "log", "auth"];
+
 const FILE_SECTIONS: &str = "node, cluster, admin, log, services, routes, rate_limits, auth";
 const API_SECTIONS: &str = "services, routes, rate_limits, auth";
 
@@ -190,27 +193,17 @@ fn file_sections(
     let mut s = FileSections::default();
     let f = Some(file);
     for (key, value) in root {
+        // Single-instance sections are remembered so a second file defining one
+        // can be reported with both names.
+        if let Some(name) = SINGLE_SECTIONS.iter().find(|n| **n == key) {
+            s.present.push(name);
+        }
         match key.as_str() {
-            "node" => {
-                s.present.push("node");
-                s.node = optional_section(value, "node", f, errors);
-            }
-            "cluster" => {
-                s.present.push("cluster");
-                s.cluster = optional_section(value, "cluster", f, errors);
-            }
-            "admin" => {
-                s.present.push("admin");
-                s.admin = optional_section(value, "admin", f, errors);
-            }
-            "log" => {
-                s.present.push("log");
-                s.log = optional_section(value, "log", f, errors);
-            }
-            "auth" => {
-                s.present.push("auth");
-                s.auth = optional_section(value, "auth", f, errors);
-            }
+            "node" => s.node = optional_section(value, "node", f, errors),
+            "cluster" => s.cluster = optional_section(value, "cluster", f, errors),
+            "admin" => s.admin = optional_section(value, "admin", f, errors),
+            "log" => s.log = optional_section(value, "log", f, errors),
+            "auth" => s.auth = optional_section(value, "auth", f, errors),
             "services" => s.services = typed_entries(value, "services", f, errors),
             "routes" => s.routes = typed_items(value, "routes", f, errors),
             "rate_limits" => s.rate_limits = typed_items(value, "rate_limits", f, errors),
