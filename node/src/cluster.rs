@@ -1,13 +1,13 @@
 //! The node's control plane glue: starts this node's Raft, bootstraps the cluster,
-//! seeds it once with the YAML gateway config, and keeps the data plane's snapshot
-//! in step with the replicated state (never the other way round: the request path
-//! reads the `ArcSwap`, this module writes it).
+//! seeds it once with the YAML gateway config, and keeps the data plane in step
+//! with the replicated state (never the other way round: the request path reads
+//! the `ArcSwap`, this module writes it).
 
-use crate::runtime::Shared;
+use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use actix_web::web;
-use cluster_config::{Gateway, GatewaySpec, NodeConfig, Origins};
-use sluice_raft::{Command, Published, RaftNode, RaftSettings, WriteError};
+use cluster_config::{GatewaySpec, NodeConfig};
+use sluice_raft::{Command, DeltaBatch, Published, RaftNode, RaftSettings, WriteError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,37 +48,23 @@ pub fn initial_members(node: &NodeConfig) -> BTreeMap<u64, String> {
     }
 }
 
-/// The gateway config the data plane should start with: the replicated one when
-/// the cluster has one, else the node's own files (a fresh node serves at once).
-pub fn initial_gateway(raft: &RaftNode, from_files: &Gateway) -> (Gateway, u64) {
-    let published = raft.subscribe().borrow().clone();
-    if published.state.seeded {
-        match compile(&published.state.gateway) {
-            Ok(g) => return (g, published.version),
-            Err(e) => error!(error = %e, "replicated config does not compile; serving the files"),
-        }
-    }
-    (from_files.clone(), published.version)
-}
-
-fn compile(spec: &GatewaySpec) -> Result<Gateway, cluster_config::ConfigErrors> {
-    Gateway::compile(spec.clone(), &Origins::default(), None)
-}
-
 /// Background tasks of the control plane, on the node's main arbiter.
 pub fn spawn_tasks(
     raft: Arc<RaftNode>,
     node: NodeConfig,
     files: GatewaySpec,
-    shared: web::Data<Shared>,
+    plane: web::Data<DataPlane>,
 ) {
     // A joining node takes the cluster's config as it is: it seeds nothing.
     if !is_joining(&node) {
         actix_rt::spawn(seed(raft.clone(), files));
     }
     actix_rt::spawn(bootstrap(raft.clone(), node));
-    actix_rt::spawn(follow_state(raft.subscribe(), shared.clone()));
-    actix_rt::spawn(follow_metrics(raft, shared));
+    actix_rt::spawn(follow_state(raft.subscribe(), plane.clone()));
+    if let Some(deltas) = raft.take_deltas() {
+        actix_rt::spawn(follow_deltas(deltas));
+    }
+    actix_rt::spawn(follow_metrics(raft, plane));
 }
 
 /// Initialises the cluster once (safe on every start, in any order). A node that
@@ -122,7 +108,7 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
-                if state.borrow().state.gateway == spec {
+                if *state.borrow().state.gateway == spec {
                     info!(
                         version,
                         ?response,
@@ -149,43 +135,40 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
     }
 }
 
-/// Rebuilds the data plane's snapshot after every applied change.
-async fn follow_state(mut rx: watch::Receiver<Arc<Published>>, shared: web::Data<Shared>) {
-    let mut applied_spec: Option<GatewaySpec> = None;
+/// Brings the data plane up to date after every applied batch (only the parts
+/// whose domain changed are rebuilt).
+async fn follow_state(mut rx: watch::Receiver<Arc<Published>>, plane: web::Data<DataPlane>) {
     while rx.changed().await.is_ok() {
         let published = rx.borrow_and_update().clone();
-        shared
+        plane
             .metrics
             .raft_applied_index
             .set(published.version as i64);
-        if !published.state.seeded || applied_spec.as_ref() == Some(&published.state.gateway) {
-            continue;
-        }
-        match compile(&published.state.gateway) {
-            Ok(gateway) => {
-                let routes = gateway.routes.routes().len();
-                shared.install(gateway, published.version);
-                applied_spec = Some(published.state.gateway.clone());
-                info!(
-                    version = published.version,
-                    routes, "replicated config applied to the data plane"
-                );
-            }
-            // Cannot happen with the same binary (apply validated it); keep serving.
-            Err(e) => {
-                error!(version = published.version, error = %e, "replicated config does not compile")
-            }
-        }
+        let rebuilt = plane.apply(&published);
+        debug!(
+            version = published.version,
+            ?rebuilt,
+            "data plane caught up"
+        );
+    }
+}
+
+/// Hands high-churn domain changes to the actors that own them. No such domain
+/// exists yet (rate-limiter reports and webhook attempts will); today this only
+/// notes snapshot installs.
+async fn follow_deltas(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeltaBatch>) {
+    while let Some(batch) = rx.recv().await {
+        debug!(version = batch.version, deltas = ?batch.deltas, "state deltas applied");
     }
 }
 
 /// Mirrors Raft's view into the `gateway_raft_*` gauges.
-async fn follow_metrics(raft: Arc<RaftNode>, shared: web::Data<Shared>) {
+async fn follow_metrics(raft: Arc<RaftNode>, plane: web::Data<DataPlane>) {
     let mut rx = raft.raft().metrics();
     loop {
         {
             let m = rx.borrow_and_update();
-            let metrics: &Metrics = &shared.metrics;
+            let metrics: &Metrics = &plane.metrics;
             metrics
                 .raft_leader
                 .set(i64::from(m.current_leader == Some(m.id)));

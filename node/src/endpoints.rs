@@ -1,7 +1,7 @@
 //! Built-in data-plane endpoints: `/health` (process is up), `/ready` (safe to send
 //! traffic) and `/metrics` (Prometheus text).
 
-use crate::runtime::Shared;
+use crate::dataplane::DataPlane;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
@@ -11,35 +11,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-async fn health(shared: web::Data<Shared>) -> HttpResponse {
-    let snap = shared.snapshot.load();
+async fn health(plane: web::Data<DataPlane>) -> HttpResponse {
+    let state = plane.state.load();
     HttpResponse::Ok().json(json!({
         "status": "ok",
-        "node_id": shared.node_id,
+        "node_id": plane.node_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "config_version": snap.version,
-        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "config_version": state.applied_index,
+        "uptime_seconds": plane.started.elapsed().as_secs(),
     }))
 }
 
 /// 200 when config is loaded, the node is not draining and every service has at
 /// least one target that is healthy or not actively checked; else 503 naming each
 /// failing check.
-async fn ready(shared: web::Data<Shared>) -> HttpResponse {
-    let snap = shared.snapshot.load();
+async fn ready(plane: web::Data<DataPlane>) -> HttpResponse {
+    let state = plane.state.load();
     let mut failing = Vec::new();
-    if shared.is_draining() {
+    if plane.is_draining() {
         failing.push("node is draining (shutting down)".to_owned());
     }
-    for (name, handle) in &snap.pools {
+    for (name, handle) in &state.gateway.pools {
         if !handle.pool.has_usable_target() {
             failing.push(format!("service {name}: no healthy upstream"));
         }
     }
     let body = json!({
         "status": if failing.is_empty() { "ready" } else { "not_ready" },
-        "config_version": snap.version,
-        "services": snap.pools.len(),
+        "config_version": state.applied_index,
+        "services": state.gateway.pools.len(),
         "failing": failing,
     });
     if failing.is_empty() {
@@ -49,8 +49,8 @@ async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     }
 }
 
-async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
-    match shared.metrics.render() {
+async fn metrics(plane: web::Data<DataPlane>) -> HttpResponse {
+    match plane.metrics.render() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),

@@ -1,11 +1,18 @@
-//! Data-plane errors: what went wrong, whose fault it was, and whether trying again
-//! may help, mapped to the one JSON error shape in CONTRACT.md in one place.
+//! One error vocabulary for the node. Data-plane errors ([`GatewayError`]) say what
+//! went wrong ([`Kind`]), whose fault it was ([`Source`]), whether trying again may
+//! help, and what caused it; the admin API has its own kinds (`admin::AdminError`).
+//! Both become the one JSON error shape of CONTRACT.md in [`error_response`],
+//! carrying the request id that the access log line of the same request carries.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
+use std::fmt;
 
-/// Who caused an error: decides logging level and, later, retry policy.
+/// The response header (and access-log field) that ties a request to its logs.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Who caused an error: decides the log level and whether a retry may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Client,
@@ -13,10 +20,19 @@ pub enum Source {
     Internal,
 }
 
+// The 401/403/429 kinds are produced by the authentication and rate-limit steps,
+// which arrive with their own issues.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// No or bad credentials (401, with `WWW-Authenticate`).
+    Unauthorized,
+    /// Valid credentials without the role the route needs (403).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
+    /// A rate limit refused the request (429, with `Retry-After`).
+    TooManyRequests,
     BadGateway,
     GatewayTimeout,
     ServiceUnavailable,
@@ -24,10 +40,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn status(self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         match self {
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::ServiceUnavailable | Kind::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
@@ -35,10 +54,13 @@ impl Kind {
     }
 
     /// The machine-readable `error` field.
-    fn code(self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
+            Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
             Kind::NotFound => "not_found",
             Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::TooManyRequests => "rate_limited",
             Kind::BadGateway => "bad_gateway",
             Kind::GatewayTimeout => "gateway_timeout",
             Kind::ServiceUnavailable => "service_unavailable",
@@ -47,14 +69,21 @@ impl Kind {
     }
 }
 
+/// Not `Send`: a request, and so its errors, stay on one worker thread (awc's
+/// errors are not `Send` either).
+type Cause = Box<dyn std::error::Error>;
+
 #[derive(Debug)]
 pub struct GatewayError {
     pub kind: Kind,
     pub source: Source,
     /// True when the same request may succeed if sent again (to another target).
     pub retryable: bool,
+    /// What the client is told.
     pub message: String,
-    /// Extra response headers (`Allow`, `Retry-After`).
+    /// The underlying error, for logs (never sent to the client).
+    pub cause: Option<Cause>,
+    /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(header::HeaderName, String)>,
 }
 
@@ -65,6 +94,7 @@ impl GatewayError {
             source,
             retryable: false,
             message: message.into(),
+            cause: None,
             headers: Vec::new(),
         }
     }
@@ -74,25 +104,23 @@ impl GatewayError {
     }
 
     pub fn method_not_allowed(allow: String) -> Self {
-        let mut e = Self::new(
+        Self::new(
             Kind::MethodNotAllowed,
             Source::Client,
             format!("method not allowed on this path; allowed: {allow}"),
-        );
-        e.headers.push((header::ALLOW, allow));
-        e
+        )
+        .header(header::ALLOW, allow)
     }
 
     /// The service's circuit breaker is open: fail fast, say when to come back.
     pub fn circuit_open(service: &str, retry_after: std::time::Duration) -> Self {
         let secs = retry_after.as_millis().div_ceil(1000).max(1);
-        let mut e = Self::new(
+        Self::new(
             Kind::CircuitOpen,
             Source::Upstream,
             format!("circuit breaker for service {service} is open; retry in {secs}s"),
-        );
-        e.headers.push((header::RETRY_AFTER, secs.to_string()));
-        e
+        )
+        .header(header::RETRY_AFTER, secs.to_string())
     }
 
     pub fn retryable(mut self) -> Self {
@@ -100,26 +128,111 @@ impl GatewayError {
         self
     }
 
+    pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.kind.status()
     }
 
+    /// Whether this is worth a warning: expected refusals (client mistakes, an open
+    /// breaker, a rate limit) are counted by metrics, not logged, or an outage or
+    /// an abusive client would flood the log.
+    pub fn is_noteworthy(&self) -> bool {
+        self.source != Source::Client && self.kind != Kind::CircuitOpen
+    }
+
     pub fn response(&self, request_id: &str) -> HttpResponse {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-            message: &'a str,
-            request_id: &'a str,
-        }
         let mut b = HttpResponse::build(self.status());
         for (name, value) in &self.headers {
             b.insert_header((name.clone(), value.as_str()));
         }
-        b.insert_header((crate::proxy::X_REQUEST_ID, request_id));
-        b.json(Body {
-            error: self.kind.code(),
-            message: &self.message,
-            request_id,
-        })
+        error_response::<()>(b, self.kind.code(), &self.message, request_id, None)
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The one JSON error shape (CONTRACT.md): `{"error","message","request_id"}`,
+/// plus `errors` (a list of problems) where there are several. Sets
+/// `X-Request-ID` so the client can quote it and operators find the log line.
+pub fn error_response<T: Serialize>(
+    mut b: HttpResponseBuilder,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    errors: Option<&T>,
+) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Body<'a, T: Serialize> {
+        error: &'a str,
+        message: &'a str,
+        request_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        errors: Option<&'a T>,
+    }
+    b.insert_header((X_REQUEST_ID, request_id));
+    b.json(Body {
+        error: code,
+        message,
+        request_id,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_their_cause_for_logs_not_for_clients() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = GatewayError::new(Kind::BadGateway, Source::Upstream, "cannot connect")
+            .caused_by(io)
+            .retryable();
+        assert_eq!(e.to_string(), "cannot connect: refused");
+        assert!(std::error::Error::source(&e).is_some());
+        let resp = e.response("rid-1");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            resp.headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok()),
+            Some("rid-1")
+        );
+    }
+
+    #[test]
+    fn new_kinds_map_to_their_statuses() {
+        assert_eq!(Kind::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(Kind::Forbidden.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            Kind::TooManyRequests.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(Kind::TooManyRequests.code(), "rate_limited");
     }
 }

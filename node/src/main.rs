@@ -9,11 +9,12 @@
 mod admin;
 mod cli;
 mod cluster;
+mod dataplane;
 mod echo;
 mod endpoints;
 mod errors;
+mod phases;
 mod proxy;
-mod runtime;
 mod server;
 mod telemetry;
 

@@ -1,15 +1,18 @@
-//! The request lifecycle, top to bottom:
+//! The request lifecycle, top to bottom (the shape of pingora's `ProxyHttp`):
 //!
-//! `route -> authenticate -> rate-limit -> circuit check -> proxy -> record`
+//! `route -> authenticate -> rate_limit -> circuit_check -> proxy -> response_filter -> record`
 //!
-//! Each step is a small function. Authentication and rate limiting arrive with
-//! their own issues and slot in between `route` and the circuit check; `record`
-//! always runs, whatever the outcome. Nothing here waits on Raft, disk, an actor
-//! or another node: config comes from one `ArcSwap` load, the breaker verdict from
-//! atomics, and outcomes go back to the service's actor without waiting.
+//! One [`RequestCtx`] travels through the steps and collects what each decided.
+//! `route`, `authenticate` and `rate_limit` are decisions free of actix types
+//! ([`crate::phases`]), so a hyper listener can reuse them. `response_filter` adds
+//! the headers every response carries, and `record` always runs, whatever the
+//! outcome. Nothing here waits on Raft, disk or another node: the state comes from
+//! one `ArcSwap` load, the breaker verdict from atomics, and outcomes go back to
+//! the service's actor without waiting.
 
-use crate::errors::{GatewayError, Kind, Source};
-use crate::runtime::{RouteMetrics, Shared, Snapshot};
+use crate::dataplane::{DataPlane, DataPlaneState};
+use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
+use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -17,10 +20,9 @@ use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use bytes::Bytes;
-use cluster_config::{Route, RouteMatch};
+use cluster_config::{Route, Upstream};
 use futures_util::Stream;
 use sluice_actors::upstream::{Admission, UpstreamPool};
-use sluice_actors::UpstreamHandle;
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -29,111 +31,131 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-pub const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_USER_ID: &str = "x-user-id";
+const X_USER_ROLES: &str = "x-user-roles";
 /// Identity headers only the gateway may set; a client's copies are always removed.
-const IDENTITY_HEADERS: [&str; 2] = ["x-user-id", "x-user-roles"];
+const IDENTITY_HEADERS: [&str; 2] = [X_USER_ID, X_USER_ROLES];
 
-/// What `record` needs to know about how a request ended.
-struct Outcome {
-    status: StatusCode,
-    route: Option<Arc<Route>>,
-    target: Option<String>,
+/// What one request has been decided so far; each step fills in its part.
+pub struct RequestCtx {
+    /// The client's sane `X-Request-ID`, else a new UUID; in every log line and
+    /// response of this request.
+    pub request_id: String,
+    pub started: Instant,
+    /// The data-plane state this request is served with, start to end.
+    pub state: Arc<DataPlaneState>,
+    pub route: Option<Arc<Route>>,
+    pub identity: Option<Identity>,
+    pub limit: Option<LimitDecision>,
+    /// The breaker's verdict (a probe reports back differently).
+    pub admission: Option<Admission>,
+    /// URL of the target the request was last sent to.
+    pub target: Option<String>,
+    /// The response status, and the error kind when the gateway answered itself.
+    pub status: StatusCode,
+    pub error: Option<Kind>,
+}
+
+impl RequestCtx {
+    fn new(req: &HttpRequest, plane: &DataPlane) -> RequestCtx {
+        RequestCtx {
+            request_id: request_id(req),
+            started: Instant::now(),
+            state: plane.state.load_full(),
+            route: None,
+            identity: None,
+            limit: None,
+            admission: None,
+            target: None,
+            status: StatusCode::OK,
+            error: None,
+        }
+    }
 }
 
 /// The data-plane handler for every path that is not a built-in endpoint.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
-    shared: web::Data<Shared>,
+    plane: web::Data<DataPlane>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let started = Instant::now();
-    if shared.request_metrics {
-        shared.metrics.in_flight.inc();
+    if plane.request_metrics {
+        plane.metrics.in_flight.inc();
     }
-    let request_id = request_id(&req);
-    let snapshot = shared.snapshot.load_full();
-
-    let mut outcome = Outcome {
-        status: StatusCode::OK,
-        route: None,
-        target: None,
-    };
-    let result = match route(&snapshot, &req) {
-        Ok(route) => {
-            outcome.route = Some(route.clone());
-            // Authentication and rate limiting slot in here (their own issues).
-            match upstream(&snapshot, &route).and_then(|h| circuit_check(&h.pool).map(|a| (h, a))) {
-                Ok((handle, admission)) => {
-                    let pool = &handle.pool;
-                    proxy(
-                        &req,
-                        payload,
-                        pool,
-                        admission,
-                        &route,
-                        snapshot.route_metrics(&route),
-                        &client,
-                        &shared,
-                        &request_id,
-                        &mut outcome,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    let response = match result {
-        Ok(resp) => resp,
+    let mut ctx = RequestCtx::new(&req, &plane);
+    let mut response = match lifecycle(&mut ctx, &req, payload, &plane, &client).await {
+        Ok(response) => response,
         Err(e) => {
-            // Expected refusals (client mistakes, an open breaker) are not warnings:
-            // under an outage they would flood the log; metrics count them.
-            if e.source != Source::Client && e.kind != Kind::CircuitOpen {
-                warn!(request_id = %request_id, kind = ?e.kind, source = ?e.source, "{}", e.message);
+            if e.is_noteworthy() {
+                warn!(request_id = %ctx.request_id, kind = ?e.kind, source = ?e.source, "{e}");
             }
-            e.response(&request_id)
+            ctx.error = Some(e.kind);
+            e.response(&ctx.request_id)
         }
     };
-    outcome.status = response.status();
-    record(&shared, &snapshot, &req, &request_id, started, &outcome);
+    response_filter(&ctx, &mut response);
+    ctx.status = response.status();
+    record(&plane, &ctx, &req);
     response
 }
 
-/// Step 1: find the route. 404 when no path matches, 405 (with `Allow`) when only
-/// the method misses.
-fn route(snapshot: &Snapshot, req: &HttpRequest) -> Result<Arc<Route>, GatewayError> {
-    match snapshot
-        .gateway
-        .routes
-        .lookup(req.method().as_str(), req.path())
-    {
-        RouteMatch::Found(route) => Ok(route.clone()),
-        RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
-        RouteMatch::NotFound => Err(GatewayError::not_found()),
+/// The steps up to and including the upstream's answer; the first refusal ends it.
+async fn lifecycle(
+    ctx: &mut RequestCtx,
+    req: &HttpRequest,
+    payload: web::Payload,
+    plane: &DataPlane,
+    client: &awc::Client,
+) -> Result<HttpResponse, GatewayError> {
+    let state = ctx.state.clone();
+    let head = RequestHead {
+        method: req.method(),
+        path: req.path(),
+        headers: req.headers(),
+        peer: req.peer_addr().map(|a| a.ip()),
+    };
+    let route = phases::route(&state, &head)?;
+    ctx.route = Some(route.clone());
+    ctx.identity = phases::authenticate(&state, &route, &head)?;
+    ctx.limit = phases::rate_limit(&state, &route, ctx.identity.as_ref(), &head)?;
+    let pool = circuit_check(ctx, &state, &route)?;
+    proxy(ctx, req, payload, pool, plane, client).await
+}
+
+impl HeaderLookup for HeaderMap {
+    fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
-/// The route's service: its targets, their state and its breaker.
-fn upstream<'a>(snapshot: &'a Snapshot, route: &Route) -> Result<&'a UpstreamHandle, GatewayError> {
-    snapshot.pools.get(&route.service).ok_or_else(|| {
-        GatewayError::new(
-            Kind::ServiceUnavailable,
-            Source::Internal,
-            format!("service {} has no upstream pool", route.service),
-        )
-    })
-}
-
-/// Step 4: the circuit check reads the breaker's published state (atomics only);
-/// an open breaker answers 503 at once without touching the upstream.
-fn circuit_check(pool: &UpstreamPool) -> Result<Admission, GatewayError> {
+/// Step 4: the route's service and its breaker's published verdict (atomics
+/// only); an open breaker answers 503 at once without touching the upstream.
+fn circuit_check<'s>(
+    ctx: &mut RequestCtx,
+    state: &'s DataPlaneState,
+    route: &Route,
+) -> Result<&'s UpstreamPool, GatewayError> {
+    let pool = state
+        .gateway
+        .pools
+        .get(&route.service)
+        .map(|h| &*h.pool)
+        .ok_or_else(|| {
+            GatewayError::new(
+                Kind::ServiceUnavailable,
+                Source::Internal,
+                format!("service {} has no upstream pool", route.service),
+            )
+        })?;
     match pool.admit() {
-        a @ (Admission::Allowed | Admission::Probe) => Ok(a),
+        a @ (Admission::Allowed | Admission::Probe) => {
+            ctx.admission = Some(a);
+            Ok(pool)
+        }
         Admission::Rejected { retry_after } => Err(GatewayError::circuit_open(
             &pool.service_name(),
             retry_after,
@@ -144,19 +166,18 @@ fn circuit_check(pool: &UpstreamPool) -> Result<Admission, GatewayError> {
 /// Step 5: forward to one target of the route's service; on a connect failure of an
 /// idempotent request whose body was not sent yet, try once more on another target.
 /// Each attempt's outcome goes to the service's actor (`do_send`, no waiting).
-#[allow(clippy::too_many_arguments)]
 async fn proxy(
+    ctx: &mut RequestCtx,
     req: &HttpRequest,
     payload: web::Payload,
     pool: &UpstreamPool,
-    admission: Admission,
-    route: &Route,
-    route_metrics: Option<&RouteMetrics>,
+    plane: &DataPlane,
     client: &awc::Client,
-    shared: &Shared,
-    request_id: &str,
-    outcome: &mut Outcome,
 ) -> Result<HttpResponse, GatewayError> {
+    let Some(route) = ctx.route.clone() else {
+        return Err(GatewayError::not_found());
+    };
+    let admission = ctx.admission.unwrap_or(Admission::Allowed);
     let body = RequestBody::new(req, payload);
     let mut exclude = None;
     let mut first_error = None;
@@ -172,31 +193,23 @@ async fn proxy(
             }));
         };
         let upstream = &target.target.upstream;
-        outcome.target = Some(upstream.url.clone());
-        debug!(request_id, route = %route.id, service = %route.service, target = %upstream.url, "routed");
+        ctx.target = Some(upstream.url.clone());
+        debug!(request_id = %ctx.request_id, route = %route.id, service = %route.service, target = %upstream.url, "routed");
 
         let sent = Instant::now();
-        let result = send(
-            req,
-            &body,
-            route,
-            pool,
-            target.index,
-            client,
-            shared,
-            request_id,
-        )
-        .await;
+        let result = send(ctx, req, &body, upstream, route.timeout, client, plane.tls).await;
         pool.report(
             matches!(&result, Ok(r) if !r.status().is_server_error()),
             admission,
         );
         match result {
             Ok(resp) => {
-                if let Some(rm) = route_metrics.filter(|_| shared.request_metrics) {
-                    rm.upstream_duration.observe(sent.elapsed().as_secs_f64());
+                if plane.request_metrics {
+                    if let Some(rm) = ctx.state.gateway.route_metrics(&route) {
+                        rm.upstream_duration.observe(sent.elapsed().as_secs_f64());
+                    }
                 }
-                return Ok(respond(resp, request_id));
+                return Ok(respond(resp));
             }
             Err(e)
                 if e.retryable
@@ -204,7 +217,7 @@ async fn proxy(
                     && is_idempotent(req.method())
                     && body.unsent() =>
             {
-                warn!(request_id, target = %upstream.url, "{}; retrying on another target", e.message);
+                warn!(request_id = %ctx.request_id, target = %upstream.url, "{e}; retrying on another target");
                 exclude = Some(target.index);
                 first_error = Some(e);
             }
@@ -216,25 +229,22 @@ async fn proxy(
 /// Sends the request to one target and waits for its response head, within the
 /// route's timeout (counted from the end of the request body, like Envoy's route
 /// timeout, so a slow upload is not cut off while it makes progress).
-#[allow(clippy::too_many_arguments)]
 async fn send(
+    ctx: &RequestCtx,
     req: &HttpRequest,
     body: &RequestBody,
-    route: &Route,
-    pool: &UpstreamPool,
-    index: usize,
+    upstream: &Upstream,
+    timeout: Duration,
     client: &awc::Client,
-    shared: &Shared,
-    request_id: &str,
+    tls: bool,
 ) -> Result<awc::ClientResponse, GatewayError> {
-    let upstream = &pool.targets()[index].upstream;
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let uri = format!(
         "{}://{}{}{}",
         upstream.scheme, upstream.authority, upstream.base_path, path
     );
     let mut up = client.request(req.method().clone(), uri);
-    copy_request_headers(req, up.headers_mut(), shared.tls, request_id);
+    copy_request_headers(req, up.headers_mut(), tls, ctx);
 
     let progress = body.progress.clone();
     let fut = match body.kind {
@@ -243,7 +253,6 @@ async fn send(
         BodyKind::Sized(len) => up.send_body(SizedStream::new(len, body.stream())),
         BodyKind::Stream => up.send_body(BodyStream::new(body.stream())),
     };
-    let timeout = route.timeout;
     let mut fut = std::pin::pin!(fut);
     let mut deadline = tokio::time::Instant::now() + timeout;
     let result = loop {
@@ -271,8 +280,9 @@ fn upstream_error(e: SendRequestError, target: &str) -> GatewayError {
         SendRequestError::Connect(err) => GatewayError::new(
             Kind::BadGateway,
             Source::Upstream,
-            format!("cannot connect to upstream {target}: {err}"),
+            format!("cannot connect to upstream {target}"),
         )
+        .caused_by(err)
         .retryable(),
         SendRequestError::Timeout => GatewayError::new(
             Kind::GatewayTimeout,
@@ -288,7 +298,7 @@ fn upstream_error(e: SendRequestError, target: &str) -> GatewayError {
 }
 
 /// Builds the client response from the upstream's, streaming its body.
-fn respond(up: awc::ClientResponse, request_id: &str) -> HttpResponse {
+fn respond(up: awc::ClientResponse) -> HttpResponse {
     let mut b = HttpResponse::build(up.status());
     let skip = connection_listed(up.headers());
     let mut length = None;
@@ -302,7 +312,6 @@ fn respond(up: awc::ClientResponse, request_id: &str) -> HttpResponse {
         }
         b.append_header((name.clone(), value.clone()));
     }
-    b.insert_header((X_REQUEST_ID, request_id));
     let status = up.status();
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return b.finish();
@@ -314,8 +323,9 @@ fn respond(up: awc::ClientResponse, request_id: &str) -> HttpResponse {
 }
 
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
-/// forwarding headers. `Host` is left to the client library (the upstream's own).
-fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, request_id: &str) {
+/// forwarding headers and the gateway's own identity headers. `Host` is left to
+/// the client library (the upstream's own).
+fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: &RequestCtx) {
     let skip = connection_listed(req.headers());
     for (name, value) in req.headers() {
         if is_hop_by_hop(name)
@@ -332,8 +342,19 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, reque
         }
         out.append(name.clone(), value.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         out.insert(HeaderName::from_static(X_REQUEST_ID), v);
+    }
+    if let Some(identity) = &ctx.identity {
+        let roles = identity.roles.join(",");
+        for (name, value) in [
+            (X_USER_ID, identity.user_id.as_str()),
+            (X_USER_ROLES, &roles),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.insert(HeaderName::from_static(name), v);
+            }
+        }
     }
     let peer = req.peer_addr().map(|a| a.ip().to_string());
     let prior = req
@@ -406,26 +427,44 @@ fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Step 6: metrics and the access-log line. Always runs.
-fn record(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    req: &HttpRequest,
-    request_id: &str,
-    started: Instant,
-    o: &Outcome,
-) {
-    let elapsed = started.elapsed();
+/// Step 6: headers every response carries, whoever produced it: the request id,
+/// and the rate-limit headers of a limited route.
+fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
+    }
+    if let Some(limit) = &ctx.limit {
+        for (name, value) in [
+            ("x-ratelimit-limit", limit.limit),
+            ("x-ratelimit-remaining", limit.remaining),
+            ("x-ratelimit-reset", limit.reset_at),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
+}
+
+/// Step 7: metrics and the access-log line. Always runs.
+fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
+    let elapsed = ctx.started.elapsed();
     let method = req.method().as_str();
-    let route = o.route.as_ref().map_or(UNMATCHED, |r| r.template.as_str());
-    let m = &shared.metrics;
-    if shared.request_metrics {
+    let route = ctx
+        .route
+        .as_ref()
+        .map_or(UNMATCHED, |r| r.template.as_str());
+    let m = &plane.metrics;
+    if plane.request_metrics {
         m.in_flight.dec();
         m.requests_total
-            .with_label_values(&[method, route, o.status.as_str()])
+            .with_label_values(&[method, route, ctx.status.as_str()])
             .inc();
         let seconds = elapsed.as_secs_f64();
-        match o.route.as_ref().and_then(|r| snapshot.route_metrics(r)) {
+        match ctx
+            .route
+            .as_ref()
+            .and_then(|r| ctx.state.gateway.route_metrics(r))
+        {
             Some(rm) => rm.request_duration.observe(seconds),
             None => m
                 .request_duration
@@ -435,12 +474,12 @@ fn record(
     }
     info!(
         target: "sluice::access",
-        request_id,
+        request_id = %ctx.request_id,
         method,
         path = req.path(),
         route,
-        upstream = o.target.as_deref().unwrap_or(""),
-        status = o.status.as_u16(),
+        upstream = ctx.target.as_deref().unwrap_or(""),
+        status = ctx.status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         version = ?req.version(),
         "request"

@@ -1,10 +1,11 @@
-//! `sluice run`: builds the shared state from a loaded config, starts the data-plane
+//! `sluice run`: builds the data plane from the replicated state (or, on a fresh
+//! node, from the loaded config), starts the data-plane
 //! listener (HTTP/1.1 + h2c, or TLS with ALPN h2/http1.1) and handles signals:
 //! SIGTERM/SIGINT drain and exit, SIGHUP reloads the config directory. Also starts
 //! this node's Raft and the admin listener (admin API + Raft RPC).
 
 use crate::admin::Admin;
-use crate::runtime::{Shared, Snapshot};
+use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use crate::{cluster, endpoints, proxy};
 use actix_web::{web, App, HttpServer};
@@ -28,15 +29,22 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     // Control plane first: the data plane starts from the replicated config when
     // this node already has one (restart), else from its files (fresh node).
     let raft = cluster::start_raft(&node).await?;
-    let (gateway, version) = cluster::initial_gateway(&raft, &loaded.gateway);
+    let published = raft.subscribe().borrow().clone();
+    let version = published.version;
     let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
-    let snapshot = Snapshot::build(gateway, None, version, &events, &metrics);
-    let mut shared = Shared::new(snapshot, events, metrics, node.id, node.tls.is_some());
-    shared.request_metrics = node.request_metrics;
-    let shared = web::Data::new(shared);
+    let mut plane = DataPlane::start(
+        &published,
+        &loaded.gateway,
+        events,
+        metrics,
+        node.id,
+        node.tls.is_some(),
+    );
+    plane.request_metrics = node.request_metrics;
+    let plane = web::Data::new(plane);
 
-    let admin = admin_plane(&node, raft.clone(), shared.clone())?;
-    let server = data_plane(&node, shared.clone())?;
+    let admin = admin_plane(&node, raft.clone(), plane.clone())?;
+    let server = data_plane(&node, plane.clone())?;
     let handles = [server.handle(), admin.handle()];
     info!(
         node_id = node.id,
@@ -53,10 +61,10 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
         raft.clone(),
         node.clone(),
         loaded.gateway.spec.clone(),
-        shared.clone(),
+        plane.clone(),
     );
 
-    let signals = actix_rt::spawn(watch_signals(loaded, shared.clone(), raft.clone(), handles));
+    let signals = actix_rt::spawn(watch_signals(loaded, plane.clone(), raft.clone(), handles));
     let admin_task = actix_rt::spawn(admin);
     let result = server.await;
     let _ = admin_task.await;
@@ -70,23 +78,13 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
 fn admin_plane(
     node: &NodeConfig,
     raft: Arc<RaftNode>,
-    shared: web::Data<Shared>,
+    plane: web::Data<DataPlane>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let admin = web::Data::new(Admin::new(
-        raft.clone(),
-        shared,
-        node.admin_token.as_deref(),
-    ));
+    let admin = web::Data::new(Admin::new(raft.clone(), plane, node.admin_token.as_deref()));
     let rpc = raft.rpc_service();
     let server = HttpServer::new(move || {
-        // For forwarding consistent reads and membership changes to the leader.
-        let client = awc::Client::builder()
-            .disable_redirects()
-            .timeout(Duration::from_secs(15))
-            .finish();
         App::new()
             .app_data(admin.clone())
-            .app_data(web::Data::new(client))
             .app_data(web::PayloadConfig::new(16 << 20))
             .configure(rpc.clone())
             .configure(crate::admin::configure)
@@ -100,7 +98,7 @@ fn admin_plane(
 
 fn data_plane(
     node: &NodeConfig,
-    shared: web::Data<Shared>,
+    plane: web::Data<DataPlane>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let pool_limit = node.upstream_pool_limit;
     let server = HttpServer::new(move || {
@@ -121,7 +119,7 @@ fn data_plane(
             .no_default_headers()
             .finish();
         App::new()
-            .app_data(shared.clone())
+            .app_data(plane.clone())
             .app_data(web::Data::new(client))
             .configure(endpoints::configure)
             .default_service(web::to(proxy::handle))
@@ -169,7 +167,7 @@ fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {
 
 async fn watch_signals(
     mut loaded: LoadedConfig,
-    shared: web::Data<Shared>,
+    plane: web::Data<DataPlane>,
     raft: Arc<RaftNode>,
     handles: [actix_web::dev::ServerHandle; 2],
 ) {
@@ -191,10 +189,10 @@ async fn watch_signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&mut loaded, &shared, &raft).await,
+            _ = hup.recv() => reload(&mut loaded, &plane, &raft).await,
         }
     }
-    shared.draining.store(true, Ordering::Relaxed);
+    plane.draining.store(true, Ordering::Relaxed);
     info!(
         timeout_secs = loaded.node.shutdown_timeout.as_secs(),
         "shutdown requested: no new connections, draining in-flight requests"
@@ -209,11 +207,11 @@ async fn watch_signals(
 /// and changes nothing. A valid one whose gateway part differs from what the files
 /// said last time is proposed to the cluster (the replicated state then flows back
 /// to every node's data plane); unchanged files propose nothing.
-async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
+async fn reload(loaded: &mut LoadedConfig, plane: &DataPlane, raft: &RaftNode) {
     let next = match load_dir(&loaded.dir) {
         Ok(next) => next,
         Err(errors) => {
-            shared
+            plane
                 .metrics
                 .config_reloads
                 .with_label_values(&["error"])
@@ -232,7 +230,7 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
         warn!("node settings changed on disk; they take effect at the next restart");
     }
     if next.gateway.spec == loaded.gateway.spec {
-        shared
+        plane
             .metrics
             .config_reloads
             .with_label_values(&["ok"])
@@ -244,7 +242,7 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
     // trying for a while rather than dropping the operator's change.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let result = loop {
-        let r = cluster::propose_gateway(raft, &shared.metrics, next.gateway.spec.clone()).await;
+        let r = cluster::propose_gateway(raft, &plane.metrics, next.gateway.spec.clone()).await;
         match &r {
             Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -254,7 +252,7 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
     };
     match result {
         Ok((sluice_raft::Response::Applied, version)) => {
-            shared
+            plane
                 .metrics
                 .config_reloads
                 .with_label_values(&["ok"])
@@ -267,7 +265,7 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
             loaded.origins = next.origins;
         }
         Ok((other, _)) => {
-            shared
+            plane
                 .metrics
                 .config_reloads
                 .with_label_values(&["error"])
@@ -275,7 +273,7 @@ async fn reload(loaded: &mut LoadedConfig, shared: &Shared, raft: &RaftNode) {
             error!(answer = ?other, "the cluster refused the reloaded config");
         }
         Err(e) => {
-            shared
+            plane
                 .metrics
                 .config_reloads
                 .with_label_values(&["error"])

@@ -6,6 +6,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use sluice_actors::{Transition, UpstreamEvents};
 use tracing_subscriber::EnvFilter;
 
 /// Sets up `tracing` once per process. `RUST_LOG`, when set, wins over `level`.
@@ -160,8 +161,8 @@ impl Metrics {
         })
     }
 
-    pub fn events(&self) -> crate::runtime::MetricEvents {
-        crate::runtime::MetricEvents {
+    pub fn events(&self) -> MetricEvents {
+        MetricEvents {
             breaker_state: self.breaker_state.clone(),
             breaker_transitions: self.breaker_transitions.clone(),
             upstream_health: self.upstream_health.clone(),
@@ -172,5 +173,29 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Turns the upstream actors' decisions into metrics.
+pub struct MetricEvents {
+    pub breaker_state: prometheus::IntGaugeVec,
+    pub breaker_transitions: prometheus::IntCounterVec,
+    pub upstream_health: prometheus::IntGaugeVec,
+}
+
+impl UpstreamEvents for MetricEvents {
+    fn breaker_changed(&self, service: &str, t: &Transition) {
+        self.breaker_state
+            .with_label_values(&[service])
+            .set(t.to as i64);
+        self.breaker_transitions
+            .with_label_values(&[service, t.to.as_str()])
+            .inc();
+    }
+
+    fn health_changed(&self, service: &str, target: &str, in_rotation: bool) {
+        self.upstream_health
+            .with_label_values(&[service, target])
+            .set(i64::from(in_rotation));
     }
 }

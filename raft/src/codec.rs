@@ -323,7 +323,7 @@ pub(crate) mod tests {
             let _ = decode::<InstallSnapshotRequest<TypeConfig>>(&bytes);
             let _ = decode::<VoteRequest<NodeId>>(&bytes);
             let _ = decode::<Command>(&bytes);
-            let _ = decode::<crate::command::ClusterState>(&bytes);
+            let _ = decode::<crate::state::ClusterState>(&bytes);
             let _ = decode::<Result<VoteResponse<NodeId>, RaftError<NodeId>>>(&bytes);
         }
         // A length prefix claiming ~2^60 bytes must be refused, not allocated.

@@ -1,17 +1,18 @@
 //! `sluice-raft` owns the replicated control plane: the openraft type
-//! configuration ([`TypeConfig`]), the commands the cluster agrees on and the state
-//! they build ([`command`]), the sled-backed log and state machine implementing
+//! configuration ([`TypeConfig`]), the commands the cluster agrees on
+//! ([`command`]) and the state they build, with its apply code split by domain
+//! ([`state`]), the sled-backed log and state machine implementing
 //! openraft's v2 storage traits ([`store`]), the one bincode codec used on disk and
 //! on the wire ([`codec`]), the Raft RPC client ([`network`]) and server
 //! ([`server`]), and a small facade the node binary drives ([`node::RaftNode`]).
 //!
 //! It must never be on the data plane's request path: the data plane reads the
 //! snapshots this crate *publishes* after each apply (a `tokio::sync::watch` of
-//! [`command::Published`], turned into `ArcSwap`s by the node) and never waits on
+//! [`state::Published`], turned into `ArcSwap`s by the node) and never waits on
 //! Raft, disk or a peer.
 //!
 //! Start reading at [`node::RaftNode`] (how the pieces are wired and the openraft
-//! timing chosen), then [`command`] (what is replicated), then [`store`].
+//! timing chosen), then [`command`] and [`state`] (what is replicated), then [`store`].
 #![forbid(unsafe_code)]
 
 pub mod codec;
@@ -19,10 +20,12 @@ pub mod command;
 pub mod network;
 pub mod node;
 pub mod server;
+pub mod state;
 pub mod store;
 
-pub use command::{ClusterState, Command, Published, Response};
-pub use node::{RaftNode, RaftSettings, WriteError};
+pub use command::{Command, Response};
+pub use node::{MembershipChange, MembershipResult, RaftNode, RaftSettings, WriteError};
+pub use state::{ClusterState, Delta, DeltaBatch, Published};
 
 /// Raft node ids are the `node.id` of the node settings (unique, > 0).
 pub type NodeId = u64;

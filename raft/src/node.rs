@@ -24,19 +24,24 @@
 //! fsync.
 
 use crate::codec;
-use crate::command::{compile_validator, Command, Published, Response, Validator};
+use crate::command::{Command, Response};
 use crate::network::{HttpNetwork, Transport, TransportSettings};
 use crate::server::{self, RaftRpc};
+use crate::state::{compile_validator, DeltaBatch, Published, Validator};
 use crate::store::{self, LogStats, LogStore};
 use crate::{NodeId, Raft};
 use actix_web::web;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+};
 use openraft::{BasicNode, SnapshotPolicy};
-use std::collections::BTreeMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Tunables, with defaults suitable for a 3–5 node gateway cluster on a LAN.
 #[derive(Debug, Clone)]
@@ -136,12 +141,24 @@ pub enum WriteError {
     /// Raft on this node has stopped (storage failure or shutdown).
     #[error("raft is not running: {0}")]
     Fatal(String),
+    // Variants below were appended (bincode numbers them by position: peers
+    // decode forwarded answers with it).
+    /// A membership change that cannot be made as asked (e.g. removing the last
+    /// voter, or a learner that cannot catch up).
+    #[error("{0}")]
+    Conflict(String),
+    /// A membership change named a node that is not a member.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl WriteError {
     /// Whether trying again (here or at the leader) may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, WriteError::Fatal(_))
+        !matches!(
+            self,
+            WriteError::Fatal(_) | WriteError::Conflict(_) | WriteError::NotFound(_)
+        )
     }
 }
 
@@ -181,20 +198,104 @@ pub(crate) async fn write_local(
     match outcome {
         Err(_) => Err(WriteError::Timeout(timeout)),
         Ok(Ok(written)) => Ok((written.data, written.log_id.index)),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            match (f.leader_id, f.leader_node) {
-                (Some(leader_id), Some(node)) => Err(WriteError::ForwardToLeader {
-                    leader_id,
-                    leader_addr: node.addr,
-                }),
-                _ => Err(WriteError::NoLeader),
+        Ok(Err(e)) => Err(write_error(e)),
+    }
+}
+
+fn forward_to(f: ForwardToLeader<NodeId, BasicNode>) -> WriteError {
+    match (f.leader_id, f.leader_node) {
+        (Some(leader_id), Some(node)) => WriteError::ForwardToLeader {
+            leader_id,
+            leader_addr: node.addr,
+        },
+        _ => WriteError::NoLeader,
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward_to(f),
+        // Only membership changes produce this (e.g. one already in progress).
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            WriteError::Conflict(e.to_string())
+        }
+        RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
+    }
+}
+
+/// A change of the voter set, made on the leader (a follower forwards it over
+/// `/raft/membership`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MembershipChange {
+    /// Add `id` at `addr` (its admin listener) as a learner, wait until it has
+    /// caught up, then make it a voter.
+    AddVoter { id: NodeId, addr: String },
+    /// Remove `id` from the voters (and the cluster).
+    RemoveVoter { id: NodeId },
+}
+
+/// The membership change was committed at log index `version`; `voters` is the
+/// new voter set.
+pub type MembershipResult = Result<(u64, BTreeSet<NodeId>), WriteError>;
+
+/// How long adding a learner may take to catch up before the change is refused.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Applies `change` on this node, which must lead.
+pub(crate) async fn change_membership_local(
+    raft: &Raft,
+    change: MembershipChange,
+) -> MembershipResult {
+    let mut voters: BTreeSet<NodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    match change {
+        MembershipChange::AddVoter { id, addr } => {
+            let added = tokio::time::timeout(
+                LEARNER_CATCH_UP,
+                raft.add_learner(id, BasicNode::new(&addr), true),
+            )
+            .await
+            .map_err(|_| {
+                WriteError::Conflict(format!(
+                    "node {id} at {addr} did not catch up within {LEARNER_CATCH_UP:?}"
+                ))
+            })?;
+            added.map_err(write_error)?;
+            voters.insert(id);
+            tracing::info!(id, %addr, "adding node as a voter");
+        }
+        MembershipChange::RemoveVoter { id } => {
+            if !voters.remove(&id) {
+                return Err(WriteError::NotFound(format!("node {id} is not a voter")));
+            }
+            if voters.is_empty() {
+                return Err(WriteError::Conflict("cannot remove the last voter".into()));
             }
         }
-        // Only membership changes produce this; a plain write cannot.
-        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Err(WriteError::Fatal(e.to_string()))
+    }
+    let changed = raft
+        .change_membership(voters.clone(), false)
+        .await
+        .map_err(write_error)?;
+    tracing::info!(?voters, "membership changed");
+    Ok((changed.log_id.index, voters))
+}
+
+/// Confirms with a quorum that this node still leads and returns the log index a
+/// linearizable read must see applied (the read index).
+pub(crate) async fn read_index_local(raft: &Raft) -> Result<u64, WriteError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(forward_to(f)),
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+            Err(WriteError::NoLeader)
         }
-        Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Fatal(e.to_string())),
+        Err(RaftError::Fatal(e)) => Err(WriteError::Fatal(e.to_string())),
     }
 }
 
@@ -206,6 +307,8 @@ pub struct RaftNode {
     transport: Transport,
     secret: awc::http::header::HeaderValue,
     state: watch::Receiver<Arc<Published>>,
+    /// High-churn domain changes, until the node takes them ([`Self::take_deltas`]).
+    deltas: std::sync::Mutex<Option<mpsc::UnboundedReceiver<DeltaBatch>>>,
     rpc: web::Data<RaftRpc>,
     log: LogStore,
     write_timeout: Duration,
@@ -234,8 +337,9 @@ impl RaftNode {
         validator: Validator,
     ) -> Result<RaftNode, StartError> {
         let config = Arc::new(settings.openraft_config()?);
-        let (log, sm) = store::open(data_dir, settings.cache_bytes, validator)?;
+        let (log, mut sm) = store::open(data_dir, settings.cache_bytes, validator)?;
         let state = sm.subscribe();
+        let deltas = std::sync::Mutex::new(sm.take_deltas());
         let transport = Transport::start(settings.transport.clone())?;
         let network = HttpNetwork::new(transport.clone(), secret)?;
         let mut secret_header = awc::http::header::HeaderValue::from_str(secret)
@@ -251,6 +355,7 @@ impl RaftNode {
             transport,
             secret: secret_header,
             state,
+            deltas,
             rpc,
             log,
             write_timeout: settings.write_timeout,
@@ -269,6 +374,13 @@ impl RaftNode {
     /// The latest applied state, updated after every apply. Never blocks.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.state.clone()
+    }
+
+    /// The changes of high-churn domains (rate-limiter reports, webhook attempts),
+    /// in log order, for the actors that own them. There is one stream: the first
+    /// call gets it, later calls get `None`.
+    pub fn take_deltas(&self) -> Option<mpsc::UnboundedReceiver<DeltaBatch>> {
+        self.deltas.lock().ok().and_then(|mut d| d.take())
     }
 
     /// Mounts the Raft RPC endpoints on the admin app:
@@ -322,35 +434,85 @@ impl RaftNode {
 
     /// [`RaftNode::write`], forwarded to the leader (over `/raft/write`, with the
     /// cluster secret) when this node is a follower: an admin can write through
-    /// any node and gets the leader's answer.
+    /// any node and gets the leader's answer. This is the one way writes reach the
+    /// leader, for admin changes and node-originated commands alike.
     pub async fn write_anywhere(&self, command: Command) -> Result<(Response, u64), WriteError> {
-        let leader_addr = match self.write(command.clone()).await {
-            Err(WriteError::ForwardToLeader { leader_addr, .. }) => leader_addr,
-            other => return other,
+        match self.write(command.clone()).await {
+            Err(WriteError::ForwardToLeader { leader_addr, .. }) => {
+                self.forward(&leader_addr, server::WRITE, &command).await
+            }
+            other => other,
+        }
+    }
+
+    /// Grows or shrinks the voter set, through any node (forwarded to the leader
+    /// over `/raft/membership`).
+    pub async fn change_membership(&self, change: MembershipChange) -> MembershipResult {
+        match change_membership_local(&self.raft, change.clone()).await {
+            Err(WriteError::ForwardToLeader { leader_addr, .. }) => {
+                self.forward(&leader_addr, server::MEMBERSHIP, &change)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Waits until this node has applied everything committed before the call,
+    /// as confirmed by the leader with a quorum (a follower asks the leader for
+    /// its read index over `/raft/read_index`). A read of the published state
+    /// after this returns is linearizable. Returns the read index.
+    pub async fn linearizable_barrier(&self) -> Result<u64, WriteError> {
+        let index = match read_index_local(&self.raft).await {
+            Err(WriteError::ForwardToLeader { leader_addr, .. }) => {
+                self.forward(&leader_addr, server::READ_INDEX, &()).await?
+            }
+            other => other?,
         };
-        let body = codec::encode(&command).map_err(|e| WriteError::Fatal(e.to_string()))?;
-        let url = format!("http://{leader_addr}/raft/write");
+        let mut state = self.state.clone();
+        let caught_up = async {
+            while state.borrow_and_update().version < index {
+                if state.changed().await.is_err() {
+                    return Err(WriteError::Fatal("state machine stopped".into()));
+                }
+            }
+            Ok(index)
+        };
+        tokio::time::timeout(self.write_timeout, caught_up)
+            .await
+            .unwrap_or(Err(WriteError::Timeout(self.write_timeout)))
+    }
+
+    /// Sends `request` to the leader's Raft RPC endpoint `path` and decodes its
+    /// `Result<T, WriteError>` answer. A leader that moved or cannot be reached is
+    /// `NoLeader` (the caller retries).
+    async fn forward<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        leader_addr: &str,
+        path: &str,
+        request: &Req,
+    ) -> Result<T, WriteError> {
+        let body = codec::encode(request).map_err(|e| WriteError::Fatal(e.to_string()))?;
+        let url = format!("http://{leader_addr}{path}");
+        let timeout = match path {
+            server::MEMBERSHIP => LEARNER_CATCH_UP + self.write_timeout,
+            _ => self.write_timeout + Duration::from_secs(1),
+        };
         let answer = self
             .transport
-            .post(
-                url,
-                self.secret.clone(),
-                body,
-                self.write_timeout + Duration::from_secs(1),
-            )
+            .post(url, self.secret.clone(), body, timeout)
             .await;
         match answer {
-            Ok((200, bytes)) => codec::decode::<Result<(Response, u64), WriteError>>(&bytes)
-                .unwrap_or_else(|e| {
+            Ok((200, bytes)) => {
+                codec::decode::<Result<T, WriteError>>(&bytes).unwrap_or_else(|e| {
                     Err(WriteError::Fatal(format!("leader answer undecodable: {e}")))
-                }),
-            // The leader moved or is unreachable: the caller retries later.
+                })
+            }
             Ok((status, _)) => {
-                tracing::warn!(status, %leader_addr, "leader refused a forwarded write");
+                tracing::warn!(status, %leader_addr, path, "leader refused a forwarded request");
                 Err(WriteError::NoLeader)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot forward a write to the leader");
+                tracing::warn!(error = %e, path, "cannot forward to the leader");
                 Err(WriteError::NoLeader)
             }
         }

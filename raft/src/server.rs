@@ -1,6 +1,8 @@
-//! The receiving side of Raft RPC: `POST` endpoints (append, vote, snapshot, and
-//! `write` for commands a follower forwards to the leader) under `/raft` on the
-//! admin listener, mounted by the node with [`configure`].
+//! The receiving side of Raft RPC: `POST` endpoints under `/raft` on the admin
+//! listener, mounted by the node with [`configure`]: openraft's own (append, vote,
+//! snapshot) and the three a follower uses to reach the leader on behalf of a
+//! caller (`write` for commands, `membership` for voter changes, `read_index` for
+//! linearizable reads). There is no other path from a follower to the leader.
 //!
 //! Every request must carry the cluster secret in `X-Sluice-Cluster-Secret`; it is
 //! checked (in constant time) before the body is even read, so an unauthenticated
@@ -13,6 +15,7 @@
 use crate::codec;
 use crate::command::Command;
 use crate::network::SECRET_HEADER;
+use crate::node::MembershipChange;
 use crate::{NodeId, Raft, TypeConfig};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
@@ -22,6 +25,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// Paths of the leader-side endpoints, as the forwarding side addresses them.
+pub(crate) const WRITE: &str = "/raft/write";
+pub(crate) const MEMBERSHIP: &str = "/raft/membership";
+pub(crate) const READ_INDEX: &str = "/raft/read_index";
 
 /// What the handlers need: the local Raft and the expected secret's digest.
 pub struct RaftRpc {
@@ -56,7 +64,7 @@ impl RaftRpc {
     }
 }
 
-/// Mounts `/raft/append`, `/raft/vote` and `/raft/snapshot`. Use inside the admin
+/// Mounts the `/raft/*` endpoints. Use inside the admin
 /// `HttpServer::new` closure: `App::new().configure(server::configure(rpc.clone()))`.
 pub fn configure(
     rpc: web::Data<RaftRpc>,
@@ -68,7 +76,9 @@ pub fn configure(
                 .route("/append", web::post().to(append))
                 .route("/vote", web::post().to(vote))
                 .route("/snapshot", web::post().to(snapshot))
-                .route("/write", web::post().to(write)),
+                .route("/write", web::post().to(write))
+                .route("/membership", web::post().to(membership))
+                .route("/read_index", web::post().to(read_index)),
         );
     }
 }
@@ -105,6 +115,24 @@ async fn write(rpc: web::Data<RaftRpc>, req: HttpRequest, body: web::Payload) ->
         Err(refusal) => return refusal,
     };
     reply(&crate::node::write_local(&rpc.raft, rpc.write_timeout, command).await)
+}
+
+/// A voter change a follower forwarded: made here if this node leads.
+async fn membership(rpc: web::Data<RaftRpc>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    let change: MembershipChange = match admit(&rpc, &req, body).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    reply(&crate::node::change_membership_local(&rpc.raft, change).await)
+}
+
+/// A follower's request for the read index of a linearizable read.
+async fn read_index(rpc: web::Data<RaftRpc>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    let (): () = match admit(&rpc, &req, body).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    reply(&crate::node::read_index_local(&rpc.raft).await)
 }
 
 /// Authenticates, then reads and decodes the body; any failure is the response.

@@ -16,7 +16,7 @@ mod state_machine;
 pub use log::{LogStats, LogStore};
 pub use state_machine::StateMachineStore;
 
-use crate::command::Validator;
+use crate::state::Validator;
 use std::path::Path;
 
 /// sled's default page cache is 1 GiB, sized for a database server. The control
@@ -36,7 +36,7 @@ pub enum OpenError {
 }
 
 /// Opens (or creates) the store under `data_dir`. `validator` decides which gateway
-/// specs the state machine accepts (see [`crate::command::compile_validator`]).
+/// specs the state machine accepts (see [`crate::state::compile_validator`]).
 pub fn open(
     data_dir: &Path,
     cache_bytes: u64,

@@ -6,7 +6,8 @@
 //! is restored from it; openraft then re-applies the committed log tail.
 
 use crate::codec;
-use crate::command::{ClusterState, Published, Response, Validator};
+use crate::command::Response;
+use crate::state::{ApplyCtx, ClusterState, Delta, DeltaBatch, Published, Validator};
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -16,7 +17,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 const SNAPSHOT: &[u8] = b"snapshot";
 
@@ -42,8 +43,15 @@ pub struct StateMachineStore {
     db: sled::Db,
     applied: Applied,
     validator: Validator,
-    /// Every apply publishes here; the node rebuilds its `ArcSwap`s from it.
+    /// Every apply publishes the low-churn state here; the node rebuilds its
+    /// data plane from it.
     published: Arc<watch::Sender<Arc<Published>>>,
+    /// Changes of high-churn domains, in log order, for the actors that own them
+    /// (unbounded: applies are bounded by what Raft commits, and losing one would
+    /// desynchronise the owner).
+    deltas: mpsc::UnboundedSender<DeltaBatch>,
+    /// The receiving end, until the node takes it ([`Self::take_deltas`]).
+    deltas_rx: Option<mpsc::UnboundedReceiver<DeltaBatch>>,
     /// Makes snapshot ids unique when two snapshots share a last log id.
     snapshot_seq: u64,
 }
@@ -74,12 +82,15 @@ impl StateMachineStore {
             None => Applied::default(),
         };
         let (tx, _) = watch::channel(Arc::new(publish_of(&applied)));
+        let (deltas, deltas_rx) = mpsc::unbounded_channel();
         Ok(StateMachineStore {
             tree,
             db: db.clone(),
             applied,
             validator,
             published: Arc::new(tx),
+            deltas,
+            deltas_rx: Some(deltas_rx),
             snapshot_seq: 0,
         })
     }
@@ -90,10 +101,22 @@ impl StateMachineStore {
         self.published.subscribe()
     }
 
-    fn publish(&self) {
+    /// The stream of [`DeltaBatch`]es, once: take it before the store is handed to
+    /// `Raft::new`.
+    pub fn take_deltas(&mut self) -> Option<mpsc::UnboundedReceiver<DeltaBatch>> {
+        self.deltas_rx.take()
+    }
+
+    /// Publishes the state (a few `Arc` copies) and hands `deltas` to their owners.
+    fn publish(&self, deltas: Vec<Delta>) {
         // `send_replace` stores the value even when nobody is subscribed yet.
-        self.published
-            .send_replace(Arc::new(publish_of(&self.applied)));
+        let published = Arc::new(publish_of(&self.applied));
+        let version = published.version;
+        self.published.send_replace(published);
+        if !deltas.is_empty() {
+            // Nobody listening (the receiver was dropped) is fine.
+            let _ = self.deltas.send(DeltaBatch { version, deltas });
+        }
     }
 
     async fn persist(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
@@ -168,12 +191,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut ctx = ApplyCtx::new(&self.validator);
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Applied,
                 EntryPayload::Normal(command) => {
-                    let response = self.applied.state.apply(&command, &self.validator);
+                    let response = self.applied.state.apply(&command, &mut ctx);
                     if let Response::Rejected { problems } = &response {
                         tracing::info!(
                             index = entry.log_id.index,
@@ -191,7 +215,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             responses.push(response);
         }
         // Once per batch: subscribers want the latest state, not every step.
-        self.publish();
+        let deltas = ctx.deltas;
+        self.publish(deltas);
         Ok(responses)
     }
 
@@ -235,7 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state,
         };
         tracing::info!(snapshot = %meta.snapshot_id, "raft snapshot installed");
-        self.publish();
+        self.publish(vec![Delta::StateReplaced]);
         Ok(())
     }
 

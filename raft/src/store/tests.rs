@@ -1,6 +1,6 @@
 use super::*;
-use crate::command::tests::{route, service, test_validator};
 use crate::command::{ApiClient, Command, Response, SecretHash};
+use crate::state::tests::{route, service, test_validator};
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
@@ -179,7 +179,9 @@ async fn apply_publishes_and_rejects_deterministically() {
     let encoded = crate::codec::encode(&published.state).expect("encode");
     let needle = b"plaintext-secret";
     assert!(!encoded.windows(needle.len()).any(|w| w == needle));
-    assert!(published.state.clients["c1"].secret_hash.matches(needle));
+    assert!(published.state.credentials.clients["c1"]
+        .secret_hash
+        .matches(needle));
 }
 
 #[tokio::test]

@@ -1,0 +1,327 @@
+//! The admin API on `node.admin_listen` (see CONTRACT.md), a module per area:
+//! [`cluster`] (members, debug views), [`config`] (the gateway config and its
+//! entities) and [`credentials`] (clients and API keys); webhooks and rate limits
+//! join as their issues land.
+//!
+//! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
+//! and a change becomes one Raft command proposed through any node
+//! ([`RaftNode::write_anywhere`]: a follower forwards it to the leader over the
+//! cluster's Raft RPC). Validation happens once, in the state machine's apply,
+//! against the state the command lands on; its refusal comes back through the
+//! write's response as 422. Every write answers `X-Sluice-Version` (the log index
+//! it was applied at). Reads are local unless `?consistent=true`, which waits for
+//! the leader's read index ([`RaftNode::linearizable_barrier`]).
+//!
+//! Errors are [`AdminError`]s, rendered in the one JSON error shape with the
+//! request id of the `sluice::admin_access` log line of the same request.
+
+pub mod cluster;
+pub mod config;
+pub mod credentials;
+
+use crate::dataplane::DataPlane;
+use crate::errors::{error_response, X_REQUEST_ID};
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use serde::Serialize;
+use sluice_raft::command::{Problem, SecretHash};
+use sluice_raft::{Command, Published, RaftNode, Response, WriteError};
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+pub const X_SLUICE_VERSION: &str = "x-sluice-version";
+
+/// What the admin handlers share.
+pub struct Admin {
+    pub raft: Arc<RaftNode>,
+    pub plane: web::Data<DataPlane>,
+    /// `admin.token` from this node's config, hashed; replicated tokens also work.
+    bootstrap_token: Option<SecretHash>,
+}
+
+impl Admin {
+    pub fn new(raft: Arc<RaftNode>, plane: web::Data<DataPlane>, token: Option<&str>) -> Admin {
+        Admin {
+            raft,
+            plane,
+            bootstrap_token: token.map(|t| SecretHash::of(t.as_bytes())),
+        }
+    }
+
+    /// Who is calling, from `Authorization: Bearer <token>`: the bootstrap token or
+    /// a replicated admin token, each compared in constant time (as hashes).
+    fn caller(&self, req: &HttpRequest) -> Result<Caller, AdminError> {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(AdminError::Unauthorized);
+        };
+        if self
+            .bootstrap_token
+            .as_ref()
+            .is_some_and(|h| h.matches(token.as_bytes()))
+        {
+            return Ok(Caller::Admin);
+        }
+        let published = self.current();
+        let replicated = published
+            .state
+            .credentials
+            .admin_tokens
+            .values()
+            .any(|t| t.token_hash.matches(token.as_bytes()));
+        if replicated {
+            Ok(Caller::Admin)
+        } else {
+            Err(AdminError::Unauthorized)
+        }
+    }
+
+    /// The replicated state as this node has applied it.
+    pub fn current(&self) -> Arc<Published> {
+        self.raft.subscribe().borrow().clone()
+    }
+
+    /// The state to answer a read from: the local one, or with `?consistent=true`
+    /// one that includes every write committed before the request.
+    pub async fn read_state(&self, req: &HttpRequest) -> Result<Arc<Published>, AdminError> {
+        let consistent = req
+            .query_string()
+            .split('&')
+            .any(|kv| kv == "consistent=true");
+        if consistent {
+            self.raft.linearizable_barrier().await?;
+        }
+        Ok(self.current())
+    }
+
+    /// Proposes `command` through any node; `Ok` carries the log index it was
+    /// applied at. The state machine's refusal is 422 (or 404 for a missing entity).
+    pub async fn write(&self, command: Command) -> Result<u64, AdminError> {
+        let started = Instant::now();
+        match self.raft.write_anywhere(command).await? {
+            (Response::Applied, version) => {
+                self.plane
+                    .metrics
+                    .raft_commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(version)
+            }
+            (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
+            (Response::NotFound { kind, id }, _) => {
+                Err(AdminError::NotFound(format!("no {kind} {id:?}")))
+            }
+        }
+    }
+}
+
+/// An authenticated admin API caller. Today only admin tokens; an API key of a
+/// client with the role `publisher` joins for `POST /admin/events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+}
+
+impl FromRequest for Caller {
+    type Error = AdminError;
+    type Future = Ready<Result<Caller, AdminError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = match req.app_data::<web::Data<Admin>>() {
+            Some(admin) => admin.caller(req),
+            None => Err(AdminError::Internal("admin state missing".into())),
+        };
+        if caller.is_err() {
+            warn!(peer = ?req.peer_addr(), path = req.path(), "admin request refused: bad or missing token");
+        }
+        ready(caller)
+    }
+}
+
+/// Why an admin call failed. "Try again / ask the leader" (`NoLeader`,
+/// `CommitTimeout`) is kept apart from the caller's mistakes and from failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("admin API: send Authorization: Bearer <admin token>")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// The change would leave an invalid state; nothing was applied.
+    #[error("{} problem(s); nothing was applied", .0.len())]
+    Invalid(Vec<Problem>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NoLeader(String),
+    #[error("{0}; it may still be applied (is a quorum of nodes up?)")]
+    CommitTimeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    fn code(&self) -> &'static str {
+        match self {
+            AdminError::BadRequest(_) => "bad_request",
+            AdminError::Unauthorized => "unauthorized",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::Invalid(_) => "invalid_config",
+            AdminError::Conflict(_) => "membership_change_failed",
+            AdminError::NoLeader(_) => "no_leader",
+            AdminError::CommitTimeout(_) => "commit_timeout",
+            AdminError::Internal(_) => "raft_failed",
+        }
+    }
+}
+
+impl From<WriteError> for AdminError {
+    fn from(e: WriteError) -> AdminError {
+        match e {
+            WriteError::NoLeader | WriteError::ForwardToLeader { .. } => {
+                AdminError::NoLeader(e.to_string())
+            }
+            // Proposed but not committed in time: it may still apply later (a retry
+            // is safe: every admin write is a put or a delete).
+            WriteError::Timeout(_) => AdminError::CommitTimeout(e.to_string()),
+            WriteError::Conflict(m) => AdminError::Conflict(m),
+            WriteError::NotFound(m) => AdminError::NotFound(m),
+            WriteError::Fatal(m) => AdminError::Internal(m),
+        }
+    }
+}
+
+impl From<cluster_config::ConfigErrors> for AdminError {
+    fn from(errors: cluster_config::ConfigErrors) -> AdminError {
+        AdminError::Invalid(
+            errors
+                .0
+                .into_iter()
+                .map(|e| Problem::new(e.path, e.message))
+                .collect(),
+        )
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::NoLeader(_) | AdminError::CommitTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut b = HttpResponseBuilder::new(self.status_code());
+        match self {
+            AdminError::Unauthorized => {
+                b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            AdminError::NoLeader(_) | AdminError::CommitTimeout(_) => {
+                b.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        let request_id = current_request_id();
+        let problems = match self {
+            AdminError::Invalid(p) => Some(p),
+            _ => None,
+        };
+        error_response(b, self.code(), &self.to_string(), &request_id, problems)
+    }
+}
+
+tokio::task_local! {
+    /// The id of the admin request being handled (set by [`configure`]'s
+    /// middleware), so an error rendered anywhere inside carries it.
+    static REQUEST_ID: String;
+}
+
+fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+}
+
+/// A successful write: `X-Sluice-Version` and a JSON body.
+pub fn written(version: u64, body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((X_SLUICE_VERSION, version.to_string()))
+        .json(body)
+}
+
+/// The body every plain write answers with.
+#[derive(Serialize)]
+pub struct Versioned {
+    pub version: u64,
+}
+
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let id = req
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| {
+                        !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+                    })
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let method = req.method().clone();
+                let path = req.path().to_owned();
+                let started = Instant::now();
+                let call = srv.call(req);
+                REQUEST_ID.scope(id.clone(), async move {
+                    let mut res = call.await?;
+                    if let Ok(v) = header::HeaderValue::from_str(&id) {
+                        res.headers_mut()
+                            .insert(header::HeaderName::from_static(X_REQUEST_ID), v);
+                    }
+                    info!(
+                        target: "sluice::admin_access",
+                        request_id = %id,
+                        method = %method,
+                        path,
+                        status = res.status().as_u16(),
+                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "admin request"
+                    );
+                    Ok(res)
+                })
+            })
+            .route("/openapi.json", web::get().to(openapi))
+            .configure(cluster::configure)
+            .configure(config::configure)
+            .configure(credentials::configure),
+    );
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("openapi.json"))
+}

@@ -1,0 +1,541 @@
+//! The replicated state ([`ClusterState`]) and how each [`Command`] changes it.
+//!
+//! [`ClusterState::apply`] is a pure function of (state, command, validator): every
+//! node applies the same log to the same state and must reach the same result, so
+//! nothing here reads the clock, the environment, randomness or the disk (anything
+//! time-dependent takes a time the proposer stamped into the command). A command
+//! that would leave an invalid state is answered with [`Response::Rejected`] and
+//! changes nothing; that answer travels back to the writer through the write's
+//! response, so validation happens once, here, against the state the command
+//! actually lands on.
+//!
+//! The state is split by domain, and so is the apply code: [`config`] (services,
+//! routes, rate limits, auth settings) and [`credentials`] (clients, API keys,
+//! admin tokens). Low-churn domains sit behind `Arc`s: publishing the state after
+//! an apply is a handful of pointer copies, and a subscriber tells "did this part
+//! change" with `Arc::ptr_eq`. High-churn domains (limiter reports, webhook
+//! attempts) must not be republished whole on every apply: their apply code pushes
+//! a [`Delta`] for the actor that owns the domain instead.
+
+pub mod config;
+pub mod credentials;
+
+use crate::command::{Command, Problem, Response};
+use cluster_config::schema::GatewaySpec;
+pub use credentials::Credentials;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Everything the state machine holds.
+///
+/// The serialized form is what snapshots on disk and snapshot transfers carry;
+/// bincode writes a struct as its fields in order with no framing, so
+/// `credentials` (a struct of the former top-level `clients`, `api_keys`,
+/// `admin_tokens` maps, in that order) encodes exactly as those three fields did.
+/// New domains are appended at the end, with `#[serde(default)]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    #[serde(with = "crate::codec::json_field")]
+    pub gateway: Arc<GatewaySpec>,
+    pub credentials: Arc<Credentials>,
+    /// True once any gateway config was applied (seeded or written by an admin).
+    pub seeded: bool,
+}
+
+/// A change in a high-churn domain, handed to the domain's owner (an actor on the
+/// node) rather than published as whole state. Variants are appended as those
+/// domains arrive (rate-limiter reports, webhook attempts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    /// The whole state was replaced by a snapshot (a lagging node caught up, or the
+    /// node restarted): owners drop what they hold and rebuild from the published
+    /// state instead of patching.
+    StateReplaced,
+}
+
+/// Deltas produced by one batch of applied entries, with the log index of the
+/// last entry in the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaBatch {
+    pub version: u64,
+    pub deltas: Vec<Delta>,
+}
+
+/// What subscribers receive after every apply: the whole low-churn state (cheap to
+/// clone: `Arc`s) and the log index it reflects (the *config version* shown as
+/// `X-Sluice-Version`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    pub state: ClusterState,
+    /// Index of the last applied log entry; 0 before anything was applied.
+    pub version: u64,
+}
+
+/// Decides whether a gateway spec may become the replicated one. It must be a pure
+/// function of the spec and identical on every node (same binary), because each
+/// node evaluates it independently while applying.
+pub type Validator = Arc<dyn Fn(&GatewaySpec) -> Result<(), Vec<Problem>> + Send + Sync>;
+
+/// The production validator: `cluster_config::Gateway::compile` with no file origins
+/// (config that arrives through the log came from the API) and no config dir.
+///
+/// A panic inside the compiler is caught and turned into a rejection: it would
+/// panic identically on every node, so rejecting is still deterministic, and it is
+/// far better than taking the whole control plane down on one bad spec.
+pub fn compile_validator() -> Validator {
+    Arc::new(|spec: &GatewaySpec| {
+        let spec = spec.clone();
+        let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            cluster_config::Gateway::compile(spec, &cluster_config::Origins::default(), None)
+        }));
+        match compiled {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(errors)) => Err(errors
+                .0
+                .into_iter()
+                .map(|e| Problem::new(e.path, e.message))
+                .collect()),
+            Err(_) => Err(vec![Problem::new(
+                "",
+                "the config compiler failed unexpectedly; the change was not applied",
+            )]),
+        }
+    })
+}
+
+/// What apply needs besides the state and the command, and what it produces
+/// besides the response.
+pub struct ApplyCtx<'a> {
+    pub validate: &'a Validator,
+    /// Changes of high-churn domains made by this command, for their owners.
+    pub deltas: Vec<Delta>,
+}
+
+impl<'a> ApplyCtx<'a> {
+    pub fn new(validate: &'a Validator) -> ApplyCtx<'a> {
+        ApplyCtx {
+            validate,
+            deltas: Vec::new(),
+        }
+    }
+}
+
+impl ClusterState {
+    /// Applies one command: dispatches to the domain that owns it. On any
+    /// `Rejected` / `NotFound` answer `self` is unchanged.
+    pub fn apply(&mut self, command: &Command, ctx: &mut ApplyCtx<'_>) -> Response {
+        use Command::*;
+        let v = ctx.validate;
+        match command {
+            ReplaceGateway { spec } => config::replace(self, spec.clone(), v),
+            SeedGateway { spec } => config::seed(self, spec, v),
+            PutService { name, spec } => config::put_service(self, name, spec, v),
+            DeleteService { name } => config::delete_service(self, name, v),
+            PutRoute { route } => config::put_route(self, route, v),
+            DeleteRoute { id } => config::delete_route(self, id, v),
+            PutClient { client } => credentials::put_client(&mut self.credentials, client),
+            DeleteClient { id } => credentials::delete_client(&mut self.credentials, id),
+            PutApiKey { key } => credentials::put_api_key(&mut self.credentials, key),
+            RevokeApiKey { id } => credentials::revoke_api_key(&mut self.credentials, id),
+            DeleteApiKey { id } => credentials::delete_api_key(&mut self.credentials, id),
+            PutAdminToken { token } => credentials::put_admin_token(&mut self.credentials, token),
+            DeleteAdminToken { id } => credentials::delete_admin_token(&mut self.credentials, id),
+        }
+    }
+}
+
+pub(crate) fn not_found(kind: &str, id: &str) -> Response {
+    Response::NotFound {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+pub(crate) fn rejected(path: &str, message: impl Into<String>) -> Response {
+    Response::Rejected {
+        problems: vec![Problem::new(path, message)],
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::command::{AdminToken, ApiClient, ApiKey, SecretHash};
+    use cluster_config::schema::{RouteSpec, ServiceSpec};
+
+    fn run(s: &mut ClusterState, command: &Command, v: &Validator) -> Response {
+        s.apply(command, &mut ApplyCtx::new(v))
+    }
+
+    /// A small stand-in for the real compiler (fast, and independent of its
+    /// rules): a route must name an existing service, and a service needs an
+    /// upstream.
+    pub(crate) fn test_validator() -> Validator {
+        Arc::new(|spec: &GatewaySpec| {
+            let mut problems = Vec::new();
+            for (i, r) in spec.routes.iter().enumerate() {
+                if !spec.services.contains_key(&r.service) {
+                    problems.push(Problem::new(
+                        format!("routes[{i}].service"),
+                        format!("unknown service `{}`", r.service),
+                    ));
+                }
+            }
+            for (name, s) in &spec.services {
+                if s.upstreams.is_empty() {
+                    problems.push(Problem::new(
+                        format!("services.{name}.upstreams"),
+                        "at least one upstream is required",
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems)
+            }
+        })
+    }
+
+    pub(crate) fn service(url: &str) -> ServiceSpec {
+        ServiceSpec {
+            upstreams: vec![url.to_owned()],
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn route(path: &str, service: &str) -> RouteSpec {
+        RouteSpec {
+            path: path.to_owned(),
+            service: service.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gateway_commands_validate_and_reject_without_change() {
+        let v = test_validator();
+        let mut s = ClusterState::default();
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::PutService {
+                    name: "users".into(),
+                    spec: service("http://127.0.0.1:9001"),
+                },
+                &v
+            ),
+            Response::Applied
+        );
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::PutRoute {
+                    route: route("/users", "users")
+                },
+                &v
+            ),
+            Response::Applied
+        );
+        let before = s.clone();
+        // A route to a missing service: rejected, state untouched.
+        let r = run(
+            &mut s,
+            &Command::PutRoute {
+                route: route("/orders", "orders"),
+            },
+            &v,
+        );
+        assert!(
+            matches!(r, Response::Rejected { ref problems } if problems[0].path == "routes[1].service")
+        );
+        assert_eq!(s, before);
+        // Deleting a service still in use: rejected too.
+        let r = run(
+            &mut s,
+            &Command::DeleteService {
+                name: "users".into(),
+            },
+            &v,
+        );
+        assert!(matches!(r, Response::Rejected { .. }));
+        assert_eq!(s, before);
+        // Upsert by id keeps the position; id defaults to the path.
+        let mut changed = route("/users", "users");
+        changed.methods = vec!["GET".into()];
+        run(
+            &mut s,
+            &Command::PutRoute {
+                route: changed.clone(),
+            },
+            &v,
+        );
+        assert_eq!(s.gateway.routes, vec![changed]);
+        assert_eq!(
+            run(&mut s, &Command::DeleteRoute { id: "/nope".into() }, &v),
+            Response::NotFound {
+                kind: "route".into(),
+                id: "/nope".into()
+            }
+        );
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::DeleteRoute {
+                    id: "/users".into()
+                },
+                &v
+            ),
+            Response::Applied
+        );
+        assert!(s.gateway.routes.is_empty());
+    }
+
+    #[test]
+    fn clients_keys_tokens() {
+        let v = test_validator();
+        let mut s = ClusterState::default();
+        let key = ApiKey {
+            id: "k1".into(),
+            client_id: "c1".into(),
+            key_hash: SecretHash::of(b"key-1"),
+            revoked: false,
+        };
+        // Key before its client: rejected.
+        assert!(matches!(
+            run(&mut s, &Command::PutApiKey { key: key.clone() }, &v),
+            Response::Rejected { .. }
+        ));
+        let client = ApiClient {
+            id: "c1".into(),
+            name: "one".into(),
+            roles: vec!["publisher".into()],
+            scopes: vec!["read".into()],
+            secret_hash: SecretHash::of(b"secret-1"),
+        };
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::PutClient {
+                    client: client.clone()
+                },
+                &v
+            ),
+            Response::Applied
+        );
+        // Idempotent: the same put twice leaves the same state.
+        assert_eq!(
+            run(&mut s, &Command::PutClient { client }, &v),
+            Response::Applied
+        );
+        assert_eq!(
+            run(&mut s, &Command::PutApiKey { key: key.clone() }, &v),
+            Response::Applied
+        );
+        let dup = ApiKey {
+            id: "k2".into(),
+            ..key.clone()
+        };
+        assert!(matches!(
+            run(&mut s, &Command::PutApiKey { key: dup }, &v),
+            Response::Rejected { .. }
+        ));
+        assert_eq!(
+            run(&mut s, &Command::RevokeApiKey { id: "k1".into() }, &v),
+            Response::Applied
+        );
+        assert!(s.credentials.api_keys["k1"].revoked);
+        assert_eq!(
+            run(&mut s, &Command::RevokeApiKey { id: "k1".into() }, &v),
+            Response::Applied
+        );
+        assert_eq!(
+            run(&mut s, &Command::DeleteClient { id: "c1".into() }, &v),
+            Response::Applied
+        );
+        assert!(
+            s.credentials.api_keys.is_empty(),
+            "keys go with their client"
+        );
+        let token = AdminToken {
+            id: "t1".into(),
+            token_hash: SecretHash::of(b"admin"),
+        };
+        assert_eq!(
+            run(&mut s, &Command::PutAdminToken { token }, &v),
+            Response::Applied
+        );
+        assert!(s.credentials.admin_tokens["t1"]
+            .token_hash
+            .matches(b"admin"));
+        assert!(matches!(
+            run(&mut s, &Command::DeleteAdminToken { id: "zz".into() }, &v),
+            Response::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn real_compiler_rejects_invalid_gateway() {
+        let v = compile_validator();
+        let mut s = ClusterState::default();
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::PutService {
+                    name: "users".into(),
+                    spec: service("http://127.0.0.1:9001"),
+                },
+                &v
+            ),
+            Response::Applied
+        );
+        let before = s.clone();
+        let r = run(
+            &mut s,
+            &Command::PutRoute {
+                route: route("/orders", "no-such-service"),
+            },
+            &v,
+        );
+        match r {
+            Response::Rejected { problems } => assert!(!problems.is_empty()),
+            other => panic!("expected rejection, got {other:?}"),
+        }
+        assert_eq!(s, before);
+        assert_eq!(
+            run(
+                &mut s,
+                &Command::PutRoute {
+                    route: route("/users", "users")
+                },
+                &v
+            ),
+            Response::Applied
+        );
+    }
+
+    #[test]
+    fn apply_is_deterministic() {
+        let v = test_validator();
+        let cmds = crate::codec::tests::sample_commands();
+        let run = || {
+            let mut s = ClusterState::default();
+            let rs: Vec<Response> = cmds.iter().map(|c| run(&mut s, c, &v)).collect();
+            (crate::codec::encode(&s).expect("encode"), rs)
+        };
+        assert_eq!(run(), run());
+    }
+
+    /// The domain split changed the struct, not the bytes: a snapshot written by
+    /// the previous build (flat `clients`, `api_keys`, `admin_tokens`) decodes into
+    /// today's state, and today's state encodes to the same bytes.
+    #[test]
+    fn snapshot_encoding_is_unchanged_by_the_domain_split() {
+        #[derive(Serialize, Deserialize)]
+        struct FlatState {
+            #[serde(with = "crate::codec::json_field")]
+            gateway: GatewaySpec,
+            clients: std::collections::BTreeMap<String, ApiClient>,
+            api_keys: std::collections::BTreeMap<String, ApiKey>,
+            admin_tokens: std::collections::BTreeMap<String, AdminToken>,
+            seeded: bool,
+        }
+        let v = test_validator();
+        let mut s = ClusterState::default();
+        let commands = [
+            Command::PutService {
+                name: "users".into(),
+                spec: service("http://127.0.0.1:9001"),
+            },
+            Command::PutClient {
+                client: ApiClient {
+                    id: "c1".into(),
+                    name: "one".into(),
+                    roles: vec!["publisher".into()],
+                    scopes: vec![],
+                    secret_hash: SecretHash::of(b"s"),
+                },
+            },
+            Command::PutApiKey {
+                key: ApiKey {
+                    id: "k1".into(),
+                    client_id: "c1".into(),
+                    key_hash: SecretHash::of(b"k"),
+                    revoked: false,
+                },
+            },
+            Command::PutAdminToken {
+                token: AdminToken {
+                    id: "t1".into(),
+                    token_hash: SecretHash::of(b"t"),
+                },
+            },
+        ];
+        for c in &commands {
+            assert_eq!(run(&mut s, c, &v), Response::Applied);
+        }
+        let flat = FlatState {
+            gateway: (*s.gateway).clone(),
+            clients: s.credentials.clients.clone(),
+            api_keys: s.credentials.api_keys.clone(),
+            admin_tokens: s.credentials.admin_tokens.clone(),
+            seeded: s.seeded,
+        };
+        let old = crate::codec::encode(&flat).expect("encode");
+        assert_eq!(crate::codec::encode(&s).expect("encode"), old);
+        let decoded: ClusterState = crate::codec::decode(&old).expect("decode");
+        assert_eq!(decoded, s);
+    }
+
+    /// Publishing relies on it: a change in one domain leaves the other's `Arc`
+    /// as it was, so subscribers can tell what changed by pointer.
+    #[test]
+    fn a_change_touches_only_its_own_domain() {
+        let v = test_validator();
+        let mut s = ClusterState::default();
+        run(
+            &mut s,
+            &Command::PutService {
+                name: "users".into(),
+                spec: service("http://127.0.0.1:9001"),
+            },
+            &v,
+        );
+        let before = s.clone();
+        let client = ApiClient {
+            id: "c1".into(),
+            name: "one".into(),
+            roles: vec![],
+            scopes: vec![],
+            secret_hash: SecretHash::of(b"s"),
+        };
+        assert_eq!(
+            run(&mut s, &Command::PutClient { client }, &v),
+            Response::Applied
+        );
+        assert!(Arc::ptr_eq(&before.gateway, &s.gateway));
+        assert!(!Arc::ptr_eq(&before.credentials, &s.credentials));
+        let before = s.clone();
+        run(
+            &mut s,
+            &Command::PutRoute {
+                route: route("/users", "users"),
+            },
+            &v,
+        );
+        assert!(!Arc::ptr_eq(&before.gateway, &s.gateway));
+        assert!(Arc::ptr_eq(&before.credentials, &s.credentials));
+        // A refused command changes no pointer at all.
+        let before = s.clone();
+        run(&mut s, &Command::DeleteClient { id: "nope".into() }, &v);
+        run(
+            &mut s,
+            &Command::PutRoute {
+                route: route("/x", "missing"),
+            },
+            &v,
+        );
+        assert!(Arc::ptr_eq(&before.gateway, &s.gateway));
+        assert!(Arc::ptr_eq(&before.credentials, &s.credentials));
+    }
+}
