@@ -1,9 +1,15 @@
 //! The `sluice` binary: a clustered API gateway node.
 //!
-//! This crate owns the processes' edges: the CLI, the HTTP listeners, the request
-//! lifecycle (`proxy.rs`, read it top to bottom), the built-in endpoints and signal
-//! handling. The config model lives in `cluster-config`, per-upstream state in
-//! `sluice-actors`.
+//! This crate owns the process's edges: the CLI, the HTTP listeners, the request
+//! lifecycle (`proxy.rs`, read it top to bottom; its server-independent decisions
+//! are in `phases.rs`), the data plane's view of the replicated state
+//! (`dataplane.rs`, kept current by `cluster.rs`), the admin API (`admin/`, a
+//! module per area), the built-in endpoints and signal handling. The config model
+//! lives in `cluster-config`, the replicated state in `sluice-raft`, per-upstream
+//! state in `sluice-actors`.
+//!
+//! It must never put Raft, disk or another node on the request path: requests
+//! read one `ArcSwap` and atomics, and report to actors without waiting.
 #![forbid(unsafe_code)]
 
 mod admin;

@@ -1,7 +1,9 @@
 //! The sending side of Raft RPC: openraft's `RaftNetworkFactory` / `RaftNetwork`
 //! over HTTP to each peer's admin listener (`POST http://{addr}/raft/{append,vote,
 //! snapshot}`), bodies encoded with [`crate::codec`], every request carrying the
-//! cluster secret.
+//! cluster secret. The same transport carries what a follower sends the leader on
+//! a caller's behalf (`/raft/{write,membership,read_index}`, see
+//! [`crate::node::RaftNode::write_anywhere`]).
 //!
 //! Why a dedicated thread: awc's `Client` is `!Send` (it is built on `Rc`), while
 //! openraft drives its network futures from tokio tasks that must be `Send`. So one
