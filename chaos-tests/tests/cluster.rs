@@ -4,15 +4,19 @@
 //! Measurements (election time, catch-up time) are printed with a `MEASURED`
 //! prefix: run with `-- --nocapture` to see them.
 
-#[macro_use]
 mod support;
 
 use serde_json::json;
+use sluice_testkit::{wait_for_async, Seen};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use support::{admin_put, brief, route_body, send, Cluster, Info, SECRET};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
 
 const ALL: [u64; 3] = [1, 2, 3];
 
@@ -117,10 +121,10 @@ struct Writes {
     worst: Duration,
 }
 
-/// Writes routes `w0`, `w1`, … in order through `ports` (round-robin), retrying
-/// each on 503 until it is acknowledged, until `stop` is set. Bounded: at most
-/// 5000 attempts in all.
-async fn write_loop(ports: Vec<u16>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Writes>>) {
+/// Writes routes `w0`, `w1`, … in order through the admin APIs at `admins`
+/// (round-robin), retrying each on 503 until it is acknowledged, until `stop` is
+/// set. Bounded: at most 5000 attempts in all.
+async fn write_loop(admins: Vec<String>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Writes>>) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(15))
         .finish();
@@ -135,7 +139,7 @@ async fn write_loop(ports: Vec<u16>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Write
                 break 'ids;
             }
             attempts += 1;
-            let port = ports[turn % ports.len()];
+            let port = &admins[turn % admins.len()];
             turn += 1;
             let path = format!("/admin/routes/{id}");
             match admin_put(&client, port, &path, &route_body(&id)).await {
@@ -186,12 +190,23 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
 
     let stop = Rc::new(Cell::new(false));
     let writes = Rc::new(RefCell::new(Writes::default()));
-    let ports = survivors.iter().map(|id| c.node(*id).admin_port).collect();
-    let writer = actix_rt::spawn(write_loop(ports, stop.clone(), writes.clone()));
+    let admins = survivors.iter().map(|id| c.admin_url(*id, "")).collect();
+    let writer = actix_rt::spawn(write_loop(admins, stop.clone(), writes.clone()));
 
-    wait_for!(c, 20, "10 acknowledged writes before the kill", {
-        (writes.borrow().acked.len() >= 10).then_some(())
-    });
+    wait_for_async(
+        "10 acknowledged writes before the kill",
+        secs(20),
+        &c,
+        || async {
+            let acked = writes.borrow().acked.len();
+            if acked >= 10 {
+                Ok(())
+            } else {
+                Err(format!("{acked} acked"))
+            }
+        },
+    )
+    .await;
     // What the leader had in its log just before the kill (plus the one write that
     // may be in flight): the restarted node cannot have more than this on disk.
     let before = c.info(old).await.expect("leader answers before the kill");
@@ -200,12 +215,11 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
     let killed_at = Instant::now();
     let on_disk = before.last_log + 5;
 
-    let mut seen: Option<Vec<Info>>;
-    let (new, election) = wait_for!(
-        c,
-        10,
-        format!("a leader other than {old}; last seen: {}", brief(&seen)),
-        {
+    let (new, election) = wait_for_async(
+        format!("a leader other than {old}"),
+        secs(10),
+        &c,
+        || async {
             let mut found = None;
             let mut infos = Vec::new();
             for s in &survivors {
@@ -219,34 +233,34 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
                     infos.push(i);
                 }
             }
-            seen = Some(infos);
-            found
-        }
-    );
+            found.ok_or_else(|| Seen(brief(&Some(infos))))
+        },
+    )
+    .await;
     eprintln!(
         "MEASURED leader-kill: node {old} killed, node {new} reported as leader after {election:?}"
     );
 
     // Keep writing until the survivors purged the log the killed node lacks, so
     // its only way back is a snapshot; and well past 40 writes after the kill.
-    let mut last: Option<Vec<Info>>;
-    wait_for!(
-        c,
-        40,
-        format!(
-            "40 acks after the kill and purged_index > {on_disk} on the survivors; acked {} ; last seen: {}",
-            writes.borrow().acked.len(),
-            brief(&last)
-        ),
-        {
+    wait_for_async(
+        format!("40 acks after the kill and purged_index > {on_disk} on the survivors"),
+        secs(40),
+        &c,
+        || async {
             let infos = c.infos(&survivors).await;
             let purged = infos
                 .as_ref()
                 .is_some_and(|v| v.iter().all(|i| i.purged > on_disk));
-            last = infos;
-            (purged && writes.borrow().acked.len() >= acked_before + 40).then_some(())
-        }
-    );
+            let acked = writes.borrow().acked.len();
+            if purged && acked >= acked_before + 40 {
+                Ok(())
+            } else {
+                Err(Seen(format!("acked {acked}; {}", brief(&infos))))
+            }
+        },
+    )
+    .await;
     stop.set(true);
     writer.await.expect("writer task");
     let writes = writes.take();
@@ -313,7 +327,7 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
          so it must hold a snapshot beyond it: {back:?}\n{}",
         c.logs()
     );
-    let log = std::fs::read_to_string(c.node(old).log()).unwrap_or_default();
+    let log = c.log(old);
     eprintln!(
         "MEASURED leader-kill: restarted node snapshot_index {} (on disk ≤ {on_disk}); its log says 'raft snapshot installed': {}",
         back.snapshot,
@@ -395,18 +409,39 @@ async fn follower_kill_under_traffic_never_fails_a_request() {
         }));
     }
 
-    wait_for!(c, 20, "100 proxied requests before the kill", {
-        (load.borrow().total >= 100).then_some(())
-    });
+    wait_for_async(
+        "100 proxied requests before the kill",
+        secs(20),
+        &c,
+        || async {
+            let total = load.borrow().total;
+            if total >= 100 {
+                Ok(())
+            } else {
+                Err(format!("{total} sent"))
+            }
+        },
+    )
+    .await;
     let before = load.borrow().total;
     c.kill9(victim);
     let killed_at = Instant::now();
     // The load window: long enough for the leader's appends and heartbeats to the
     // dead follower to fail several times over (heartbeat 150 ms).
-    wait_for!(c, 20, "2.5 s and 200 more requests after the kill", {
-        (killed_at.elapsed() >= Duration::from_millis(2500) && load.borrow().total >= before + 200)
-            .then_some(())
-    });
+    wait_for_async(
+        "2.5 s and 200 more requests after the kill",
+        secs(20),
+        &c,
+        || async {
+            let total = load.borrow().total;
+            if killed_at.elapsed() >= Duration::from_millis(2500) && total >= before + 200 {
+                Ok(())
+            } else {
+                Err(format!("{} sent after the kill", total - before))
+            }
+        },
+    )
+    .await;
     stop.set(true);
     for t in tasks {
         t.await.expect("load task");
@@ -473,7 +508,7 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
         ("/admin/routes/nq0", route_body("nq0")),
         (
             "/admin/services/echo2",
-            json!({ "upstreams": [c.echo.url()] }),
+            json!({ "upstreams": [c.upstream_url()] }),
         ),
         ("/admin/routes/nq1", route_body("nq1")),
     ];
@@ -558,15 +593,11 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
     // too; only this one was acknowledged).
     c.start(down[0]);
     let up = [survivor, down[0]];
-    let mut last: Option<Result<support::Answer, String>>;
-    let version = wait_for!(
-        c,
-        20,
-        format!(
-            "a write to succeed once node {} is back; last: {last:?}",
-            down[0]
-        ),
-        {
+    let version = wait_for_async(
+        format!("a write to succeed once node {} is back", down[0]),
+        secs(20),
+        &c,
+        || async {
             let a = c
                 .admin_put(survivor, "/admin/routes/back", &route_body("back"))
                 .await;
@@ -575,10 +606,10 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
                 .ok()
                 .filter(|a| a.status == 200)
                 .and_then(|a| a.body["version"].as_u64());
-            last = Some(a);
-            v
-        }
-    );
+            v.ok_or(a)
+        },
+    )
+    .await;
     c.wait_version(&up, version, 20).await;
     for id in up {
         assert_proxies(&c, id, "/back/x").await;
@@ -728,7 +759,7 @@ async fn a_fourth_node_joins_as_a_voter_and_can_be_removed() {
     );
 
     let follower = others(&ALL, &[leader])[0];
-    let addr = format!("127.0.0.1:{}", c.node(4).admin_port);
+    let addr = c.peer_addr(4);
     let added = c
         .admin_call(
             follower,
@@ -763,4 +794,85 @@ async fn a_fourth_node_joins_as_a_voter_and_can_be_removed() {
         .await
         .expect("DELETE");
     assert_eq!(missing.status, 404, "{missing:?}");
+}
+
+/// A follower frozen (SIGSTOP) under writes: every write through the other two
+/// nodes still succeeds, the frozen node answers nothing meanwhile, and once
+/// thawed it catches up to the same applied index as the others and serves every
+/// route written while it was frozen.
+#[actix_rt::test]
+async fn a_paused_follower_does_not_block_writes_and_catches_up_after_resume() {
+    let mut c = Cluster::configure("pause", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, term) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let frozen = others(&ALL, &[leader])[0];
+    let up = others(&ALL, &[frozen]);
+
+    c.pause(frozen);
+    let paused_at = Instant::now();
+    let mut versions = Vec::new();
+    for i in 0..30 {
+        let via = up[i % up.len()];
+        let id = format!("p{i}");
+        let a = c
+            .admin_put(via, &format!("/admin/routes/{id}"), &route_body(&id))
+            .await
+            .unwrap_or_else(|e| panic!("PUT {id} via node {via}: {e}\n{}", c.logs()));
+        assert_eq!(
+            a.status,
+            200,
+            "write {id} through node {via} with node {frozen} paused: {a:?}\n{}",
+            c.logs()
+        );
+        versions.push(a.body["version"].as_u64().expect("version"));
+    }
+    let writes_took = paused_at.elapsed();
+    // The pause is real: the frozen node answers nothing (info gives up after 2 s).
+    assert!(
+        c.info(frozen).await.is_none(),
+        "node {frozen} answered /admin/cluster while paused\n{}",
+        c.logs()
+    );
+    let newest = *versions.last().expect("30 writes");
+    c.wait_applied(&up, newest, 10).await;
+
+    c.resume(frozen);
+    let resumed = Instant::now();
+    // Caught up: all three report the same applied index, at least the newest
+    // write's (a re-election on resume may add an entry; all must have it).
+    let same = wait_for_async(
+        format!("node {frozen} to catch up to the same applied index as {up:?}"),
+        secs(20),
+        &c,
+        || async {
+            let infos = c.infos(&ALL).await;
+            let applied: Option<BTreeMap<u64, u64>> = infos
+                .as_ref()
+                .map(|v| v.iter().map(|i| (i.node_id, i.applied)).collect());
+            match &applied {
+                Some(a)
+                    if a.values()
+                        .all(|v| *v >= newest && Some(v) == a.values().next()) =>
+                {
+                    Ok(*a.values().next().expect("three nodes"))
+                }
+                _ => Err(Seen(brief(&infos))),
+            }
+        },
+    )
+    .await;
+    let (leader_after, term_after) = c.wait_agreed_leader(&ALL, 10).await;
+    eprintln!(
+        "MEASURED pause: 30 writes with node {frozen} paused took {writes_took:?}; caught up to \
+         applied index {same} {:?} after resume; leader {leader}/term {term} before, \
+         {leader_after}/term {term_after} after",
+        resumed.elapsed()
+    );
+    c.wait_version(&[frozen], newest, 10).await;
+    for i in [0, 15, 29] {
+        assert_proxies(&c, frozen, &format!("/p{i}/x")).await;
+    }
 }
