@@ -876,3 +876,200 @@ async fn a_paused_follower_does_not_block_writes_and_catches_up_after_resume() {
         assert_proxies(&c, frozen, &format!("/p{i}/x")).await;
     }
 }
+
+/// A service written through one follower and, at once, a route naming it
+/// through the other: the route write must be accepted every time (the leader
+/// validates against the committed state, which has the service), 100 times.
+#[actix_rt::test]
+async fn dependent_writes_through_two_followers_are_never_refused() {
+    let mut c = Cluster::configure("dependent", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let (a, b) = match others(&ALL, &[leader])[..] {
+        [a, b] => (a, b),
+        ref v => panic!("two followers expected, got {v:?}"),
+    };
+    let service = json!({ "upstreams": [c.upstream_url()] });
+
+    let mut refused = Vec::new();
+    let mut newest = 0;
+    for i in 0..100 {
+        let s = c
+            .admin_put(a, &format!("/admin/services/svc-{i}"), &service)
+            .await
+            .unwrap_or_else(|e| panic!("PUT svc-{i} via node {a}: {e}\n{}", c.logs()));
+        assert_eq!(
+            s.status,
+            200,
+            "PUT /admin/services/svc-{i} through follower {a}: {s:?}\n{}",
+            c.logs()
+        );
+        let route = json!({ "path": format!("/pair/{i}"), "service": format!("svc-{i}") });
+        let r = c
+            .admin_put(b, &format!("/admin/routes/pair-{i}"), &route)
+            .await
+            .unwrap_or_else(|e| panic!("PUT pair-{i} via node {b}: {e}\n{}", c.logs()));
+        match r.body["version"].as_u64() {
+            Some(v) if r.status == 200 => newest = newest.max(v),
+            _ => refused.push(format!("pair-{i}: {} {}", r.status, r.text)),
+        }
+    }
+    eprintln!(
+        "MEASURED dependent writes: {} of 100 route writes through follower {b} refused",
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "{} of 100 route writes through follower {b}, each right after its service was \
+         written through follower {a}, were refused (first 5): {:?}\n{}",
+        refused.len(),
+        &refused[..refused.len().min(5)],
+        c.logs()
+    );
+    c.wait_version(&ALL, newest, 20).await;
+    for id in ALL {
+        for i in [0, 50, 99] {
+            assert_proxies(&c, id, &format!("/pair/{i}")).await;
+        }
+    }
+}
+
+/// `GET /admin/debug/snapshot` on node `id`: its data-plane snapshot's parts
+/// and the versions they were built at. `Err` on anything but 200.
+async fn snapshot(c: &Cluster, id: u64) -> Result<serde_json::Value, String> {
+    let a = c.admin_get(id, "/admin/debug/snapshot").await?;
+    if a.status == 200 {
+        Ok(a.body)
+    } else {
+        Err(format!("{} {}", a.status, a.text))
+    }
+}
+
+/// Polls every node's `/admin/debug/snapshot` until its applied index is at least
+/// `version` and it counts `active` active API keys; returns each node's snapshot.
+async fn wait_active_keys(
+    c: &Cluster,
+    version: u64,
+    active: u64,
+) -> BTreeMap<u64, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for id in ALL {
+        let snap = wait_for_async(
+            format!("node {id}'s snapshot to reach index {version} with {active} active API keys"),
+            secs(10),
+            c,
+            || async {
+                let s = snapshot(c, id).await?;
+                let applied = s["applied_index"].as_u64().unwrap_or(0);
+                let keys = s["parts"]["credentials"]["active_api_keys"].as_u64();
+                if applied >= version && keys == Some(active) {
+                    Ok(s)
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+        out.insert(id, snap);
+    }
+    out
+}
+
+/// An API key created and revoked through a follower reaches every node's
+/// data-plane snapshot (credentials part rebuilt at or after the write's index)
+/// without rebuilding the gateway part (routes, services) anywhere.
+#[actix_rt::test]
+async fn an_api_key_reaches_every_nodes_snapshot_without_rebuilding_the_gateway() {
+    let mut c = Cluster::configure("apikey", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let follower = others(&ALL, &[leader])[0];
+
+    let client = c
+        .admin_call(
+            follower,
+            "POST",
+            "/admin/clients",
+            Some(&json!({ "name": "c" })),
+        )
+        .await
+        .expect("POST /admin/clients");
+    assert_eq!(client.status, 200, "{client:?}\n{}", c.logs());
+    let client_id = client.body["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    assert!(
+        client.body["client_secret"].as_str().is_some(),
+        "{client:?}"
+    );
+    let v = client.body["version"].as_u64().expect("version");
+    c.wait_applied(&ALL, v, 10).await;
+    // The gateway part as every node had it before the key existed.
+    let mut gateway_before = BTreeMap::new();
+    for id in ALL {
+        let s = snapshot(&c, id).await.unwrap_or_else(|e| {
+            panic!("GET /admin/debug/snapshot on node {id}: {e}\n{}", c.logs())
+        });
+        let g = s["parts"]["gateway"]["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("parts.gateway.version on node {id}: {s}"));
+        gateway_before.insert(id, g);
+    }
+
+    let key = c
+        .admin_call(
+            follower,
+            "POST",
+            "/admin/keys",
+            Some(&json!({ "client_id": client_id })),
+        )
+        .await
+        .expect("POST /admin/keys");
+    assert_eq!(key.status, 200, "{key:?}\n{}", c.logs());
+    let key_id = key.body["id"].as_str().expect("key id").to_owned();
+    assert!(key.body["key"].as_str().is_some(), "{key:?}");
+    let version: u64 = key
+        .header("x-sluice-version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("X-Sluice-Version on the key write: {key:?}"));
+
+    let created = wait_active_keys(&c, version, 1).await;
+    for (id, s) in &created {
+        let credentials = s["parts"]["credentials"]["version"].as_u64();
+        assert!(
+            credentials >= Some(version),
+            "node {id} counts the key but its credentials part is from before the write \
+             (index {version}): {s}"
+        );
+        assert_eq!(
+            s["parts"]["gateway"]["version"].as_u64(),
+            gateway_before.get(id).copied(),
+            "node {id} rebuilt its gateway part for a credentials change: {s}"
+        );
+    }
+
+    let revoked = c
+        .admin_call(follower, "DELETE", &format!("/admin/keys/{key_id}"), None)
+        .await
+        .expect("DELETE /admin/keys/{id}");
+    assert_eq!(revoked.status, 200, "{revoked:?}\n{}", c.logs());
+    let version: u64 = revoked
+        .header("x-sluice-version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("X-Sluice-Version on the revocation: {revoked:?}"));
+    let after = wait_active_keys(&c, version, 0).await;
+    for (id, s) in &after {
+        assert_eq!(
+            s["parts"]["gateway"]["version"].as_u64(),
+            gateway_before.get(id).copied(),
+            "node {id} rebuilt its gateway part for a key revocation: {s}"
+        );
+    }
+}
