@@ -334,8 +334,39 @@ mod tests {
         })))
     }
 
-    async fn settle() {
-        for _ in 0..20 {
+    /// Test-only: answered once every message queued before it was handled (the
+    /// mailbox is FIFO), so awaiting it is a barrier, not a guess at a duration.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Barrier;
+
+    impl Handler<Barrier> for UpstreamActor {
+        type Result = ();
+        fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
+    }
+
+    /// Waits until every outcome queued so far has been handled by the actor.
+    async fn handled(handle: &UpstreamHandle) {
+        handle
+            .addr
+            .send(Barrier)
+            .await
+            .expect("the actor answers (its supervisor restarts it)");
+    }
+
+    /// Polls the published breaker state every 5 ms until it is `want`; panics
+    /// after 5 s with the last state seen.
+    async fn wait_for_state(handle: &UpstreamHandle, want: BreakerState) {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = handle.pool.breaker_state();
+            if seen == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "breaker never became {want:?}; last seen {seen:?}"
+            );
             actix::clock::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -351,7 +382,9 @@ mod tests {
             handle.pool.report(false, allowed);
             handle.pool.report(true, allowed);
         }
-        settle().await;
+        // Nothing to poll for: the breaker must stay closed. Wait until the actor
+        // has handled all twenty reports, then look.
+        handled(&handle).await;
         assert_eq!(handle.pool.breaker_state(), BreakerState::Closed);
         assert_eq!(events.transitions.load(Ordering::SeqCst), 0);
     }
@@ -363,18 +396,16 @@ mod tests {
         let allowed = crate::upstream::Admission::Allowed;
         handle.pool.report(false, allowed);
         handle.pool.report(false, allowed);
-        settle().await;
-        assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
+        wait_for_state(&handle, BreakerState::Open).await;
+        handled(&handle).await;
         assert_eq!(events.transitions.load(Ordering::SeqCst), 1);
 
         // a panic inside a handler: the supervisor restarts the actor closed…
         handle.addr.do_send(Crash);
-        settle().await;
-        assert_eq!(handle.pool.breaker_state(), BreakerState::Closed);
+        wait_for_state(&handle, BreakerState::Closed).await;
         // …and it keeps working
         handle.pool.report(false, allowed);
         handle.pool.report(false, allowed);
-        settle().await;
-        assert_eq!(handle.pool.breaker_state(), BreakerState::Open);
+        wait_for_state(&handle, BreakerState::Open).await;
     }
 }

@@ -4,15 +4,19 @@
 //! Measurements (election time, catch-up time) are printed with a `MEASURED`
 //! prefix: run with `-- --nocapture` to see them.
 
-#[macro_use]
 mod support;
 
 use serde_json::json;
+use sluice_testkit::{wait_for_async, Seen};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use support::{admin_put, brief, route_body, send, Cluster, Info, SECRET};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
 
 const ALL: [u64; 3] = [1, 2, 3];
 
@@ -117,10 +121,10 @@ struct Writes {
     worst: Duration,
 }
 
-/// Writes routes `w0`, `w1`, … in order through `ports` (round-robin), retrying
-/// each on 503 until it is acknowledged, until `stop` is set. Bounded: at most
-/// 5000 attempts in all.
-async fn write_loop(ports: Vec<u16>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Writes>>) {
+/// Writes routes `w0`, `w1`, … in order through the admin APIs at `admins`
+/// (round-robin), retrying each on 503 until it is acknowledged, until `stop` is
+/// set. Bounded: at most 5000 attempts in all.
+async fn write_loop(admins: Vec<String>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Writes>>) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(15))
         .finish();
@@ -135,7 +139,7 @@ async fn write_loop(ports: Vec<u16>, stop: Rc<Cell<bool>>, log: Rc<RefCell<Write
                 break 'ids;
             }
             attempts += 1;
-            let port = ports[turn % ports.len()];
+            let port = &admins[turn % admins.len()];
             turn += 1;
             let path = format!("/admin/routes/{id}");
             match admin_put(&client, port, &path, &route_body(&id)).await {
@@ -186,12 +190,23 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
 
     let stop = Rc::new(Cell::new(false));
     let writes = Rc::new(RefCell::new(Writes::default()));
-    let ports = survivors.iter().map(|id| c.node(*id).admin_port).collect();
-    let writer = actix_rt::spawn(write_loop(ports, stop.clone(), writes.clone()));
+    let admins = survivors.iter().map(|id| c.admin_url(*id, "")).collect();
+    let writer = actix_rt::spawn(write_loop(admins, stop.clone(), writes.clone()));
 
-    wait_for!(c, 20, "10 acknowledged writes before the kill", {
-        (writes.borrow().acked.len() >= 10).then_some(())
-    });
+    wait_for_async(
+        "10 acknowledged writes before the kill",
+        secs(20),
+        &c,
+        || async {
+            let acked = writes.borrow().acked.len();
+            if acked >= 10 {
+                Ok(())
+            } else {
+                Err(format!("{acked} acked"))
+            }
+        },
+    )
+    .await;
     // What the leader had in its log just before the kill (plus the one write that
     // may be in flight): the restarted node cannot have more than this on disk.
     let before = c.info(old).await.expect("leader answers before the kill");
@@ -200,12 +215,11 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
     let killed_at = Instant::now();
     let on_disk = before.last_log + 5;
 
-    let mut seen: Option<Vec<Info>>;
-    let (new, election) = wait_for!(
-        c,
-        10,
-        format!("a leader other than {old}; last seen: {}", brief(&seen)),
-        {
+    let (new, election) = wait_for_async(
+        format!("a leader other than {old}"),
+        secs(10),
+        &c,
+        || async {
             let mut found = None;
             let mut infos = Vec::new();
             for s in &survivors {
@@ -219,34 +233,34 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
                     infos.push(i);
                 }
             }
-            seen = Some(infos);
-            found
-        }
-    );
+            found.ok_or_else(|| Seen(brief(&Some(infos))))
+        },
+    )
+    .await;
     eprintln!(
         "MEASURED leader-kill: node {old} killed, node {new} reported as leader after {election:?}"
     );
 
     // Keep writing until the survivors purged the log the killed node lacks, so
     // its only way back is a snapshot; and well past 40 writes after the kill.
-    let mut last: Option<Vec<Info>>;
-    wait_for!(
-        c,
-        40,
-        format!(
-            "40 acks after the kill and purged_index > {on_disk} on the survivors; acked {} ; last seen: {}",
-            writes.borrow().acked.len(),
-            brief(&last)
-        ),
-        {
+    wait_for_async(
+        format!("40 acks after the kill and purged_index > {on_disk} on the survivors"),
+        secs(40),
+        &c,
+        || async {
             let infos = c.infos(&survivors).await;
             let purged = infos
                 .as_ref()
                 .is_some_and(|v| v.iter().all(|i| i.purged > on_disk));
-            last = infos;
-            (purged && writes.borrow().acked.len() >= acked_before + 40).then_some(())
-        }
-    );
+            let acked = writes.borrow().acked.len();
+            if purged && acked >= acked_before + 40 {
+                Ok(())
+            } else {
+                Err(Seen(format!("acked {acked}; {}", brief(&infos))))
+            }
+        },
+    )
+    .await;
     stop.set(true);
     writer.await.expect("writer task");
     let writes = writes.take();
@@ -313,7 +327,7 @@ async fn leader_kill_under_writes_loses_nothing_and_the_node_catches_up_by_snaps
          so it must hold a snapshot beyond it: {back:?}\n{}",
         c.logs()
     );
-    let log = std::fs::read_to_string(c.node(old).log()).unwrap_or_default();
+    let log = c.log(old);
     eprintln!(
         "MEASURED leader-kill: restarted node snapshot_index {} (on disk ≤ {on_disk}); its log says 'raft snapshot installed': {}",
         back.snapshot,
@@ -395,18 +409,39 @@ async fn follower_kill_under_traffic_never_fails_a_request() {
         }));
     }
 
-    wait_for!(c, 20, "100 proxied requests before the kill", {
-        (load.borrow().total >= 100).then_some(())
-    });
+    wait_for_async(
+        "100 proxied requests before the kill",
+        secs(20),
+        &c,
+        || async {
+            let total = load.borrow().total;
+            if total >= 100 {
+                Ok(())
+            } else {
+                Err(format!("{total} sent"))
+            }
+        },
+    )
+    .await;
     let before = load.borrow().total;
     c.kill9(victim);
     let killed_at = Instant::now();
     // The load window: long enough for the leader's appends and heartbeats to the
     // dead follower to fail several times over (heartbeat 150 ms).
-    wait_for!(c, 20, "2.5 s and 200 more requests after the kill", {
-        (killed_at.elapsed() >= Duration::from_millis(2500) && load.borrow().total >= before + 200)
-            .then_some(())
-    });
+    wait_for_async(
+        "2.5 s and 200 more requests after the kill",
+        secs(20),
+        &c,
+        || async {
+            let total = load.borrow().total;
+            if killed_at.elapsed() >= Duration::from_millis(2500) && total >= before + 200 {
+                Ok(())
+            } else {
+                Err(format!("{} sent after the kill", total - before))
+            }
+        },
+    )
+    .await;
     stop.set(true);
     for t in tasks {
         t.await.expect("load task");
@@ -473,7 +508,7 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
         ("/admin/routes/nq0", route_body("nq0")),
         (
             "/admin/services/echo2",
-            json!({ "upstreams": [c.echo.url()] }),
+            json!({ "upstreams": [c.upstream_url()] }),
         ),
         ("/admin/routes/nq1", route_body("nq1")),
     ];
@@ -558,15 +593,11 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
     // too; only this one was acknowledged).
     c.start(down[0]);
     let up = [survivor, down[0]];
-    let mut last: Option<Result<support::Answer, String>>;
-    let version = wait_for!(
-        c,
-        20,
-        format!(
-            "a write to succeed once node {} is back; last: {last:?}",
-            down[0]
-        ),
-        {
+    let version = wait_for_async(
+        format!("a write to succeed once node {} is back", down[0]),
+        secs(20),
+        &c,
+        || async {
             let a = c
                 .admin_put(survivor, "/admin/routes/back", &route_body("back"))
                 .await;
@@ -575,10 +606,10 @@ async fn two_nodes_down(tag: &str, survivor_is_leader: bool) {
                 .ok()
                 .filter(|a| a.status == 200)
                 .and_then(|a| a.body["version"].as_u64());
-            last = Some(a);
-            v
-        }
-    );
+            v.ok_or(a)
+        },
+    )
+    .await;
     c.wait_version(&up, version, 20).await;
     for id in up {
         assert_proxies(&c, id, "/back/x").await;
@@ -728,7 +759,7 @@ async fn a_fourth_node_joins_as_a_voter_and_can_be_removed() {
     );
 
     let follower = others(&ALL, &[leader])[0];
-    let addr = format!("127.0.0.1:{}", c.node(4).admin_port);
+    let addr = c.peer_addr(4);
     let added = c
         .admin_call(
             follower,
@@ -763,4 +794,282 @@ async fn a_fourth_node_joins_as_a_voter_and_can_be_removed() {
         .await
         .expect("DELETE");
     assert_eq!(missing.status, 404, "{missing:?}");
+}
+
+/// A follower frozen (SIGSTOP) under writes: every write through the other two
+/// nodes still succeeds, the frozen node answers nothing meanwhile, and once
+/// thawed it catches up to the same applied index as the others and serves every
+/// route written while it was frozen.
+#[actix_rt::test]
+async fn a_paused_follower_does_not_block_writes_and_catches_up_after_resume() {
+    let mut c = Cluster::configure("pause", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, term) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let frozen = others(&ALL, &[leader])[0];
+    let up = others(&ALL, &[frozen]);
+
+    c.pause(frozen);
+    let paused_at = Instant::now();
+    let mut versions = Vec::new();
+    for i in 0..30 {
+        let via = up[i % up.len()];
+        let id = format!("p{i}");
+        let a = c
+            .admin_put(via, &format!("/admin/routes/{id}"), &route_body(&id))
+            .await
+            .unwrap_or_else(|e| panic!("PUT {id} via node {via}: {e}\n{}", c.logs()));
+        assert_eq!(
+            a.status,
+            200,
+            "write {id} through node {via} with node {frozen} paused: {a:?}\n{}",
+            c.logs()
+        );
+        versions.push(a.body["version"].as_u64().expect("version"));
+    }
+    let writes_took = paused_at.elapsed();
+    // The pause is real: the frozen node answers nothing (info gives up after 2 s).
+    assert!(
+        c.info(frozen).await.is_none(),
+        "node {frozen} answered /admin/cluster while paused\n{}",
+        c.logs()
+    );
+    let newest = *versions.last().expect("30 writes");
+    c.wait_applied(&up, newest, 10).await;
+
+    c.resume(frozen);
+    let resumed = Instant::now();
+    // Caught up: all three report the same applied index, at least the newest
+    // write's (a re-election on resume may add an entry; all must have it).
+    let same = wait_for_async(
+        format!("node {frozen} to catch up to the same applied index as {up:?}"),
+        secs(20),
+        &c,
+        || async {
+            let infos = c.infos(&ALL).await;
+            let applied: Option<BTreeMap<u64, u64>> = infos
+                .as_ref()
+                .map(|v| v.iter().map(|i| (i.node_id, i.applied)).collect());
+            match &applied {
+                Some(a)
+                    if a.values()
+                        .all(|v| *v >= newest && Some(v) == a.values().next()) =>
+                {
+                    Ok(*a.values().next().expect("three nodes"))
+                }
+                _ => Err(Seen(brief(&infos))),
+            }
+        },
+    )
+    .await;
+    let (leader_after, term_after) = c.wait_agreed_leader(&ALL, 10).await;
+    eprintln!(
+        "MEASURED pause: 30 writes with node {frozen} paused took {writes_took:?}; caught up to \
+         applied index {same} {:?} after resume; leader {leader}/term {term} before, \
+         {leader_after}/term {term_after} after",
+        resumed.elapsed()
+    );
+    c.wait_version(&[frozen], newest, 10).await;
+    for i in [0, 15, 29] {
+        assert_proxies(&c, frozen, &format!("/p{i}/x")).await;
+    }
+}
+
+/// A service written through one follower and, at once, a route naming it
+/// through the other: the route write must be accepted every time (the leader
+/// validates against the committed state, which has the service), 100 times.
+#[actix_rt::test]
+async fn dependent_writes_through_two_followers_are_never_refused() {
+    let mut c = Cluster::configure("dependent", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let (a, b) = match others(&ALL, &[leader])[..] {
+        [a, b] => (a, b),
+        ref v => panic!("two followers expected, got {v:?}"),
+    };
+    let service = json!({ "upstreams": [c.upstream_url()] });
+
+    let mut refused = Vec::new();
+    let mut newest = 0;
+    for i in 0..100 {
+        let s = c
+            .admin_put(a, &format!("/admin/services/svc-{i}"), &service)
+            .await
+            .unwrap_or_else(|e| panic!("PUT svc-{i} via node {a}: {e}\n{}", c.logs()));
+        assert_eq!(
+            s.status,
+            200,
+            "PUT /admin/services/svc-{i} through follower {a}: {s:?}\n{}",
+            c.logs()
+        );
+        let route = json!({ "path": format!("/pair/{i}"), "service": format!("svc-{i}") });
+        let r = c
+            .admin_put(b, &format!("/admin/routes/pair-{i}"), &route)
+            .await
+            .unwrap_or_else(|e| panic!("PUT pair-{i} via node {b}: {e}\n{}", c.logs()));
+        match r.body["version"].as_u64() {
+            Some(v) if r.status == 200 => newest = newest.max(v),
+            _ => refused.push(format!("pair-{i}: {} {}", r.status, r.text)),
+        }
+    }
+    eprintln!(
+        "MEASURED dependent writes: {} of 100 route writes through follower {b} refused",
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "{} of 100 route writes through follower {b}, each right after its service was \
+         written through follower {a}, were refused (first 5): {:?}\n{}",
+        refused.len(),
+        &refused[..refused.len().min(5)],
+        c.logs()
+    );
+    c.wait_version(&ALL, newest, 20).await;
+    for id in ALL {
+        for i in [0, 50, 99] {
+            assert_proxies(&c, id, &format!("/pair/{i}")).await;
+        }
+    }
+}
+
+/// `GET /admin/debug/snapshot` on node `id`: its data-plane snapshot's parts
+/// and the versions they were built at. `Err` on anything but 200.
+async fn snapshot(c: &Cluster, id: u64) -> Result<serde_json::Value, String> {
+    let a = c.admin_get(id, "/admin/debug/snapshot").await?;
+    if a.status == 200 {
+        Ok(a.body)
+    } else {
+        Err(format!("{} {}", a.status, a.text))
+    }
+}
+
+/// Polls every node's `/admin/debug/snapshot` until its applied index is at least
+/// `version` and it counts `active` active API keys; returns each node's snapshot.
+async fn wait_active_keys(
+    c: &Cluster,
+    version: u64,
+    active: u64,
+) -> BTreeMap<u64, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for id in ALL {
+        let snap = wait_for_async(
+            format!("node {id}'s snapshot to reach index {version} with {active} active API keys"),
+            secs(10),
+            c,
+            || async {
+                let s = snapshot(c, id).await?;
+                let applied = s["applied_index"].as_u64().unwrap_or(0);
+                let keys = s["parts"]["credentials"]["active_api_keys"].as_u64();
+                if applied >= version && keys == Some(active) {
+                    Ok(s)
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+        out.insert(id, snap);
+    }
+    out
+}
+
+/// An API key created and revoked through a follower reaches every node's
+/// data-plane snapshot (credentials part rebuilt at or after the write's index)
+/// without rebuilding the gateway part (routes, services) anywhere.
+#[actix_rt::test]
+async fn an_api_key_reaches_every_nodes_snapshot_without_rebuilding_the_gateway() {
+    let mut c = Cluster::configure("apikey", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let follower = others(&ALL, &[leader])[0];
+
+    let client = c
+        .admin_call(
+            follower,
+            "POST",
+            "/admin/clients",
+            Some(&json!({ "name": "c" })),
+        )
+        .await
+        .expect("POST /admin/clients");
+    assert_eq!(client.status, 200, "{client:?}\n{}", c.logs());
+    let client_id = client.body["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    assert!(
+        client.body["client_secret"].as_str().is_some(),
+        "{client:?}"
+    );
+    let v = client.body["version"].as_u64().expect("version");
+    c.wait_applied(&ALL, v, 10).await;
+    // The gateway part as every node had it before the key existed.
+    let mut gateway_before = BTreeMap::new();
+    for id in ALL {
+        let s = snapshot(&c, id).await.unwrap_or_else(|e| {
+            panic!("GET /admin/debug/snapshot on node {id}: {e}\n{}", c.logs())
+        });
+        let g = s["parts"]["gateway"]["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("parts.gateway.version on node {id}: {s}"));
+        gateway_before.insert(id, g);
+    }
+
+    let key = c
+        .admin_call(
+            follower,
+            "POST",
+            "/admin/keys",
+            Some(&json!({ "client_id": client_id })),
+        )
+        .await
+        .expect("POST /admin/keys");
+    assert_eq!(key.status, 200, "{key:?}\n{}", c.logs());
+    let key_id = key.body["id"].as_str().expect("key id").to_owned();
+    assert!(key.body["key"].as_str().is_some(), "{key:?}");
+    let version: u64 = key
+        .header("x-sluice-version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("X-Sluice-Version on the key write: {key:?}"));
+
+    let created = wait_active_keys(&c, version, 1).await;
+    for (id, s) in &created {
+        let credentials = s["parts"]["credentials"]["version"].as_u64();
+        assert!(
+            credentials >= Some(version),
+            "node {id} counts the key but its credentials part is from before the write \
+             (index {version}): {s}"
+        );
+        assert_eq!(
+            s["parts"]["gateway"]["version"].as_u64(),
+            gateway_before.get(id).copied(),
+            "node {id} rebuilt its gateway part for a credentials change: {s}"
+        );
+    }
+
+    let revoked = c
+        .admin_call(follower, "DELETE", &format!("/admin/keys/{key_id}"), None)
+        .await
+        .expect("DELETE /admin/keys/{id}");
+    assert_eq!(revoked.status, 200, "{revoked:?}\n{}", c.logs());
+    let version: u64 = revoked
+        .header("x-sluice-version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("X-Sluice-Version on the revocation: {revoked:?}"));
+    let after = wait_active_keys(&c, version, 0).await;
+    for (id, s) in &after {
+        assert_eq!(
+            s["parts"]["gateway"]["version"].as_u64(),
+            gateway_before.get(id).copied(),
+            "node {id} rebuilt its gateway part for a key revocation: {s}"
+        );
+    }
 }

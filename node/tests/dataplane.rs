@@ -7,8 +7,9 @@ use awc::http::StatusCode;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
+use sluice_testkit::{free_port, wait_for_async, Echo, Signal, TempDir};
 use std::time::{Duration, Instant};
-use support::{free_port, temp_dir, validate, Echo, Gateway};
+use support::{echo, validate, Gateway};
 
 fn client() -> awc::Client {
     awc::Client::builder()
@@ -22,24 +23,6 @@ async fn get(url: &str) -> (StatusCode, awc::http::header::HeaderMap, Value) {
     let body = resp.body().limit(1 << 20).await.expect("body read");
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (resp.status(), resp.headers().clone(), json)
-}
-
-async fn metrics(gw: &Gateway) -> String {
-    let mut resp = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let body = resp.body().limit(8 << 20).await.expect("metrics body");
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-/// The value of one sample line, e.g. `gateway_requests_total{...} 7`.
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn services_yaml(echo: &Echo) -> String {
@@ -65,7 +48,7 @@ const ROUTES: &str = "routes:
 
 #[actix_rt::test]
 async fn routes_by_priority_then_method() {
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[
         ("services.yaml", &services_yaml(&echo)),
         ("routes.yaml", ROUTES),
@@ -120,7 +103,7 @@ async fn routes_by_priority_then_method() {
 
 #[actix_rt::test]
 async fn sets_request_id_and_forwarding_headers() {
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[
         ("services.yaml", &services_yaml(&echo)),
         ("routes.yaml", ROUTES),
@@ -183,7 +166,7 @@ async fn sets_request_id_and_forwarding_headers() {
 async fn streams_large_bodies_both_ways_in_bounded_memory() {
     const SIZE: u64 = 1 << 30; // 1 GiB each way
     const CHUNK: usize = 256 * 1024;
-    let echo = Echo::start();
+    let echo = echo();
     let services = format!(
         "services:\n  files: {{ upstreams: [{}], timeout: 120s }}\n",
         echo.url()
@@ -234,7 +217,7 @@ async fn streams_large_bodies_both_ways_in_bounded_memory() {
 
 #[actix_rt::test]
 async fn connect_failure_is_502_and_idempotent_requests_retry() {
-    let echo = Echo::start();
+    let echo = echo();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let services = format!(
         "services:\n  gone: {{ upstreams: [{dead}] }}\n  half: {{ upstreams: [{dead}, {}] }}\n",
@@ -269,7 +252,7 @@ async fn connect_failure_is_502_and_idempotent_requests_retry() {
 
 #[actix_rt::test]
 async fn slow_upstream_is_504_after_the_route_timeout() {
-    let echo = Echo::start();
+    let echo = echo();
     let services = format!(
         "services:\n  slow: {{ upstreams: [{}], timeout: 5s }}\n",
         echo.url()
@@ -299,7 +282,7 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
 
 #[actix_rt::test]
 async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
-    let echo = Echo::start();
+    let echo = echo();
     let services = format!("services:\n  svc: {{ upstreams: [{}] }}\n", echo.url());
     let gw = Gateway::start(&[
         ("services.yaml", &services),
@@ -311,38 +294,28 @@ async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
         "routes.yaml",
         "routes:\n  - { path: /a, service: svc }\n  - { path: /b, service: svc }\n",
     );
-    gw.proc.signal("HUP");
-    let mut ok = false;
-    for _ in 0..250 {
-        if get(&gw.url("/b")).await.0 == StatusCode::OK {
-            ok = true;
-            break;
+    gw.proc.signal(Signal::Hup);
+    let reload = Duration::from_secs(10);
+    wait_for_async("the new route /b to be served", reload, &gw, || async {
+        match get(&gw.url("/b")).await.0 {
+            StatusCode::OK => Ok(()),
+            other => Err(other),
         }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(ok, "new route never served: {}", gw.proc.log_text());
-    assert!(metrics(&gw)
-        .await
-        .contains("gateway_config_reloads_total{result=\"ok\"} 1"));
+    })
+    .await;
+    assert_eq!(
+        gw.metric("gateway_config_reloads_total{result=\"ok\"}")
+            .await,
+        Some(1.0)
+    );
 
     gw.write(
         "routes.yaml",
         "routes:\n  - { path: /a, service: svc }\n  - { path: /c, service: nope }\n",
     );
-    gw.proc.signal("HUP");
-    let mut seen = false;
-    for _ in 0..250 {
-        if sample(
-            &metrics(&gw).await,
-            "gateway_config_reloads_total{result=\"error\"}",
-        ) == Some(1.0)
-        {
-            seen = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(seen, "bad reload not counted");
+    gw.proc.signal(Signal::Hup);
+    gw.wait_metric("gateway_config_reloads_total{result=\"error\"}", 1.0, 10)
+        .await;
     assert_eq!(get(&gw.url("/a")).await.0, StatusCode::OK);
     assert_eq!(
         get(&gw.url("/b")).await.0,
@@ -359,9 +332,9 @@ async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
 
 #[actix_rt::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let echo = Echo::start();
+    let echo = echo();
     let services = format!("services:\n  slow: {{ upstreams: [{}] }}\n", echo.url());
-    let mut gw = Gateway::start(&[
+    let gw = Gateway::start(&[
         ("services.yaml", &services),
         (
             "routes.yaml",
@@ -376,16 +349,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         (status, b)
     });
     // wait for the request to be in flight, not for a fixed time
-    let mut in_flight = false;
-    for _ in 0..250 {
-        if sample(&metrics(&gw).await, "gateway_in_flight_requests") == Some(1.0) {
-            in_flight = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(in_flight, "slow request never in flight");
-    gw.proc.signal("TERM");
+    gw.wait_metric("gateway_in_flight_requests", 1.0, 10).await;
+    gw.proc.signal(Signal::Term);
     let (status, body) = slow.await.expect("join");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["path"], "/delay/1500");
@@ -396,7 +361,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 
 #[actix_rt::test]
 async fn serves_http2_with_prior_knowledge() {
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[
         ("services.yaml", &services_yaml(&echo)),
         ("routes.yaml", ROUTES),
@@ -420,8 +385,8 @@ async fn serves_http2_with_prior_knowledge() {
 
 #[actix_rt::test]
 async fn serves_h2_over_tls_with_alpn_when_node_tls_is_set() {
-    let echo = Echo::start();
-    let dir = temp_dir("tls");
+    let echo = echo();
+    let dir = TempDir::new("tls");
     let ok = std::process::Command::new("openssl")
         .args([
             "req",
@@ -485,7 +450,7 @@ async fn serves_h2_over_tls_with_alpn_when_node_tls_is_set() {
 
 #[actix_rt::test]
 async fn metrics_count_requests_by_route_template() {
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[
         ("services.yaml", &services_yaml(&echo)),
         ("routes.yaml", ROUTES),
@@ -499,21 +464,21 @@ async fn metrics_count_requests_by_route_template() {
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/missing")).await.0, StatusCode::NOT_FOUND);
     }
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     let ok = "gateway_requests_total{method=\"GET\",route=\"/api/v1/users/:id\",status=\"200\"}";
-    assert_eq!(sample(&m, ok), Some(7.0), "{m}");
+    assert_eq!(m.sample(ok), Some(7.0), "{}", m.text());
     let miss = "gateway_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}";
-    assert_eq!(sample(&m, miss), Some(3.0), "{m}");
+    assert_eq!(m.sample(miss), Some(3.0), "{}", m.text());
     assert!(
-        !m.contains("route=\"/api/v1/users/3\""),
+        !m.text().contains("route=\"/api/v1/users/3\""),
         "raw path used as a label"
     );
     let hist = "gateway_request_duration_seconds_count{route=\"/api/v1/users/:id\"}";
-    assert_eq!(sample(&m, hist), Some(7.0), "{m}");
+    assert_eq!(m.sample(hist), Some(7.0), "{}", m.text());
     let up =
         "gateway_upstream_duration_seconds_count{route=\"/api/v1/users/:id\",service=\"param\"}";
-    assert_eq!(sample(&m, up), Some(7.0), "{m}");
-    assert_eq!(sample(&m, "gateway_in_flight_requests"), Some(0.0));
+    assert_eq!(m.sample(up), Some(7.0), "{}", m.text());
+    assert_eq!(m.sample("gateway_in_flight_requests"), Some(0.0));
 
     let (s, _, b) = get(&gw.url("/health")).await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -523,7 +488,7 @@ async fn metrics_count_requests_by_route_template() {
 
 #[test]
 fn validate_prints_every_error_and_run_refuses_bad_config() {
-    let dir = temp_dir("invalid");
+    let dir = TempDir::new("invalid");
     std::fs::write(
         dir.join("a.yaml"),
         "services:\n  svc: { upstreams: [\"not a url\"] }\nroutes:\n  - { path: /x, service: svc }\n  - { path: /y, service: user-svc }\n",
@@ -543,7 +508,8 @@ fn validate_prints_every_error_and_run_refuses_bad_config() {
     assert!(out.contains("a.yaml: services.svc.upstreams[0]"), "{out}");
     assert!(out.contains("b.yaml: routes[0].timeout"), "{out}");
 
-    let run = std::process::Command::new(support::BIN)
+    let run = support::sluice()
+        .command()
         .args(["run", "--config", dir.to_str().expect("utf-8")])
         .output()
         .expect("run");

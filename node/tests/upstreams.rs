@@ -5,8 +5,9 @@ mod support;
 
 use awc::http::StatusCode;
 use serde_json::Value;
+use sluice_testkit::{free_port, wait_for_async, Echo, Signal};
 use std::time::Duration;
-use support::{free_port, Echo, Gateway};
+use support::{echo, sluice, Gateway};
 
 fn client() -> awc::Client {
     awc::Client::builder()
@@ -43,36 +44,7 @@ async fn echo_requests(echo: &Echo) -> u64 {
     b["requests"].as_u64().expect("stats")
 }
 
-async fn metric(gw: &Gateway, prefix: &str) -> Option<f64> {
-    let mut r = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = String::from_utf8_lossy(&r.body().limit(8 << 20).await.expect("body")).into_owned();
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Polls an async condition every 20 ms for up to `secs`.
-macro_rules! wait_for {
-    ($what:expr, $secs:expr, $cond:expr) => {{
-        let end = std::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "timed out waiting for {}",
-                $what
-            );
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    }};
-}
+const BREAKER: &str = "gateway_circuit_breaker_state{service=\"svc\"}";
 
 fn breaker_config(echo: &Echo, open_for: &str) -> String {
     format!(
@@ -100,17 +72,13 @@ async fn trip(gw: &Gateway, echo: &Echo) {
             "upstream failures pass through"
         );
     }
-    // the actor decides asynchronously: wait for the published state
-    wait_for!(
-        "breaker open",
-        5,
-        metric(gw, "gateway_circuit_breaker_state{service=\"svc\"}").await == Some(1.0)
-    );
+    // the actor decides asynchronously: wait for the published state (1 = open)
+    gw.wait_metric(BREAKER, 1.0, 5).await;
 }
 
 #[actix_rt::test]
 async fn breaker_opens_fails_fast_without_touching_the_upstream_and_recovers() {
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[("svc.yaml", &breaker_config(&echo, "1s"))]);
     assert_eq!(status(&gw.url("/api/ok")).await.0, StatusCode::OK);
     trip(&gw, &echo).await;
@@ -139,31 +107,33 @@ async fn breaker_opens_fails_fast_without_touching_the_upstream_and_recovers() {
         post(&format!("{}/_control/heal", echo.url())).await,
         StatusCode::OK
     );
-    wait_for!(
-        "traffic flowing again",
-        10,
-        status(&gw.url("/api/x")).await.0 == StatusCode::OK
-    );
-    // close_after = 2: a second successful probe closes it
-    wait_for!("breaker closed", 5, {
+    let secs = Duration::from_secs;
+    wait_for_async("traffic flowing again", secs(10), &gw, || async {
+        let (s, b, _) = status(&gw.url("/api/x")).await;
+        if s == StatusCode::OK {
+            Ok(())
+        } else {
+            Err((s, b))
+        }
+    })
+    .await;
+    // close_after = 2: a second successful probe closes it (0 = closed)
+    wait_for_async("breaker closed", secs(5), &gw, || async {
         status(&gw.url("/api/x")).await;
-        metric(&gw, "gateway_circuit_breaker_state{service=\"svc\"}").await == Some(0.0)
-    });
-    let opened = metric(
-        &gw,
-        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"open\"}",
-    )
+        let state = gw.metric(BREAKER).await;
+        if state == Some(0.0) {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
     .await;
-    let half = metric(
-        &gw,
-        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"half_open\"}",
-    )
-    .await;
-    let closed = metric(
-        &gw,
-        "gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"closed\"}",
-    )
-    .await;
+    let m = gw.metrics().await;
+    let opened = m.sample("gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"open\"}");
+    let half =
+        m.sample("gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"half_open\"}");
+    let closed =
+        m.sample("gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"closed\"}");
     assert!(
         opened >= Some(1.0) && half >= Some(1.0) && closed >= Some(1.0),
         "{opened:?} {half:?} {closed:?}"
@@ -178,7 +148,7 @@ async fn breaker_opens_fails_fast_without_touching_the_upstream_and_recovers() {
 #[actix_rt::test]
 async fn open_breaker_never_connects_and_survives_reload() {
     // open_for long enough that the whole check happens while open
-    let echo = Echo::start();
+    let echo = echo();
     let gw = Gateway::start(&[("svc.yaml", &breaker_config(&echo, "60s"))]);
     trip(&gw, &echo).await;
     let before = echo_requests(&echo).await;
@@ -201,12 +171,9 @@ async fn open_breaker_never_connects_and_survives_reload() {
         "svc.yaml",
         &format!("{changed}  - {{ path: /other, service: svc }}\n"),
     );
-    gw.proc.signal("HUP");
-    wait_for!(
-        "reload",
-        5,
-        metric(&gw, "gateway_config_reloads_total{result=\"ok\"}").await == Some(1.0)
-    );
+    gw.proc.signal(Signal::Hup);
+    gw.wait_metric("gateway_config_reloads_total{result=\"ok\"}", 1.0, 5)
+        .await;
     assert_eq!(
         status(&gw.url("/other")).await.0,
         StatusCode::SERVICE_UNAVAILABLE
@@ -216,16 +183,13 @@ async fn open_breaker_never_connects_and_survives_reload() {
         (s, b["error"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("circuit_open"))
     );
-    assert_eq!(
-        metric(&gw, "gateway_circuit_breaker_state{service=\"svc\"}").await,
-        Some(1.0)
-    );
+    assert_eq!(gw.metric(BREAKER).await, Some(1.0));
     assert_eq!(echo_requests(&echo).await, before);
 }
 
 #[actix_rt::test]
 async fn health_checks_take_a_dead_target_out_and_bring_it_back() {
-    let alive = Echo::start();
+    let alive = echo();
     let dead_port = free_port();
     let dead = format!("http://127.0.0.1:{dead_port}");
     let gw = Gateway::start(&[(
@@ -247,11 +211,8 @@ routes:
         ),
     )]);
     let gauge = format!("gateway_upstream_health{{service=\"svc\",target=\"{dead}\"}}");
-    wait_for!(
-        "dead target out of rotation",
-        10,
-        metric(&gw, &gauge).await == Some(0.0)
-    );
+    // dead target out of rotation
+    gw.wait_metric(&gauge, 0.0, 10).await;
 
     // POST is never retried, so every 200 proves the dead target was not picked
     for _ in 0..20 {
@@ -266,12 +227,9 @@ routes:
     );
 
     // the target comes back: it re-enters rotation and gets traffic again
-    let back = Echo::start_on(dead_port);
-    wait_for!(
-        "target back in rotation",
-        10,
-        metric(&gw, &gauge).await == Some(1.0)
-    );
+    let back = Echo::start_on(&sluice(), dead_port);
+    // target back in rotation
+    gw.wait_metric(&gauge, 1.0, 10).await;
     for _ in 0..10 {
         assert_eq!(post(&gw.url("/api/x")).await, StatusCode::OK);
     }

@@ -1,290 +1,28 @@
-//! The harness: real `sluice` processes on loopback, driven over HTTP only.
+//! The harness: a [`Cluster`] of real `sluice` nodes driven over HTTP only.
 //!
-//! A [`Cluster`] owns one temp dir, one echo upstream and N nodes; each node has
-//! its own config dir (`node.yaml` + `gateway.yaml`) and data dir, so a node killed
-//! with SIGKILL restarts from exactly what it had on disk. Every process is killed
-//! when its guard drops. Assertions print the tail of every log via
-//! [`Cluster::logs`]; the temp dir is removed when the test passed, unless
-//! `SLUICE_CHAOS_KEEP` is set.
-//!
-//! Ports come from a per-file base below the kernel's ephemeral range (32768+), so
-//! no outgoing connection can be holding one when a node (re)binds it; each port is
-//! probed with a bind before it is handed out.
+//! What runs the nodes is a [`Backend`] (start, kill -9, pause/resume, partition,
+//! addresses): [`LocalProcesses`] today, Docker containers next. Everything a test
+//! asks of the cluster besides that (the admin API, Raft RPC, the data plane, and
+//! waiting until the nodes agree) is HTTP here, the same for every backend.
+//! Assertions print every node's state and log tail via [`Cluster::logs`]; the
+//! backend keeps the files when a test fails. Processes, ports, temp dirs and
+//! `wait_for` come from the shared kit (`sluice-testkit`).
 #![allow(dead_code)]
 
-use awc::http::header::HeaderMap;
+pub mod backend;
+pub mod local;
+
+pub use backend::{Backend, BackendError};
+pub use local::LocalProcesses;
+pub use sluice_testkit::{send, Answer};
+
 use serde_json::{json, Value};
-use std::cell::RefCell;
+use sluice_testkit::{wait_for_async, Logs, Seen};
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const SECRET: &str = "chaos-cluster-secret";
 pub const TOKEN: &str = "chaos-admin-token";
-
-/// Polls `$cond` (an expression that may `.await` and yields `Option<T>`) every
-/// 20 ms until it is `Some`, and evaluates to that value. After `$secs` seconds it
-/// panics with `$what` (evaluated only then, so it can show the last state seen)
-/// and the cluster's logs.
-macro_rules! wait_for {
-    ($cluster:expr, $secs:expr, $what:expr, $cond:expr) => {{
-        let started = std::time::Instant::now();
-        let limit = std::time::Duration::from_secs_f64($secs as f64);
-        let mut polls = 0u32;
-        loop {
-            polls += 1;
-            if let Some(v) = $cond {
-                break v;
-            }
-            if started.elapsed() > limit {
-                panic!(
-                    "timed out after {:?} ({} polls) waiting for {}\n{}",
-                    limit,
-                    polls,
-                    $what,
-                    $cluster.logs()
-                );
-            }
-            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }};
-}
-
-// ------------------------------------------------------------------ binary ----
-
-/// The `sluice` binary: `$SLUICE_BIN`, else next to this test executable
-/// (`<target>/<profile>/sluice`), else `<CARGO_TARGET_DIR or target>/debug/sluice`.
-pub fn sluice_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SLUICE_BIN") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "SLUICE_BIN={} does not exist; build it first: cargo build -p sluice",
-            p.display()
-        );
-        return p;
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("chaos-tests sits in the workspace")
-        .to_path_buf();
-    let mut candidates = Vec::new();
-    // <target>/<profile>/deps/cluster-<hash> -> <target>/<profile>/sluice
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(profile) = exe.parent().and_then(Path::parent) {
-            candidates.push(profile.join("sluice"));
-        }
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| {
-            if t.is_relative() {
-                workspace.join(t)
-            } else {
-                t
-            }
-        })
-        .unwrap_or_else(|| workspace.join("target"));
-    candidates.push(target.join("debug").join("sluice"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("no sluice binary at {candidates:?}; build it first: cargo build -p sluice")
-        })
-}
-
-// ------------------------------------------------------------------- ports ----
-
-/// A loopback port nobody was listening on a moment ago. Ports come from
-/// `[20000, 32000)` starting at an offset derived from the pid (a per-run base, so
-/// two suites running at once start far apart), each probed with a bind.
-pub fn free_port() -> u16 {
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        (std::process::id() % 120) * 100,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..SPAN {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
-        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        if taken.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.insert(port);
-            return port;
-        }
-    }
-    panic!("no free loopback port in [{LOW}, {})", LOW + SPAN);
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-        .is_ok()
-}
-
-/// A fresh dir under the system temp dir, unique per test and process.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-chaos-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// The last `lines` lines of a file (or a note that it is missing).
-fn tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
-}
-
-// --------------------------------------------------------------- processes ----
-
-/// A child process, SIGKILLed and reaped on drop. (`RefCell` so that a shared
-/// borrow, e.g. while printing logs, can still ask whether it died.)
-pub struct Proc {
-    child: RefCell<Child>,
-}
-
-impl Proc {
-    /// Starts `sluice <args>` with stdout and stderr appended to `log`.
-    fn spawn(args: &[&str], log: &Path) -> Proc {
-        let mut out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log file");
-        let _ = writeln!(out, "=== harness: sluice {} ===", args.join(" "));
-        let err = out.try_clone().expect("clone log file");
-        let child = Command::new(sluice_bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn sluice");
-        Proc {
-            child: RefCell::new(child),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.borrow().id()
-    }
-
-    /// `Some(status)` once the process has exited (reaping it).
-    fn exited(&self) -> Option<std::process::ExitStatus> {
-        self.child.borrow_mut().try_wait().ok().flatten()
-    }
-
-    /// SIGKILL, then reap (so the ports and the sled lock are free on return).
-    fn kill9(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let child = self.child.get_mut();
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// How a process ended, naming the signal if one killed it.
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status.signal() {
-        Some(9) => "killed by signal 9 (SIGKILL) from outside the harness".into(),
-        Some(15) => "stopped by signal 15 (SIGTERM) from outside the harness".into(),
-        Some(sig) => format!("killed by signal {sig} (crash?)"),
-        // `sluice run` exits 0 only after a graceful stop: SIGTERM/SIGINT, which
-        // the harness never sends.
-        None if status.success() => {
-            "exited 0: a graceful stop (SIGTERM/SIGINT from outside the harness?)".into()
-        }
-        None => format!("exited with {status}"),
-    }
-}
-
-/// The upstream every route points at: `sluice echo-server`.
-pub struct Echo {
-    proc: Proc,
-    pub port: u16,
-    pub log: PathBuf,
-}
-
-impl Echo {
-    pub fn start(dir: &Path) -> Echo {
-        let port = free_port();
-        let log = dir.join("echo.log");
-        let addr = format!("127.0.0.1:{port}");
-        let proc = Proc::spawn(&["echo-server", "--listen", &addr, "--workers", "1"], &log);
-        let end = Instant::now() + Duration::from_secs(20);
-        while !port_open(port) {
-            if let Some(status) = proc.exited() {
-                panic!("echo server exited ({status}): {}", tail(&log, 50));
-            }
-            assert!(
-                Instant::now() < end,
-                "echo server did not listen: {}",
-                tail(&log, 50)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Echo { proc, port, log }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-// ----------------------------------------------------------------- cluster ----
-
-/// One node's fixed identity: it keeps its ports and dirs across restarts.
-pub struct Node {
-    pub id: u64,
-    /// Data plane (`node.listen`).
-    pub port: u16,
-    /// Admin API and Raft RPC (`node.admin_listen`).
-    pub admin_port: u16,
-    /// Config dir (`node.yaml`, `gateway.yaml`), log and `data/`.
-    pub dir: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Node {
-    pub fn log(&self) -> PathBuf {
-        self.dir.join("sluice.log")
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.proc.is_some()
-    }
-}
 
 /// What `GET /admin/cluster` says, in the fields the tests use.
 #[derive(Debug, Clone)]
@@ -321,32 +59,23 @@ impl Info {
     }
 }
 
-/// An HTTP answer: status, headers and the body as JSON (`Null` when it is not).
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
 pub struct Cluster {
-    pub dir: PathBuf,
-    pub echo: Echo,
-    pub nodes: Vec<Node>,
+    backend: Box<dyn Backend>,
     client: awc::Client,
 }
 
 impl Cluster {
-    /// Writes the config of `n` nodes (ids 1..=n, all voters, seeded with route
-    /// `/api/*` -> service `echo`) but starts none of them. `log_level` is the
-    /// nodes' `log.level` (the node adds `openraft=warn` unless it names openraft).
+    /// A cluster of whatever `backend` runs; no node is started yet.
+    pub fn new(backend: Box<dyn Backend>) -> Cluster {
+        Cluster {
+            backend,
+            client: sluice_testkit::client(Duration::from_secs(15)),
+        }
+    }
+
+    /// `n` local nodes (ids 1..=n, all voters, seeded with route `/api/*` ->
+    /// service `echo`), none started. `log_level` is the nodes' `log.level` (the
+    /// node adds `openraft=warn` unless it names openraft).
     pub fn configure(tag: &str, n: u64, snapshot_every: u64, log_level: &str) -> Cluster {
         Cluster::configure_with_voters(tag, n, n, snapshot_every, log_level)
     }
@@ -360,160 +89,103 @@ impl Cluster {
         snapshot_every: u64,
         log_level: &str,
     ) -> Cluster {
-        let dir = temp_dir(tag);
-        let echo = Echo::start(&dir);
-        let nodes: Vec<Node> = (1..=n)
-            .map(|id| Node {
-                id,
-                port: free_port(),
-                admin_port: free_port(),
-                dir: dir.join(format!("node{id}")),
-                proc: None,
-            })
-            .collect();
-        let peers = nodes
-            .iter()
-            .filter(|n| n.id <= voters)
-            .map(|n| format!("{}: 127.0.0.1:{}", n.id, n.admin_port))
-            .collect::<Vec<_>>()
-            .join(", ");
-        for node in &nodes {
-            std::fs::create_dir_all(&node.dir).expect("create node dir");
-            let yaml = format!(
-                "node:\n  id: {id}\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
-                 data_dir: {data}\n  workers: 2\n  shutdown_timeout: 5s\n\
-                 cluster:\n  peers: {{ {peers} }}\n  secret: {SECRET}\n  snapshot_every: {snapshot_every}\n\
-                 admin:\n  token: {TOKEN}\n\
-                 log:\n  level: \"{log_level}\"\n",
-                id = node.id,
-                port = node.port,
-                admin = node.admin_port,
-                data = node.dir.join("data").display(),
-            );
-            std::fs::write(node.dir.join("node.yaml"), yaml).expect("write node.yaml");
-            let gateway = format!(
-                "services:\n  echo: {{ upstreams: [{}] }}\nroutes:\n  - path: /api/*\n    service: echo\n",
-                echo.url()
-            );
-            std::fs::write(node.dir.join("gateway.yaml"), gateway).expect("write gateway.yaml");
-        }
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .disable_redirects()
-            .finish();
-        Cluster {
-            dir,
-            echo,
-            nodes,
-            client,
-        }
-    }
-
-    pub fn node(&self, id: u64) -> &Node {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .unwrap_or_else(|| panic!("no node {id}"))
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut Node {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.id == id)
-            .unwrap_or_else(|| panic!("no node {id}"))
+        Cluster::new(Box::new(LocalProcesses::configure(
+            tag,
+            n,
+            voters,
+            snapshot_every,
+            log_level,
+        )))
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.backend.ids()
     }
 
     pub fn running(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .map(|n| n.id)
+        let ids = self.backend.ids();
+        ids.into_iter()
+            .filter(|id| self.backend.is_running(*id))
             .collect()
     }
 
-    /// Starts `sluice run` for node `id` on its config and data dirs; returns once
-    /// both listeners accept connections.
+    // ------------------------------------------------------------ faults ----
+
+    /// Starts node `id`; returns once both its listeners accept connections.
     pub fn start(&mut self, id: u64) {
-        let (dir, log, port, admin) = {
-            let n = self.node(id);
-            assert!(!n.is_running(), "node {id} is already running");
-            (n.dir.clone(), n.log(), n.port, n.admin_port)
-        };
-        let proc = Proc::spawn(&["run", "--config", dir.to_str().expect("utf-8 dir")], &log);
-        let end = Instant::now() + Duration::from_secs(30);
-        while !(port_open(port) && port_open(admin)) {
-            if let Some(status) = proc.exited() {
-                panic!(
-                    "node {id} {} at start\n{}",
-                    describe(status),
-                    tail(&log, 80)
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "node {id} did not listen within 30 s\n{}",
-                tail(&log, 80)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.node_mut(id).proc = Some(proc);
+        let r = self.backend.start(id);
+        self.expect(r, "start", id);
     }
 
-    /// SIGKILL (no drain, no flush) and reap; returns when the process is gone.
+    /// SIGKILL (no drain, no flush); returns when the node is gone.
     pub fn kill9(&mut self, id: u64) {
-        let proc = self.node_mut(id).proc.take();
-        let proc = proc.unwrap_or_else(|| panic!("node {id} is not running"));
-        proc.kill9();
+        let r = self.backend.kill(id);
+        self.expect(r, "kill -9", id);
     }
 
-    /// The tail of every node's log and of the echo server's, plus where the
-    /// whole files are (kept when a test fails).
-    pub fn logs(&self) -> String {
-        let mut out = format!("---- logs (full files under {}) ----\n", self.dir.display());
-        for n in &self.nodes {
-            let state = match &n.proc {
-                None => "down (stopped by the test)".to_owned(),
-                Some(p) => match p.exited() {
-                    None => format!("running, pid {}", p.pid()),
-                    Some(status) => format!("DIED: {}", describe(status)),
-                },
-            };
-            out.push_str(&format!(
-                "---- node {} (admin {}, data {}, {state}) ----\n{}\n",
-                n.id,
-                n.admin_port,
-                n.port,
-                tail(&n.log(), 40)
-            ));
+    /// Freezes node `id`: it answers nothing, to peers or clients, until resumed.
+    pub fn pause(&mut self, id: u64) {
+        let r = self.backend.pause(id);
+        self.expect(r, "pause", id);
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        let r = self.backend.resume(id);
+        self.expect(r, "resume", id);
+    }
+
+    /// Splits the nodes' network into `groups`; `Unsupported` on backends that
+    /// cannot (local processes), so a test can tell "cannot run here" from a bug.
+    pub fn partition(&mut self, groups: &[&[u64]]) -> Result<(), BackendError> {
+        self.backend.partition(groups)
+    }
+
+    pub fn heal(&mut self) -> Result<(), BackendError> {
+        self.backend.heal()
+    }
+
+    fn expect(&self, r: Result<(), BackendError>, op: &str, id: u64) {
+        if let Err(e) = r {
+            panic!("{op} node {id}: {e}\n{}", self.logs());
         }
-        let echo = match self.echo.proc.exited() {
-            None => "running".to_owned(),
-            Some(status) => format!("DIED: {}", describe(status)),
-        };
-        out.push_str(&format!(
-            "---- echo ({echo}) ----\n{}\n",
-            tail(&self.echo.log, 10)
-        ));
-        out
     }
 
-    // ------------------------------------------------------------ HTTP ----
+    // ------------------------------------------------------- where/what ----
+
+    /// The tail of every node's log and of the upstream's, plus where the whole
+    /// files are (kept when a test fails).
+    pub fn logs(&self) -> String {
+        self.backend.logs()
+    }
+
+    /// Node `id`'s whole log.
+    pub fn log(&self, id: u64) -> String {
+        self.backend.log(id)
+    }
+
+    /// The echo upstream as the nodes reach it.
+    pub fn upstream_url(&self) -> String {
+        self.backend.upstream_url()
+    }
+
+    /// Node `id`'s admin listener as its peers reach it (`POST /admin/cluster/nodes`).
+    pub fn peer_addr(&self, id: u64) -> String {
+        self.backend.addresses(id).peer
+    }
 
     pub fn admin_url(&self, id: u64, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.node(id).admin_port)
+        format!("{}{path}", self.backend.addresses(id).admin)
     }
 
     pub fn data_url(&self, id: u64, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.node(id).port)
+        format!("{}{path}", self.backend.addresses(id).data)
     }
 
     pub fn client(&self) -> &awc::Client {
         &self.client
     }
+
+    // ------------------------------------------------------------ HTTP ----
 
     /// `GET /admin/cluster` on node `id`, or `None` if it does not answer 200
     /// within 2 s.
@@ -548,7 +220,7 @@ impl Cluster {
     }
 
     pub async fn admin_put(&self, id: u64, path: &str, body: &Value) -> Result<Answer, String> {
-        admin_put(&self.client, self.node(id).admin_port, path, body).await
+        admin_put(&self.client, &self.admin_url(id, ""), path, body).await
     }
 
     /// `POST` (with a JSON body) or `DELETE` (without) on the admin API.
@@ -598,43 +270,26 @@ impl Cluster {
     /// Waits until every node in `ids` answers and all agree on one leader (among
     /// `ids`) and one term, and that leader says it leads; returns (leader, term).
     pub async fn wait_agreed_leader(&self, ids: &[u64], secs: u64) -> (u64, u64) {
-        let mut last: Option<Vec<Info>>;
-        wait_for!(
+        wait_for_async(
+            format!("nodes {ids:?} to agree on a leader"),
+            Duration::from_secs(secs),
             self,
-            secs,
-            format!(
-                "nodes {ids:?} to agree on a leader; last seen: {}",
-                brief(&last)
-            ),
-            {
+            || async {
                 let infos = self.infos(ids).await;
                 let agreed = infos.as_ref().and_then(|v| agreed_leader(v, ids));
-                last = infos;
-                agreed
-            }
+                agreed.ok_or_else(|| Seen(brief(&infos)))
+            },
         )
+        .await
     }
 
     /// Waits until every node in `ids` has applied log index `index` (which may
     /// be an entry that changed nothing, e.g. a repeated seed).
     pub async fn wait_applied(&self, ids: &[u64], index: u64, secs: u64) {
-        let mut last: Option<Vec<Info>>;
-        wait_for!(
-            self,
-            secs,
-            format!(
-                "nodes {ids:?} to apply index {index}; last seen: {}",
-                brief(&last)
-            ),
-            {
-                let infos = self.infos(ids).await;
-                let ok = infos
-                    .as_ref()
-                    .is_some_and(|v| v.iter().all(|i| i.applied >= index));
-                last = infos;
-                ok.then_some(())
-            }
-        )
+        self.wait_infos(ids, secs, format!("to apply index {index}"), |i| {
+            i.applied >= index
+        })
+        .await
     }
 
     /// Waits until every node in `ids` serves `version` on its data plane, where
@@ -642,24 +297,35 @@ impl Cluster {
     /// is rebuilt only when the gateway config changes, so `data_plane_version`
     /// lags `applied_index` across entries that change nothing).
     pub async fn wait_version(&self, ids: &[u64], version: u64, secs: u64) {
-        let mut last: Option<Vec<Info>>;
-        wait_for!(
+        self.wait_infos(ids, secs, format!("to serve version {version}"), |i| {
+            i.config_version >= version && i.data_plane_version >= version
+        })
+        .await
+    }
+
+    /// Waits until every node in `ids` answers `/admin/cluster` with an [`Info`]
+    /// for which `ok` holds.
+    pub async fn wait_infos(
+        &self,
+        ids: &[u64],
+        secs: u64,
+        what: String,
+        ok: impl Fn(&Info) -> bool,
+    ) {
+        wait_for_async(
+            format!("nodes {ids:?} {what}"),
+            Duration::from_secs(secs),
             self,
-            secs,
-            format!(
-                "nodes {ids:?} to serve version {version}; last seen: {}",
-                brief(&last)
-            ),
-            {
+            || async {
                 let infos = self.infos(ids).await;
-                let ok = infos.as_ref().is_some_and(|v| {
-                    v.iter()
-                        .all(|i| i.config_version >= version && i.data_plane_version >= version)
-                });
-                last = infos;
-                ok.then_some(())
-            }
+                if infos.as_ref().is_some_and(|v| v.iter().all(&ok)) {
+                    Ok(())
+                } else {
+                    Err(Seen(brief(&infos)))
+                }
+            },
         )
+        .await
     }
 
     /// Waits until every node in `ids` proxies `/api/*` to the echo upstream:
@@ -667,20 +333,19 @@ impl Cluster {
     /// that name service `echo` are refused (422 unknown service) before that.
     pub async fn wait_seeded(&self, ids: &[u64], secs: u64) {
         for id in ids {
-            let mut last: Option<Result<Answer, String>>;
-            wait_for!(
+            wait_for_async(
+                format!("node {id} to serve the seeded route /api/*"),
+                Duration::from_secs(secs),
                 self,
-                secs,
-                format!("node {id} to serve the seeded route /api/*; last answer: {last:?}"),
-                {
+                || async {
                     let a = self.data_get(*id, "/api/seeded").await;
-                    let ok = a
-                        .as_ref()
-                        .is_ok_and(|a| a.status == 200 && a.body["path"] == "/api/seeded");
-                    last = Some(a);
-                    ok.then_some(())
-                }
-            );
+                    match a {
+                        Ok(a) if a.status == 200 && a.body["path"] == "/api/seeded" => Ok(()),
+                        other => Err(other),
+                    }
+                },
+            )
+            .await;
         }
     }
 
@@ -701,18 +366,9 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            drop(n.proc.take());
-        }
-        if std::thread::panicking() {
-            eprintln!("test failed; its files are kept in {}", self.dir.display());
-        } else if std::env::var_os("SLUICE_CHAOS_KEEP").is_some() {
-            eprintln!("SLUICE_CHAOS_KEEP: files kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+impl Logs for Cluster {
+    fn logs(&self) -> String {
+        self.backend.logs()
     }
 }
 
@@ -758,35 +414,15 @@ pub fn brief(infos: &Option<Vec<Info>>) -> String {
     }
 }
 
-/// Sends a request, reads the whole body (≤ 4 MiB) and parses it as JSON when it is.
-pub async fn send(req: awc::ClientRequest, body: Option<Vec<u8>>) -> Result<Answer, String> {
-    let sent = match body {
-        Some(b) => req.send_body(b).await,
-        None => req.send().await,
-    };
-    let mut resp = sent.map_err(|e| format!("send: {e}"))?;
-    let bytes = resp
-        .body()
-        .limit(4 << 20)
-        .await
-        .map_err(|e| format!("body: {e}"))?;
-    Ok(Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    })
-}
-
-/// `PUT` a JSON body to an admin path on the node listening on `admin_port`.
+/// `PUT` a JSON body to `path` on the admin API at `admin` (a base URL).
 pub async fn admin_put(
     client: &awc::Client,
-    admin_port: u16,
+    admin: &str,
     path: &str,
     body: &Value,
 ) -> Result<Answer, String> {
     let req = client
-        .put(format!("http://127.0.0.1:{admin_port}{path}"))
+        .put(format!("{admin}{path}"))
         .bearer_auth(TOKEN)
         .content_type("application/json");
     send(req, Some(body.to_string().into_bytes())).await

@@ -1,167 +1,40 @@
-//! Test fixtures: real `sluice` processes (gateway and echo upstream) on loopback,
-//! each in its own temp config dir, killed on drop. Tests wait for state (a port
+//! Test fixtures for one node: a real `sluice run` process with its own temp config
+//! dir, built on the shared test kit (`sluice-testkit`: processes, ports, temp
+//! dirs, the echo upstream, metrics, and `wait_for`). Tests wait for state (a port
 //! answering, a metric value), never for a fixed time.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use sluice_testkit::{free_port, wait_for_async, Echo, Logs, Metrics, Proc, Sluice, TempDir};
+use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// A port that was free a moment ago (bind 0, read, release).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+/// The binary these tests run: cargo builds it for this package's tests.
+pub fn sluice() -> Sluice {
+    Sluice::at(env!("CARGO_BIN_EXE_sluice"))
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-test-{}-{}-{}",
-        tag,
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// Polls `cond` until it holds or `deadline` passes.
-pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-/// A child process killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{sig}"), self.pid().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} {}", self.pid());
-    }
-
-    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(Instant::now() < end, "process {} did not exit", self.pid());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Peak resident set size in KiB (`VmHWM`).
-    pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmHWM in /proc status")
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str], log: PathBuf) -> Proc {
-    let out = std::fs::File::create(&log).expect("create log file");
-    let err = out.try_clone().expect("clone log file");
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("spawn sluice");
-    Proc { child, log }
-}
-
-/// A real upstream: `sluice echo-server` on its own port.
-pub struct Echo {
-    pub proc: Proc,
-    pub port: u16,
-}
-
-impl Echo {
-    pub fn start() -> Echo {
-        Echo::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Echo {
-        let dir = temp_dir("echo");
-        let addr = format!("127.0.0.1:{port}");
-        let proc = spawn(
-            &["echo-server", "--listen", &addr, "--workers", "1"],
-            dir.join("echo.log"),
-        );
-        wait_until("echo server port", Duration::from_secs(20), || {
-            port_open(port)
-        });
-        Echo { proc, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
+/// A real upstream (`sluice echo-server`) on a free port.
+pub fn echo() -> Echo {
+    Echo::start(&sluice())
 }
 
 /// A real gateway node with its own config dir.
 pub struct Gateway {
     pub proc: Proc,
     pub port: u16,
-    pub dir: PathBuf,
+    /// Declared after `proc`: the process dies before its dir is removed.
+    pub dir: TempDir,
 }
 
 impl Gateway {
     /// Writes `node.yaml` (listen port, 2 workers, debug logs) plus `files` into a
-    /// fresh dir and starts `sluice run` on it; returns once `/health` answers.
+    /// fresh dir and starts `sluice run` on it; returns once it listens.
     pub fn start(files: &[(&str, &str)]) -> Gateway {
         Gateway::start_with(files, "")
     }
 
     /// [`Gateway::start`] with extra lines (indented) under `node:`.
     pub fn start_with(files: &[(&str, &str)], node_extra: &str) -> Gateway {
-        let dir = temp_dir("gw");
+        let dir = TempDir::new("gw");
         let port = free_port();
         let node = format!(
             "node:\n  id: 1\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
@@ -174,25 +47,13 @@ impl Gateway {
         for (name, text) in files {
             std::fs::write(dir.join(name), text).expect("write config file");
         }
-        let proc = spawn(
+        let proc = sluice().spawn(
+            "gateway",
             &["run", "--config", dir.to_str().expect("utf-8 temp dir")],
-            dir.join("sluice.log"),
+            &dir.join("sluice.log"),
         );
-        let mut gw = Gateway { proc, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !port_open(port) {
-            if let Ok(Some(status)) = gw.proc.child.try_wait() {
-                panic!("sluice exited early ({status}): {}", gw.proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice did not listen: {}",
-                gw.proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        gw.port = port;
-        gw
+        proc.wait_listening(&[port], Duration::from_secs(20));
+        Gateway { proc, port, dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -202,11 +63,49 @@ impl Gateway {
     pub fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join(name), text).expect("write config file");
     }
+
+    /// One scrape of `/metrics`.
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::scrape(&self.url("/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("scrape metrics: {e}\n{}", self.logs()))
+    }
+
+    /// The value of one series in a fresh scrape (`None` if absent).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().await.sample(series)
+    }
+
+    /// Polls `/metrics` until `series` reads `want`; panics after `secs` seconds
+    /// with the last value read and the gateway's log.
+    pub async fn wait_metric(&self, series: &str, want: f64, secs: u64) {
+        wait_for_async(
+            format!("{series} to read {want}"),
+            Duration::from_secs(secs),
+            self,
+            || async {
+                let seen = self.metric(series).await;
+                if seen == Some(want) {
+                    Ok(())
+                } else {
+                    Err(seen)
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Logs for Gateway {
+    fn logs(&self) -> String {
+        self.proc.logs()
+    }
 }
 
 /// Runs `sluice validate` on a dir; returns (exit code, stdout).
 pub fn validate(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(BIN)
+    let out = sluice()
+        .command()
         .args(["validate", "--config", dir.to_str().expect("utf-8 path")])
         .output()
         .expect("run sluice validate");
