@@ -491,6 +491,11 @@ impl RaftNode {
         path: &str,
         request: &Req,
     ) -> Result<T, WriteError> {
+        // Mid-election a node may name itself as the leader it is not yet ready to
+        // be: sending to ourselves would only come back the same way.
+        if self.is_own_addr(leader_addr) {
+            return Err(WriteError::NoLeader);
+        }
         let body = codec::encode(request).map_err(|e| WriteError::Fatal(e.to_string()))?;
         let url = format!("http://{leader_addr}{path}");
         let timeout = match path {
@@ -516,6 +521,14 @@ impl RaftNode {
                 Err(WriteError::NoLeader)
             }
         }
+    }
+
+    fn is_own_addr(&self, addr: &str) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some_and(|n| n.addr == addr)
     }
 
     /// Stops Raft (the transport thread follows once openraft drops its network).
