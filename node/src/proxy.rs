@@ -480,6 +480,7 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
         route,
         upstream = ctx.target.as_deref().unwrap_or(""),
         status = ctx.status.as_u16(),
+        error = ctx.error.map_or("", Kind::code),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         version = ?req.version(),
         "request"
