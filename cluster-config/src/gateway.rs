@@ -110,12 +110,16 @@ pub struct HealthCheckConfig {
     pub unhealthy_after: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    None,
-    Jwt,
-    ApiKey,
-    Any,
+keywords! {
+    /// `routes[].auth`: which credentials a route accepts.
+    pub enum AuthMode {
+        /// Public: no credentials checked.
+        None = "none",
+        Jwt = "jwt",
+        ApiKey = "api_key",
+        /// A JWT, an issued token or an API key (the default).
+        Any = "any",
+    }
 }
 
 /// A compiled route. `template` is the metric label (never the raw request path).
@@ -187,20 +191,24 @@ pub enum RateLimitEndpoint {
     Prefix(String),
 }
 
-/// Whose requests share one counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimitScope {
-    User,
-    Ip,
-    Endpoint,
-    Client,
+keywords! {
+    /// Whose requests share one counter.
+    pub enum RateLimitScope {
+        User = "user",
+        Ip = "ip",
+        Endpoint = "endpoint",
+        Client = "client",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RateLimitAlgorithm {
-    #[default]
-    SlidingWindow,
-    TokenBucket,
+keywords! {
+    #[derive(Default)]
+    pub enum RateLimitAlgorithm {
+        /// The two-window weighted estimate (the default).
+        #[default]
+        SlidingWindow = "sliding_window",
+        TokenBucket = "token_bucket",
+    }
 }
 
 /// Default accepted clock skew for `exp`/`nbf` when `auth.jwt.leeway` is absent.
@@ -226,40 +234,19 @@ pub struct JwtKey {
     pub material: JwtKeyMaterial,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlg {
-    RS256,
-    RS384,
-    RS512,
-    HS256,
-    HS384,
-    HS512,
+keywords! {
+    /// `auth.jwt.keys[].alg`: the algorithms a key verifies.
+    pub enum JwtAlg {
+        RS256 = "RS256",
+        RS384 = "RS384",
+        RS512 = "RS512",
+        HS256 = "HS256",
+        HS384 = "HS384",
+        HS512 = "HS512",
+    }
 }
 
 impl JwtAlg {
-    pub fn parse(text: &str) -> Option<JwtAlg> {
-        Some(match text {
-            "RS256" => JwtAlg::RS256,
-            "RS384" => JwtAlg::RS384,
-            "RS512" => JwtAlg::RS512,
-            "HS256" => JwtAlg::HS256,
-            "HS384" => JwtAlg::HS384,
-            "HS512" => JwtAlg::HS512,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JwtAlg::RS256 => "RS256",
-            JwtAlg::RS384 => "RS384",
-            JwtAlg::RS512 => "RS512",
-            JwtAlg::HS256 => "HS256",
-            JwtAlg::HS384 => "HS384",
-            JwtAlg::HS512 => "HS512",
-        }
-    }
-
     /// HMAC (shared secret) rather than RSA (public key).
     pub fn is_hmac(self) -> bool {
         matches!(self, JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512)

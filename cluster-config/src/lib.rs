@@ -11,6 +11,8 @@
 //! unknown-key and key-path reporting in `de.rs`, the route table in [`routes`]).
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod keyword;
 mod de;
 pub mod error;
 pub mod gateway;

@@ -1,6 +1,7 @@
 //! Node-local settings (`node`, `cluster`, `admin`, `log`): never replicated.
 
 use crate::error::ConfigError;
+use crate::keyword::unknown;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,11 +48,16 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
+keywords! {
+    /// `log.format`.
+    #[derive(Default)]
+    pub enum LogFormat {
+        /// One JSON object per line, for log shippers.
+        Json = "json",
+        /// Human-readable lines (the default).
+        #[default]
+        Pretty = "pretty",
+    }
 }
 
 /// Default data-plane listener.
@@ -298,15 +304,15 @@ impl NodeSections {
 
         if let Some((file, log)) = &self.log {
             let file = Some(file.as_str());
-            match log.format.as_deref().map(str::trim) {
-                None => {}
-                Some("json") => cfg.log_format = LogFormat::Json,
-                Some("pretty") => cfg.log_format = LogFormat::Pretty,
-                Some(other) => err(
-                    file,
-                    "log.format",
-                    format!("unknown log format {other:?} (expected json or pretty)"),
-                ),
+            if let Some(text) = log.format.as_deref().map(str::trim) {
+                match LogFormat::parse(text) {
+                    Some(format) => cfg.log_format = format,
+                    None => err(
+                        file,
+                        "log.format",
+                        unknown("log format", text, &LogFormat::expected()),
+                    ),
+                }
             }
             match log.level.as_deref().map(str::trim) {
                 None => {}

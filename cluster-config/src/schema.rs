@@ -1,8 +1,9 @@
 //! The gateway config as operators write it and as the cluster replicates it.
 //!
-//! These types are deliberately close to the YAML: durations and URLs stay text
-//! here so that validation can report every bad value at once (see
-//! [`crate::Gateway::compile`]). Unknown keys are not silently dropped: the loaders
+//! These types are deliberately close to the YAML: durations, URLs and keywords
+//! (`auth`, `scope`, `algorithm`, `alg`) stay text here so that validation can report
+//! every bad value at once (see [`crate::Gateway::compile`]); the compiled forms in
+//! [`crate::gateway`] hold the parsed values. Unknown keys are not silently dropped: the loaders
 //! in [`crate::load`] report each one as an error.
 
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ use crate::gateway::{
     RateLimitScope, Route, Service, Upstream, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT,
     DEFAULT_TOKEN_TTL,
 };
+use crate::keyword::unknown;
 use crate::load::Origins;
 use crate::routes::{parse_template, RouteTable, TemplateKind};
 use crate::schema::{
@@ -398,18 +399,11 @@ fn routes(
         }
 
         let auth = match spec.auth.as_deref().map(str::trim) {
-            None | Some("any") => AuthMode::Any,
-            Some("none") => AuthMode::None,
-            Some("jwt") => AuthMode::Jwt,
-            Some("api_key") => AuthMode::ApiKey,
-            Some(other) => {
-                report.route(
-                    i,
-                    "auth",
-                    format!("unknown auth mode {other:?} (expected none, jwt, api_key or any)"),
-                );
+            None => AuthMode::Any,
+            Some(text) => AuthMode::parse(text).unwrap_or_else(|| {
+                report.route(i, "auth", unknown("auth mode", text, &AuthMode::expected()));
                 AuthMode::Any
-            }
+            }),
         };
         let mut roles = Vec::new();
         for (k, role) in spec.roles.iter().enumerate() {
@@ -516,31 +510,25 @@ fn rate_limit(
             Duration::ZERO
         }
     };
-    let scope = match spec.scope.trim() {
-        "user" => RateLimitScope::User,
-        "ip" => RateLimitScope::Ip,
-        "endpoint" => RateLimitScope::Endpoint,
-        "client" => RateLimitScope::Client,
-        other => {
-            report.rate_limit(
-                i,
-                "scope",
-                format!("unknown scope {other:?} (expected user, ip, endpoint or client)"),
-            );
-            RateLimitScope::User
-        }
-    };
+    let scope_text = spec.scope.trim();
+    let scope = RateLimitScope::parse(scope_text).unwrap_or_else(|| {
+        report.rate_limit(
+            i,
+            "scope",
+            unknown("scope", scope_text, &RateLimitScope::expected()),
+        );
+        RateLimitScope::User
+    });
     let algorithm = match spec.algorithm.as_deref().map(str::trim) {
-        None | Some("sliding_window") => RateLimitAlgorithm::SlidingWindow,
-        Some("token_bucket") => RateLimitAlgorithm::TokenBucket,
-        Some(other) => {
+        None => RateLimitAlgorithm::default(),
+        Some(text) => RateLimitAlgorithm::parse(text).unwrap_or_else(|| {
             report.rate_limit(
                 i,
                 "algorithm",
-                format!("unknown algorithm {other:?} (expected sliding_window or token_bucket)"),
+                unknown("algorithm", text, &RateLimitAlgorithm::expected()),
             );
-            RateLimitAlgorithm::SlidingWindow
-        }
+            RateLimitAlgorithm::default()
+        }),
     };
     let burst = match spec.burst {
         None => spec.limit,
@@ -634,14 +622,9 @@ fn compile_jwt(
         } else {
             kids.insert(key.kid.clone(), k);
         }
-        let Some(alg) = JwtAlg::parse(key.alg.trim()) else {
-            report.auth(
-                &at("alg"),
-                format!(
-                    "unknown alg {:?} (expected RS256, RS384, RS512, HS256, HS384 or HS512)",
-                    key.alg
-                ),
-            );
+        let alg_text = key.alg.trim();
+        let Some(alg) = JwtAlg::parse(alg_text) else {
+            report.auth(&at("alg"), unknown("alg", alg_text, &JwtAlg::expected()));
             continue;
         };
         let material = if alg.is_hmac() {
