@@ -5,6 +5,7 @@ use crate::load::Origins;
 use crate::routes::RouteTable;
 use crate::schema::{GatewaySpec, LoadBalancing};
 use crate::ConfigErrors;
+use http::Method;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,8 +129,8 @@ pub struct Route {
     pub id: String,
     /// The path as configured (`/api/v1/users/:id`).
     pub template: String,
-    /// Upper-case methods; empty means every method.
-    pub methods: Vec<String>,
+    /// Empty means every method.
+    pub methods: Vec<Method>,
     pub service: String,
     /// Route timeout if set, else the service's.
     pub timeout: Duration,
@@ -140,12 +141,12 @@ pub struct Route {
 impl Route {
     /// Whether the route takes `method`. A route that takes GET also takes HEAD
     /// (RFC 9110 §9.3.2), as nginx does.
-    pub fn allows(&self, method: &str) -> bool {
+    pub fn allows(&self, method: &Method) -> bool {
         self.methods.is_empty()
             || self
                 .methods
                 .iter()
-                .any(|m| m == method || (method == "HEAD" && m == "GET"))
+                .any(|m| m == method || (*method == Method::HEAD && *m == Method::GET))
     }
 }
 

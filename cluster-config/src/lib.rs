@@ -31,6 +31,8 @@ pub use gateway::{
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
     RateLimitScope, Route, Service, Upstream,
 };
+/// Route methods are `http` 0.2 methods: the type actix-web hands the data plane.
+pub use http::Method;
 pub use load::{
     load_dir, load_dir_with_env, parse_gateway_json, substitute_env, LoadedConfig, Origins,
 };

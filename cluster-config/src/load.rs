@@ -496,11 +496,11 @@ rate_limits:
         let cfg = load(&dir);
         let gw = &cfg.gateway;
         assert_eq!(gw.routes.routes().len(), 2);
-        match gw.routes.lookup("PUT", "/api/v1/users/7") {
+        match gw.routes.lookup(&http::Method::PUT, "/api/v1/users/7") {
             RouteMatch::Found(r) => assert_eq!(r.id, "/api/v1/users/:id"),
             other => panic!("{other:?}"),
         }
-        match gw.routes.lookup("PATCH", "/api/v1/users") {
+        match gw.routes.lookup(&http::Method::PATCH, "/api/v1/users") {
             RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD, POST"),
             other => panic!("{other:?}"),
         }
@@ -634,7 +634,7 @@ log:
         let by_id = by_id.expect("route user-by-id");
         assert_eq!(by_id.auth, crate::AuthMode::Jwt);
         assert_eq!(by_id.roles, ["admin"]);
-        match gw.routes.lookup("GET", "/static") {
+        match gw.routes.lookup(&http::Method::GET, "/static") {
             RouteMatch::Found(r) => assert_eq!(r.auth, crate::AuthMode::None),
             other => panic!("{other:?}"),
         }

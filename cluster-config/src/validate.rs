@@ -16,6 +16,7 @@ use crate::schema::{
     CircuitBreakerSpec, GatewaySpec, HealthCheckSpec, JwtSpec, OAuthSpec, RateLimitSpec, RouteSpec,
     ServiceSpec,
 };
+use http::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -326,11 +327,6 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
     }
 }
 
-/// RFC 9110 `tchar`: what a method token may contain.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 fn routes(
     specs: &[RouteSpec],
     services: &BTreeMap<String, Arc<Service>>,
@@ -342,7 +338,7 @@ fn routes(
     let mut index_of: Vec<usize> = Vec::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
     // Path shape -> (merged index, methods) of the routes seen so far.
-    let mut shapes: HashMap<String, Vec<(usize, Vec<String>)>> = HashMap::new();
+    let mut shapes: HashMap<String, Vec<(usize, Vec<Method>)>> = HashMap::new();
 
     for (i, spec) in specs.iter().enumerate() {
         let template = match parse_template(&spec.path) {
@@ -385,16 +381,21 @@ fn routes(
             report.route(i, "service", format!("unknown service {:?}", spec.service));
         }
 
-        let mut methods: Vec<String> = Vec::new();
-        for (k, method) in spec.methods.iter().enumerate() {
-            let upper = method.trim().to_ascii_uppercase();
+        let mut methods: Vec<Method> = Vec::new();
+        for (k, text) in spec.methods.iter().enumerate() {
             let key = format!("methods[{k}]");
-            if upper.is_empty() || !upper.bytes().all(is_tchar) {
-                report.route(i, &key, format!("invalid method {method:?}"));
-            } else if methods.contains(&upper) {
-                report.route(i, &key, format!("duplicate method {upper:?}"));
-            } else {
-                methods.push(upper);
+            // Operators write `get` as often as `GET`; clients send the standard
+            // methods upper-case, so that is the form compared.
+            match Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes()) {
+                Err(_) => report.route(
+                    i,
+                    &key,
+                    format!("invalid method {text:?} (expected a token such as GET or PURGE)"),
+                ),
+                Ok(m) if methods.contains(&m) => {
+                    report.route(i, &key, format!("duplicate method {:?}", m.as_str()))
+                }
+                Ok(m) => methods.push(m),
             }
         }
 
@@ -470,18 +471,15 @@ fn routes(
 }
 
 /// The methods both lists take (empty = all), as text; `None` when disjoint.
-fn method_overlap(a: &[String], b: &[String]) -> Option<String> {
+fn method_overlap(a: &[Method], b: &[Method]) -> Option<String> {
+    let text = |ms: &[&Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
     match (a.is_empty(), b.is_empty()) {
         (true, true) => Some("all methods".to_owned()),
-        (true, false) => Some(b.join(", ")),
-        (false, true) => Some(a.join(", ")),
+        (true, false) => Some(text(&b.iter().collect::<Vec<_>>())),
+        (false, true) => Some(text(&a.iter().collect::<Vec<_>>())),
         (false, false) => {
-            let both: Vec<&str> = a
-                .iter()
-                .filter(|m| b.contains(m))
-                .map(String::as_str)
-                .collect();
-            (!both.is_empty()).then(|| both.join(", "))
+            let both: Vec<&Method> = a.iter().filter(|m| b.contains(m)).collect();
+            (!both.is_empty()).then(|| text(&both))
         }
     }
 }
@@ -1050,26 +1048,27 @@ routes:
     #[test]
     fn route_methods() {
         check(
-            &route("path: /x, service: user-service, methods: [get, 'GE T', '', Post, GET]"),
+            &route("path: /x, service: user-service, methods: [get, 'GE T', '', Post, GET, 'GET/', '(GET)']"),
             &[
-                ("routes[1].methods[1]", "invalid method \"GE T\""),
+                ("routes[1].methods[1]", "invalid method \"GE T\" (expected a token"),
                 ("routes[1].methods[2]", "invalid method \"\""),
                 ("routes[1].methods[4]", "duplicate method \"GET\""),
+                ("routes[1].methods[5]", "invalid method \"GET/\""),
+                ("routes[1].methods[6]", "invalid method \"(GET)\""),
             ],
         );
         let gw = check_ok(&route(
             "path: /x, service: user-service, methods: [get, Post, PURGE, M-SEARCH]",
         ));
         let r = gw.routes.routes().iter().find(|r| r.id == "/x").cloned();
-        assert_eq!(
-            r.map(|r| r.methods.clone()),
-            Some(vec![
-                "GET".into(),
-                "POST".into(),
-                "PURGE".into(),
-                "M-SEARCH".into()
-            ])
-        );
+        let methods: Option<Vec<&str>> = r
+            .as_ref()
+            .map(|r| r.methods.iter().map(Method::as_str).collect());
+        assert_eq!(methods, Some(vec!["GET", "POST", "PURGE", "M-SEARCH"]));
+        let r = r.expect("route /x");
+        assert!(r.allows(&Method::POST) && r.allows(&Method::from_bytes(b"PURGE").expect("token")));
+        assert!(r.allows(&Method::HEAD), "a route that takes GET takes HEAD");
+        assert!(!r.allows(&Method::DELETE));
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn route(snapshot: &Snapshot, req: &HttpRequest) -> Result<Arc<Route>, GatewayEr
     match snapshot
         .gateway
         .routes
-        .lookup(req.method().as_str(), req.path())
+        .lookup(req.method(), req.path())
     {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
