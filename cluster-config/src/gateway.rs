@@ -97,13 +97,19 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// Default time between health-check rounds.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default probe timeout, when half the interval is not shorter.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     /// Must start with `/` (default `/health`).
     pub path: String,
-    /// Default 5 s.
+    /// Time between probe rounds (default 5 s).
     pub interval: Duration,
-    /// Default 2 s.
+    /// Per probe, always shorter than `interval` (default 2 s, or half the interval
+    /// when that is shorter).
     pub timeout: Duration,
     /// Consecutive passes that bring a target back (default 2).
     pub healthy_after: u32,

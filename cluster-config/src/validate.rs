@@ -6,8 +6,8 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::{
     AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
-    RateLimitScope, Route, Service, Upstream, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_TTL,
+    RateLimitScope, Route, Service, Upstream, DEFAULT_HEALTH_CHECK_INTERVAL,
+    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TTL,
 };
 use crate::keyword::unknown;
 use crate::load::Origins;
@@ -294,10 +294,17 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
             format!("{path:?} must start with \"/\""),
         );
     }
-    let interval = positive_or(spec.interval.as_deref(), Duration::from_secs(5), |msg| {
-        report.service(name, "health_check.interval", msg)
-    });
-    let timeout = positive_or(spec.timeout.as_deref(), Duration::from_secs(2), |msg| {
+    let interval = positive_or(
+        spec.interval.as_deref(),
+        DEFAULT_HEALTH_CHECK_INTERVAL,
+        |msg| report.service(name, "health_check.interval", msg),
+    );
+    // Probes start every interval whether or not the last one has answered, so each
+    // must time out before the next starts. The default therefore shrinks with a
+    // short interval: `interval: 500ms` alone must not be refused over a timeout the
+    // operator never wrote.
+    let default_timeout = DEFAULT_HEALTH_CHECK_TIMEOUT.min(interval / 2);
+    let timeout = positive_or(spec.timeout.as_deref(), default_timeout, |msg| {
         report.service(name, "health_check.timeout", msg)
     });
     if timeout >= interval {
@@ -977,10 +984,10 @@ routes:
             )],
         );
         check(
-            &hc("interval: 1s"),
+            &hc("interval: 500ms, timeout: 1s"),
             &[(
                 &format!("{p}timeout"),
-                "must be shorter than the interval (1s)",
+                "must be shorter than the interval (500ms)",
             )],
         );
         check(
@@ -1002,6 +1009,22 @@ routes:
             unhealthy_after: 5,
         };
         assert_eq!(got, Some(want));
+        // Without a timeout, a short interval gets one that fits (half of it).
+        for (interval, secs) in [
+            ("500ms", 0.25),
+            ("1s", 0.5),
+            ("3s", 1.5),
+            ("4s", 2.0),
+            ("1m", 2.0),
+        ] {
+            let gw = check_ok(&hc(&format!("interval: {interval}")));
+            let got = gw.services["s"].health_check.as_ref().map(|h| h.timeout);
+            assert_eq!(
+                got,
+                Some(Duration::from_secs_f64(secs)),
+                "interval {interval}"
+            );
+        }
         let gw = check_ok(&hc(""));
         assert_eq!(
             gw.services["s"]
