@@ -414,6 +414,18 @@ mod tests {
             )],
         );
         check("node: { id: -1 }\n", &[("node.id", "invalid type")]);
+        // A value of the wrong type does not hide the rest of its section.
+        check(
+            "node: { id: one, workers: 0, listen: nope, request_metrics: [yes] }\ncluster: { peers: { 1: [a] }, snapshot_every: 0 }\n",
+            &[
+                ("node.id", "invalid type"),
+                ("node.workers", "must be > 0"),
+                ("node.listen", "invalid socket address \"nope\""),
+                ("node.request_metrics", "invalid type"),
+                ("cluster.peers.1", "invalid type"),
+                ("cluster.snapshot_every", "must be > 0"),
+            ],
+        );
         let node = load_node("node: { listen: '[::]:8443', shutdown_timeout: 0s, workers: 3, upstream_pool_limit: 64, data_dir: /var/lib/sluice }\n");
         assert_eq!(node.listen.to_string(), "[::]:8443");
         assert_eq!(node.shutdown_timeout, Duration::ZERO);
