@@ -8,7 +8,8 @@
 //!
 //! Start reading at [`load_dir`] (files → [`LoadedConfig`]) and [`Gateway::compile`]
 //! (spec → what the request path uses; the checks live in `validate.rs`, the
-//! unknown-key and key-path reporting in `de.rs`, the route table in [`routes`]).
+//! unknown-key, key-path and type-error reporting in `de.rs`, the route table in
+//! [`routes`]).
 #![forbid(unsafe_code)]
 
 #[macro_use]

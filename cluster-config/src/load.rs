@@ -1,7 +1,8 @@
 //! Reading a config directory: every `*.yaml` file, `${VAR}` / `${VAR:-default}`
 //! substituted in the raw text, parsed with the `config` crate, unknown keys
-//! reported, files merged (a service, route id, or node section defined twice is an
-//! error naming both files), then everything validated in one pass.
+//! reported, files merged (a service, a route id, or a single-instance section such
+//! as `node` or `auth` defined twice is an error naming both files), then everything
+//! validated in one pass.
 
 use crate::de::{typed, typed_entries, typed_items, Tree};
 use crate::error::ConfigError;
@@ -1019,7 +1020,7 @@ node: { id: one }
 
     #[test]
     fn validation_errors_name_the_file_and_index_within_it() {
-        // The brief's example: routes[1] of users.yaml, not the merged index 3.
+        // routes[1] of users.yaml, not the merged index 3.
         let dir = TestDir::with(&[
             ("a.yaml", &format!("{USER_SERVICE}routes:\n  - {{ path: /a, service: user-service }}\n  - {{ path: /b, service: user-service }}\n")),
             ("users.yaml", "routes:\n  - { path: /u, service: user-service }\n  - { path: /v, service: user-svc }\n"),

@@ -97,8 +97,8 @@ impl RouteTable {
         })
     }
 
-    /// The route for `method` and `path` (already normalised by the caller). HEAD
-    /// finds a route that takes GET.
+    /// The route for `method` and `path`; `path` is matched as given, so the caller
+    /// normalises it first. HEAD finds a route that takes GET.
     pub fn lookup(&self, method: &Method, path: &str) -> RouteMatch<'_> {
         let mut path_matched = false;
         if let Some(routes) = self.exact.get(path) {

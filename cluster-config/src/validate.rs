@@ -645,9 +645,9 @@ fn rate_limit(
     })
 }
 
-/// What a `rate_limits[].endpoint` names. The seed limits `/api/v1/search`, which
-/// no route is written as, so a literal path is accepted besides route paths and
-/// `/*` prefixes.
+/// What a `rate_limits[].endpoint` names. The contract's example limits
+/// `/api/v1/search`, which no route of that example is written as, so a literal
+/// path is accepted besides route paths and `/*` prefixes.
 fn rate_limit_endpoint(text: &str, routes: &[RouteSpec]) -> Result<RateLimitEndpoint, String> {
     if routes.iter().any(|r| r.path == text) {
         return Ok(RateLimitEndpoint::Route(text.to_owned()));
