@@ -107,11 +107,7 @@ pub async fn handle(
 /// Step 1: find the route. 404 when no path matches, 405 (with `Allow`) when only
 /// the method misses.
 fn route(snapshot: &Snapshot, req: &HttpRequest) -> Result<Arc<Route>, GatewayError> {
-    match snapshot
-        .gateway
-        .routes
-        .lookup(req.method(), req.path())
-    {
+    match snapshot.gateway.routes.lookup(req.method(), req.path()) {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
         RouteMatch::NotFound => Err(GatewayError::not_found()),
