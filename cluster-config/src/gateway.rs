@@ -5,6 +5,7 @@ use crate::load::Origins;
 use crate::routes::RouteTable;
 use crate::schema::{GatewaySpec, LoadBalancing};
 use crate::ConfigErrors;
+use http::Method;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,13 +97,19 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// Default time between health-check rounds.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default probe timeout, when half the interval is not shorter.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     /// Must start with `/` (default `/health`).
     pub path: String,
-    /// Default 5 s.
+    /// Time between probe rounds (default 5 s).
     pub interval: Duration,
-    /// Default 2 s.
+    /// Per probe, always shorter than `interval` (default 2 s, or half the interval
+    /// when that is shorter).
     pub timeout: Duration,
     /// Consecutive passes that bring a target back (default 2).
     pub healthy_after: u32,
@@ -110,12 +117,16 @@ pub struct HealthCheckConfig {
     pub unhealthy_after: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    None,
-    Jwt,
-    ApiKey,
-    Any,
+keywords! {
+    /// `routes[].auth`: which credentials a route accepts.
+    pub enum AuthMode {
+        /// Public: no credentials checked.
+        None = "none",
+        Jwt = "jwt",
+        ApiKey = "api_key",
+        /// A JWT, an issued token or an API key (the default).
+        Any = "any",
+    }
 }
 
 /// A compiled route. `template` is the metric label (never the raw request path).
@@ -124,8 +135,8 @@ pub struct Route {
     pub id: String,
     /// The path as configured (`/api/v1/users/:id`).
     pub template: String,
-    /// Upper-case methods; empty means every method.
-    pub methods: Vec<String>,
+    /// Empty means every method.
+    pub methods: Vec<Method>,
     pub service: String,
     /// Route timeout if set, else the service's.
     pub timeout: Duration,
@@ -136,12 +147,12 @@ pub struct Route {
 impl Route {
     /// Whether the route takes `method`. A route that takes GET also takes HEAD
     /// (RFC 9110 §9.3.2), as nginx does.
-    pub fn allows(&self, method: &str) -> bool {
+    pub fn allows(&self, method: &Method) -> bool {
         self.methods.is_empty()
             || self
                 .methods
                 .iter()
-                .any(|m| m == method || (method == "HEAD" && m == "GET"))
+                .any(|m| m == method || (*method == Method::HEAD && *m == Method::GET))
     }
 }
 
@@ -187,20 +198,24 @@ pub enum RateLimitEndpoint {
     Prefix(String),
 }
 
-/// Whose requests share one counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateLimitScope {
-    User,
-    Ip,
-    Endpoint,
-    Client,
+keywords! {
+    /// Whose requests share one counter.
+    pub enum RateLimitScope {
+        User = "user",
+        Ip = "ip",
+        Endpoint = "endpoint",
+        Client = "client",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RateLimitAlgorithm {
-    #[default]
-    SlidingWindow,
-    TokenBucket,
+keywords! {
+    #[derive(Default)]
+    pub enum RateLimitAlgorithm {
+        /// The two-window weighted estimate (the default).
+        #[default]
+        SlidingWindow = "sliding_window",
+        TokenBucket = "token_bucket",
+    }
 }
 
 /// Default accepted clock skew for `exp`/`nbf` when `auth.jwt.leeway` is absent.
@@ -226,40 +241,19 @@ pub struct JwtKey {
     pub material: JwtKeyMaterial,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlg {
-    RS256,
-    RS384,
-    RS512,
-    HS256,
-    HS384,
-    HS512,
+keywords! {
+    /// `auth.jwt.keys[].alg`: the algorithms a key verifies.
+    pub enum JwtAlg {
+        RS256 = "RS256",
+        RS384 = "RS384",
+        RS512 = "RS512",
+        HS256 = "HS256",
+        HS384 = "HS384",
+        HS512 = "HS512",
+    }
 }
 
 impl JwtAlg {
-    pub fn parse(text: &str) -> Option<JwtAlg> {
-        Some(match text {
-            "RS256" => JwtAlg::RS256,
-            "RS384" => JwtAlg::RS384,
-            "RS512" => JwtAlg::RS512,
-            "HS256" => JwtAlg::HS256,
-            "HS384" => JwtAlg::HS384,
-            "HS512" => JwtAlg::HS512,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JwtAlg::RS256 => "RS256",
-            JwtAlg::RS384 => "RS384",
-            JwtAlg::RS512 => "RS512",
-            JwtAlg::HS256 => "HS256",
-            JwtAlg::HS384 => "HS384",
-            JwtAlg::HS512 => "HS512",
-        }
-    }
-
     /// HMAC (shared secret) rather than RSA (public key).
     pub fn is_hmac(self) -> bool {
         matches!(self, JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512)

@@ -8,9 +8,12 @@
 //!
 //! Start reading at [`load_dir`] (files → [`LoadedConfig`]) and [`Gateway::compile`]
 //! (spec → what the request path uses; the checks live in `validate.rs`, the
-//! unknown-key and key-path reporting in `de.rs`, the route table in [`routes`]).
+//! unknown-key, key-path and type-error reporting in `de.rs`, the route table in
+//! [`routes`]).
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod keyword;
 mod de;
 pub mod error;
 pub mod gateway;
@@ -29,6 +32,8 @@ pub use gateway::{
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
     RateLimitScope, Route, Service, Upstream,
 };
+/// Route methods are `http` 0.2 methods: the type actix-web hands the data plane.
+pub use http::Method;
 pub use load::{
     load_dir, load_dir_with_env, parse_gateway_json, substitute_env, LoadedConfig, Origins,
 };

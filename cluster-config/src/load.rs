@@ -1,7 +1,8 @@
 //! Reading a config directory: every `*.yaml` file, `${VAR}` / `${VAR:-default}`
 //! substituted in the raw text, parsed with the `config` crate, unknown keys
-//! reported, files merged (a service, route id, or node section defined twice is an
-//! error naming both files), then everything validated in one pass.
+//! reported, files merged (a service, a route id, or a single-instance section such
+//! as `node` or `auth` defined twice is an error naming both files), then everything
+//! validated in one pass.
 
 use crate::de::{typed, typed_entries, typed_items, Tree};
 use crate::error::ConfigError;
@@ -10,7 +11,7 @@ use crate::node::{
     AdminSection, ClusterSection, LogSection, NodeConfig, NodeSection, NodeSections,
 };
 use crate::schema::{AuthSpec, GatewaySpec, RateLimitSpec, RouteSpec, ServiceSpec};
-use crate::validate::Missing;
+use crate::validate::Reported;
 use crate::ConfigErrors;
 use config::Source;
 use serde::de::Deserializer;
@@ -61,7 +62,7 @@ pub fn load_dir_with_env(
             Ok(text) => text,
             Err(e) => {
                 errors.push(ConfigError::new(file, "", format!("cannot read file: {e}")));
-                merged.missing.files = true;
+                merged.reported.files = true;
                 continue;
             }
         };
@@ -69,7 +70,7 @@ pub fn load_dir_with_env(
             Ok(text) => text,
             Err(msg) => {
                 errors.push(ConfigError::new(file, "", msg));
-                merged.missing.files = true;
+                merged.reported.files = true;
                 continue;
             }
         };
@@ -77,7 +78,7 @@ pub fn load_dir_with_env(
             Ok(root) => root,
             Err(msg) => {
                 errors.push(ConfigError::new(file, "", msg));
-                merged.missing.files = true;
+                merged.reported.files = true;
                 continue;
             }
         };
@@ -86,7 +87,7 @@ pub fn load_dir_with_env(
     }
 
     let node = merged.node.build(dir, &mut errors);
-    match crate::validate::compile(merged.spec, &merged.origins, Some(dir), &merged.missing) {
+    match crate::validate::compile(merged.spec, &merged.origins, Some(dir), &merged.reported) {
         Ok(gateway) if errors.is_empty() => Ok(LoadedConfig {
             dir: dir.to_path_buf(),
             node,
@@ -153,13 +154,15 @@ struct FileSections {
     cluster: Option<ClusterSection>,
     admin: Option<AdminSection>,
     log: Option<LogSection>,
-    /// `None` entries failed to parse (already reported).
+    /// `None` entries could not be read at all (already reported).
     services: Vec<(String, Option<ServiceSpec>)>,
     routes: Vec<Option<RouteSpec>>,
     rate_limits: Vec<Option<RateLimitSpec>>,
     auth: Option<AuthSpec>,
     /// Single-owner sections written in this file, even if they failed to parse.
     present: Vec<&'static str>,
+    /// Key paths of values replaced by stand-ins (see `de.rs`); already reported.
+    stand_ins: Vec<String>,
 }
 
 /// Sections a config may define in one file only.
@@ -174,6 +177,7 @@ fn optional_section<T, V>(
     key: &str,
     file: Option<&str>,
     errors: &mut Vec<ConfigError>,
+    stand_ins: &mut Vec<String>,
 ) -> Option<T>
 where
     T: serde::de::DeserializeOwned + Default,
@@ -182,7 +186,7 @@ where
     if value.is_null() {
         return Some(T::default());
     }
-    typed(value, key, file, errors)
+    typed(value, key, file, errors, stand_ins)
 }
 
 fn file_sections(
@@ -191,6 +195,7 @@ fn file_sections(
     errors: &mut Vec<ConfigError>,
 ) -> FileSections {
     let mut s = FileSections::default();
+    let stood = &mut s.stand_ins;
     let f = Some(file);
     for (key, value) in root {
         // Single-instance sections are remembered so a second file defining one
@@ -199,14 +204,14 @@ fn file_sections(
             s.present.push(name);
         }
         match key.as_str() {
-            "node" => s.node = optional_section(value, "node", f, errors),
-            "cluster" => s.cluster = optional_section(value, "cluster", f, errors),
-            "admin" => s.admin = optional_section(value, "admin", f, errors),
-            "log" => s.log = optional_section(value, "log", f, errors),
-            "auth" => s.auth = optional_section(value, "auth", f, errors),
-            "services" => s.services = typed_entries(value, "services", f, errors),
-            "routes" => s.routes = typed_items(value, "routes", f, errors),
-            "rate_limits" => s.rate_limits = typed_items(value, "rate_limits", f, errors),
+            "node" => s.node = optional_section(value, "node", f, errors, stood),
+            "cluster" => s.cluster = optional_section(value, "cluster", f, errors, stood),
+            "admin" => s.admin = optional_section(value, "admin", f, errors, stood),
+            "log" => s.log = optional_section(value, "log", f, errors, stood),
+            "auth" => s.auth = optional_section(value, "auth", f, errors, stood),
+            "services" => s.services = typed_entries(value, "services", f, errors, stood),
+            "routes" => s.routes = typed_items(value, "routes", f, errors, stood),
+            "rate_limits" => s.rate_limits = typed_items(value, "rate_limits", f, errors, stood),
             _ => errors.push(ConfigError::new(
                 f,
                 key,
@@ -225,12 +230,16 @@ struct Merged {
     node: NodeSections,
     /// Single-owner section -> the file that defined it.
     owners: BTreeMap<&'static str, String>,
-    /// What failed to parse, so references to it are not also reported.
-    missing: Missing,
+    /// What failed to parse, so neither it nor its knock-on effects are reported
+    /// again by validation.
+    reported: Reported,
 }
 
 impl Merged {
     fn add(&mut self, file: String, s: FileSections, errors: &mut Vec<ConfigError>) {
+        self.reported
+            .stand_ins
+            .extend(s.stand_ins.into_iter().map(|path| (file.clone(), path)));
         let mut owned_here = BTreeSet::new();
         for section in s.present {
             match self.owners.get(section) {
@@ -279,7 +288,7 @@ impl Merged {
                     self.spec.services.insert(name, service);
                 }
                 None => {
-                    self.missing.services.insert(name);
+                    self.reported.services.insert(name);
                 }
             }
         }
@@ -307,12 +316,15 @@ pub fn parse_gateway_json(body: &[u8]) -> Result<GatewaySpec, ConfigErrors> {
         .into_entries()
         .map_err(|_| one("expected a JSON object".to_owned()))?;
     let mut errors = Vec::new();
+    // Validation does not run on a spec with type errors here, so the stand-ins that
+    // let every type error of an entry be found need no further bookkeeping.
+    let stood = &mut Vec::new();
     let mut spec = GatewaySpec::default();
     let mut complete = true;
     for (key, value) in entries {
         match key.as_str() {
             "services" => {
-                for (name, service) in typed_entries(value, "services", None, &mut errors) {
+                for (name, service) in typed_entries(value, "services", None, &mut errors, stood) {
                     match service {
                         Some(service) => {
                             spec.services.insert(name, service);
@@ -322,16 +334,16 @@ pub fn parse_gateway_json(body: &[u8]) -> Result<GatewaySpec, ConfigErrors> {
                 }
             }
             "routes" => {
-                let items = typed_items(value, "routes", None, &mut errors);
+                let items = typed_items(value, "routes", None, &mut errors, stood);
                 complete &= items.iter().all(Option::is_some);
                 spec.routes = items.into_iter().flatten().collect();
             }
             "rate_limits" => {
-                let items = typed_items(value, "rate_limits", None, &mut errors);
+                let items = typed_items(value, "rate_limits", None, &mut errors, stood);
                 complete &= items.iter().all(Option::is_some);
                 spec.rate_limits = items.into_iter().flatten().collect();
             }
-            "auth" => match optional_section(value, "auth", None, &mut errors) {
+            "auth" => match optional_section(value, "auth", None, &mut errors, stood) {
                 Some(auth) => spec.auth = auth,
                 None => complete = false,
             },
@@ -419,7 +431,7 @@ pub(crate) fn compile_gateway(
     origins: &Origins,
     config_dir: Option<&Path>,
 ) -> Result<Gateway, ConfigErrors> {
-    crate::validate::compile(spec, origins, config_dir, &Missing::default())
+    crate::validate::compile(spec, origins, config_dir, &Reported::default())
 }
 
 #[cfg(test)]
@@ -496,11 +508,11 @@ rate_limits:
         let cfg = load(&dir);
         let gw = &cfg.gateway;
         assert_eq!(gw.routes.routes().len(), 2);
-        match gw.routes.lookup("PUT", "/api/v1/users/7") {
+        match gw.routes.lookup(&http::Method::PUT, "/api/v1/users/7") {
             RouteMatch::Found(r) => assert_eq!(r.id, "/api/v1/users/:id"),
             other => panic!("{other:?}"),
         }
-        match gw.routes.lookup("PATCH", "/api/v1/users") {
+        match gw.routes.lookup(&http::Method::PATCH, "/api/v1/users") {
             RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD, POST"),
             other => panic!("{other:?}"),
         }
@@ -634,7 +646,7 @@ log:
         let by_id = by_id.expect("route user-by-id");
         assert_eq!(by_id.auth, crate::AuthMode::Jwt);
         assert_eq!(by_id.roles, ["admin"]);
-        match gw.routes.lookup("GET", "/static") {
+        match gw.routes.lookup(&http::Method::GET, "/static") {
             RouteMatch::Found(r) => assert_eq!(r.auth, crate::AuthMode::None),
             other => panic!("{other:?}"),
         }
@@ -851,6 +863,45 @@ node: { id: one }
         assert_has(&e, f, "node.id", "invalid type");
         // Validation still runs on what parsed, at the index within the file.
         assert_has(&e, f, "routes[2].service", "unknown service \"user-svc\"");
+        assert_eq!(e.0.len(), 5, "{e}");
+    }
+
+    #[test]
+    fn json_reports_every_type_error_of_an_entry() {
+        let body = br#"{
+            "rate_limits": [ { "endpoint": "/x", "limit": "abc", "window": 5, "scope": "ip", "burst": -1 } ],
+            "routes": [ { "path": "/a", "methods": "GET", "timeout": 5, "roles": ["a", 1] } ],
+            "auth": { "jwt": { "leeway": 30, "keys": [ { "alg": "HS256" } ] } }
+        }"#;
+        let e = match parse_gateway_json(body) {
+            Err(e) => e,
+            Ok(spec) => panic!("parsed: {spec:?}"),
+        };
+        assert_has(
+            &e,
+            None,
+            "rate_limits[0].limit",
+            "invalid type: string \"abc\"",
+        );
+        assert_has(
+            &e,
+            None,
+            "rate_limits[0].window",
+            "invalid type: integer `5`",
+        );
+        assert_has(
+            &e,
+            None,
+            "rate_limits[0].burst",
+            "invalid value: integer `-1`",
+        );
+        assert_has(&e, None, "routes[0]", "missing field `service`");
+        assert_has(&e, None, "routes[0].methods", "invalid type");
+        assert_has(&e, None, "routes[0].timeout", "invalid type");
+        assert_has(&e, None, "routes[0].roles[1]", "invalid type");
+        assert_has(&e, None, "auth.jwt.leeway", "invalid type");
+        assert_has(&e, None, "auth.jwt.keys[0]", "missing field `kid`");
+        assert_eq!(e.0.len(), 9, "{e}");
     }
 
     #[test]
@@ -969,7 +1020,7 @@ node: { id: one }
 
     #[test]
     fn validation_errors_name_the_file_and_index_within_it() {
-        // The brief's example: routes[1] of users.yaml, not the merged index 3.
+        // routes[1] of users.yaml, not the merged index 3.
         let dir = TestDir::with(&[
             ("a.yaml", &format!("{USER_SERVICE}routes:\n  - {{ path: /a, service: user-service }}\n  - {{ path: /b, service: user-service }}\n")),
             ("users.yaml", "routes:\n  - { path: /u, service: user-service }\n  - { path: /v, service: user-svc }\n"),

@@ -1,6 +1,7 @@
 //! Node-local settings (`node`, `cluster`, `admin`, `log`): never replicated.
 
 use crate::error::ConfigError;
+use crate::keyword::unknown;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,11 +48,16 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
+keywords! {
+    /// `log.format`.
+    #[derive(Default)]
+    pub enum LogFormat {
+        /// One JSON object per line, for log shippers.
+        Json = "json",
+        /// Human-readable lines (the default).
+        #[default]
+        Pretty = "pretty",
+    }
 }
 
 /// Default data-plane listener.
@@ -298,15 +304,15 @@ impl NodeSections {
 
         if let Some((file, log)) = &self.log {
             let file = Some(file.as_str());
-            match log.format.as_deref().map(str::trim) {
-                None => {}
-                Some("json") => cfg.log_format = LogFormat::Json,
-                Some("pretty") => cfg.log_format = LogFormat::Pretty,
-                Some(other) => err(
-                    file,
-                    "log.format",
-                    format!("unknown log format {other:?} (expected json or pretty)"),
-                ),
+            if let Some(text) = log.format.as_deref().map(str::trim) {
+                match LogFormat::parse(text) {
+                    Some(format) => cfg.log_format = format,
+                    None => err(
+                        file,
+                        "log.format",
+                        unknown("log format", text, &LogFormat::expected()),
+                    ),
+                }
             }
             match log.level.as_deref().map(str::trim) {
                 None => {}
@@ -408,6 +414,18 @@ mod tests {
             )],
         );
         check("node: { id: -1 }\n", &[("node.id", "invalid type")]);
+        // A value of the wrong type does not hide the rest of its section.
+        check(
+            "node: { id: one, workers: 0, listen: nope, request_metrics: [yes] }\ncluster: { peers: { 1: [a] }, snapshot_every: 0 }\n",
+            &[
+                ("node.id", "invalid type"),
+                ("node.workers", "must be > 0"),
+                ("node.listen", "invalid socket address \"nope\""),
+                ("node.request_metrics", "invalid type"),
+                ("cluster.peers.1", "invalid type"),
+                ("cluster.snapshot_every", "must be > 0"),
+            ],
+        );
         let node = load_node("node: { listen: '[::]:8443', shutdown_timeout: 0s, workers: 3, upstream_pool_limit: 64, data_dir: /var/lib/sluice }\n");
         assert_eq!(node.listen.to_string(), "[::]:8443");
         assert_eq!(node.shutdown_timeout, Duration::ZERO);

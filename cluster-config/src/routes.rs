@@ -4,6 +4,7 @@
 //! never locks.
 
 use crate::gateway::Route;
+use http::Method;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -96,7 +97,9 @@ impl RouteTable {
         })
     }
 
-    pub fn lookup(&self, method: &str, path: &str) -> RouteMatch<'_> {
+    /// The route for `method` and `path`; `path` is matched as given, so the caller
+    /// normalises it first. HEAD finds a route that takes GET.
+    pub fn lookup(&self, method: &Method, path: &str) -> RouteMatch<'_> {
         let mut path_matched = false;
         if let Some(routes) = self.exact.get(path) {
             path_matched = true;
@@ -139,8 +142,8 @@ impl RouteTable {
                 .flat_map(|(_, routes)| routes.iter()),
         );
         for route in matching {
-            methods.extend(route.methods.iter().map(String::as_str));
-            if route.methods.iter().any(|m| m == "GET") {
+            methods.extend(route.methods.iter().map(Method::as_str));
+            if route.methods.contains(&Method::GET) {
                 methods.insert("HEAD");
             }
         }
@@ -148,7 +151,7 @@ impl RouteTable {
     }
 }
 
-fn first_allowing<'a>(routes: &'a [Arc<Route>], method: &str) -> Option<&'a Arc<Route>> {
+fn first_allowing<'a>(routes: &'a [Arc<Route>], method: &Method) -> Option<&'a Arc<Route>> {
     routes.iter().find(|r| r.allows(method))
 }
 
@@ -192,7 +195,7 @@ impl Tier {
         tier
     }
 
-    fn scan(&self, method: &str, path: &str) -> Option<&Arc<Route>> {
+    fn scan(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
         self.patterns
             .iter()
             .filter(|(template, _)| template.matches(path))
@@ -386,11 +389,15 @@ mod tests {
     use crate::gateway::AuthMode;
     use std::time::Duration;
 
+    fn method(text: &str) -> Method {
+        Method::from_bytes(text.as_bytes()).expect("test method")
+    }
+
     fn route(id: &str, path: &str, methods: &[&str]) -> Route {
         Route {
             id: id.to_owned(),
             template: path.to_owned(),
-            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            methods: methods.iter().map(|m| method(m)).collect(),
             service: "svc".to_owned(),
             timeout: Duration::from_secs(30),
             auth: AuthMode::Any,
@@ -406,26 +413,26 @@ mod tests {
     }
 
     #[track_caller]
-    fn found(t: &RouteTable, method: &str, path: &str) -> String {
-        match t.lookup(method, path) {
+    fn found(t: &RouteTable, m: &str, path: &str) -> String {
+        match t.lookup(&method(m), path) {
             RouteMatch::Found(r) => r.id.clone(),
-            other => panic!("{method} {path}: expected a route, got {other:?}"),
+            other => panic!("{m} {path}: expected a route, got {other:?}"),
         }
     }
 
     #[track_caller]
-    fn not_allowed(t: &RouteTable, method: &str, path: &str) -> String {
-        match t.lookup(method, path) {
+    fn not_allowed(t: &RouteTable, m: &str, path: &str) -> String {
+        match t.lookup(&method(m), path) {
             RouteMatch::MethodNotAllowed(allow) => allow,
-            other => panic!("{method} {path}: expected 405, got {other:?}"),
+            other => panic!("{m} {path}: expected 405, got {other:?}"),
         }
     }
 
     #[track_caller]
-    fn not_found(t: &RouteTable, method: &str, path: &str) {
-        match t.lookup(method, path) {
+    fn not_found(t: &RouteTable, m: &str, path: &str) {
+        match t.lookup(&method(m), path) {
             RouteMatch::NotFound => {}
-            other => panic!("{method} {path}: expected 404, got {other:?}"),
+            other => panic!("{m} {path}: expected 404, got {other:?}"),
         }
     }
 
@@ -650,8 +657,11 @@ mod tests {
     #[test]
     fn get_routes_also_answer_head() {
         let table = RouteTable::build(vec![route("r", "/r", &["GET"])]).expect("builds");
-        assert!(matches!(table.lookup("HEAD", "/r"), RouteMatch::Found(_)));
-        match table.lookup("POST", "/r") {
+        assert!(matches!(
+            table.lookup(&Method::HEAD, "/r"),
+            RouteMatch::Found(_)
+        ));
+        match table.lookup(&Method::POST, "/r") {
             RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD"),
             other => panic!("{other:?}"),
         }

@@ -1,9 +1,10 @@
 //! The gateway config as operators write it and as the cluster replicates it.
 //!
-//! These types are deliberately close to the YAML: durations and URLs stay text
-//! here so that validation can report every bad value at once (see
-//! [`crate::Gateway::compile`]). Unknown keys are not silently dropped: the loaders
-//! in [`crate::load`] report each one as an error.
+//! These types are deliberately close to the YAML: durations, URLs and keywords
+//! (`auth`, `scope`, `algorithm`, `alg`) stay text here so that validation can
+//! report every bad value at once (see [`crate::Gateway::compile`]); the compiled
+//! forms in [`crate::gateway`] hold the parsed values. Unknown keys are not silently
+//! dropped: the loaders in [`crate::load`] report each one as an error.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -100,7 +101,7 @@ pub struct RouteSpec {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateLimitSpec {
-    /// A route path, or a path ending in `/*`.
+    /// A route path, a literal request path, or a prefix ending in `/*`.
     pub endpoint: String,
     pub limit: u64,
     /// Duration text.

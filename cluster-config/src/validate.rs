@@ -6,15 +6,17 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::gateway::{
     AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
-    RateLimitScope, Route, Service, Upstream, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_TTL,
+    RateLimitScope, Route, Service, Upstream, DEFAULT_HEALTH_CHECK_INTERVAL,
+    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TTL,
 };
+use crate::keyword::unknown;
 use crate::load::Origins;
 use crate::routes::{parse_template, RouteTable, TemplateKind};
 use crate::schema::{
     CircuitBreakerSpec, GatewaySpec, HealthCheckSpec, JwtSpec, OAuthSpec, RateLimitSpec, RouteSpec,
     ServiceSpec,
 };
+use http::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -39,36 +41,75 @@ pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Which entry of the spec an error is about.
+#[derive(Clone, Copy)]
+enum Entry<'k> {
+    Service(&'k str),
+    Route(usize),
+    RateLimit(usize),
+    Auth,
+}
+
 /// Collects errors, turning merged indices and names into the file and the key
 /// path inside it (via [`Origins`]).
 struct Report<'a> {
     origins: &'a Origins,
+    reported: &'a Reported,
     errors: Vec<ConfigError>,
 }
 
-impl Report<'_> {
+impl<'a> Report<'a> {
+    /// The file and key path of `key` (relative, may be empty) in `entry`.
+    fn locate(&self, entry: Entry<'_>, key: &str) -> (Option<&'a str>, String) {
+        let origins = self.origins;
+        match entry {
+            Entry::Service(name) => (
+                origins.services.get(name).map(String::as_str),
+                join(&format!("services.{name}"), key),
+            ),
+            Entry::Route(i) => {
+                let (file, base) = located(&origins.routes, "routes", i);
+                (file, join(&base, key))
+            }
+            Entry::RateLimit(i) => {
+                let (file, base) = located(&origins.rate_limits, "rate_limits", i);
+                (file, join(&base, key))
+            }
+            Entry::Auth => (origins.auth.as_deref(), join("auth", key)),
+        }
+    }
+
+    /// Records an error, unless it is about a stand-in: that value's type error is
+    /// already reported, and what validation says about the stand-in would be noise.
+    fn push(&mut self, entry: Entry<'_>, key: &str, msg: impl Into<String>) {
+        let (file, path) = self.locate(entry, key);
+        if !self.reported.covers(file, &path) {
+            self.errors.push(ConfigError::new(file, path, msg));
+        }
+    }
+
+    /// Whether `key` of `entry`, or something inside it, is a stand-in. A check
+    /// that compares it with another value (of this entry or another) is skipped,
+    /// since the stand-in is not what the operator wrote.
+    fn stood_in(&self, entry: Entry<'_>, key: &str) -> bool {
+        let (file, path) = self.locate(entry, key);
+        self.reported.touches(file, &path)
+    }
+
     fn service(&mut self, name: &str, key: &str, msg: impl Into<String>) {
-        let file = self.origins.services.get(name).map(String::as_str);
-        let path = join(&format!("services.{name}"), key);
-        self.errors.push(ConfigError::new(file, path, msg));
+        self.push(Entry::Service(name), key, msg);
     }
 
     fn route(&mut self, i: usize, key: &str, msg: impl Into<String>) {
-        let (file, base) = located(&self.origins.routes, "routes", i);
-        self.errors
-            .push(ConfigError::new(file, join(&base, key), msg));
+        self.push(Entry::Route(i), key, msg);
     }
 
     fn rate_limit(&mut self, i: usize, key: &str, msg: impl Into<String>) {
-        let (file, base) = located(&self.origins.rate_limits, "rate_limits", i);
-        self.errors
-            .push(ConfigError::new(file, join(&base, key), msg));
+        self.push(Entry::RateLimit(i), key, msg);
     }
 
     fn auth(&mut self, key: &str, msg: impl Into<String>) {
-        let file = self.origins.auth.as_deref();
-        self.errors
-            .push(ConfigError::new(file, join("auth", key), msg));
+        self.push(Entry::Auth, key, msg);
     }
 
     /// `routes[0] in a.yaml` (or `routes[0]` for API config), to name the other
@@ -89,20 +130,52 @@ fn located<'a>(list: &'a [(String, usize)], section: &str, i: usize) -> (Option<
     }
 }
 
-/// What the loader already knows is missing from a spec because it failed to parse
-/// (and was reported), so references to it are not reported again as unknown.
+/// What the loader has already reported about the spec it hands to validation, so
+/// that validation reports neither those problems again nor their knock-on effects.
 #[derive(Debug, Default)]
-pub(crate) struct Missing {
-    /// Services whose entry failed to parse.
+pub(crate) struct Reported {
+    /// Services whose entry could not be read at all.
     pub services: BTreeSet<String>,
     /// A whole file failed to parse: any service may be missing.
     pub files: bool,
+    /// `(file, key path)` of each value of the wrong type (or missing required
+    /// field) that was replaced by a stand-in so the rest of its entry could be
+    /// checked (see `de.rs`).
+    pub stand_ins: BTreeSet<(String, String)>,
 }
 
-impl Missing {
-    fn service(&self, name: &str) -> bool {
+impl Reported {
+    /// Whether service `name` may exist in a part of the config that was not read.
+    fn service_missing(&self, name: &str) -> bool {
         self.files || self.services.contains(name)
     }
+
+    /// Whether `path` of `file` is a stand-in or inside one.
+    fn covers(&self, file: Option<&str>, path: &str) -> bool {
+        self.stand_ins_of(file)
+            .any(|stand_in| within(path, stand_in))
+    }
+
+    /// Whether a stand-in is at `path` of `file`, inside it, or around it.
+    fn touches(&self, file: Option<&str>, path: &str) -> bool {
+        self.stand_ins_of(file)
+            .any(|stand_in| within(path, stand_in) || within(stand_in, path))
+    }
+
+    /// Config sent over the API (no file) is never validated with stand-ins.
+    fn stand_ins_of<'s>(&'s self, file: Option<&'s str>) -> impl Iterator<Item = &'s str> {
+        self.stand_ins
+            .iter()
+            .filter(move |(f, _)| Some(f.as_str()) == file)
+            .map(|(_, path)| path.as_str())
+    }
+}
+
+/// Whether key path `path` is `outer` or inside it: `a.b` and `a[0]` are inside
+/// `a`, `ab` is not.
+fn within(path: &str, outer: &str) -> bool {
+    path.strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// Validates and compiles `spec`.
@@ -110,10 +183,11 @@ pub(crate) fn compile(
     mut spec: GatewaySpec,
     origins: &Origins,
     config_dir: Option<&Path>,
-    missing: &Missing,
+    reported: &Reported,
 ) -> Result<Gateway, ConfigErrors> {
     let mut report = Report {
         origins,
+        reported,
         errors: Vec::new(),
     };
     let services: BTreeMap<String, Arc<Service>> = spec
@@ -121,7 +195,7 @@ pub(crate) fn compile(
         .iter()
         .map(|(name, svc)| (name.clone(), Arc::new(service(name, svc, &mut report))))
         .collect();
-    let routes = routes(&spec.routes, &services, missing, &mut report);
+    let routes = routes(&spec.routes, &services, &mut report);
     let rate_limits = spec
         .rate_limits
         .iter()
@@ -292,13 +366,20 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
             format!("{path:?} must start with \"/\""),
         );
     }
-    let interval = positive_or(spec.interval.as_deref(), Duration::from_secs(5), |msg| {
-        report.service(name, "health_check.interval", msg)
-    });
-    let timeout = positive_or(spec.timeout.as_deref(), Duration::from_secs(2), |msg| {
+    let interval = positive_or(
+        spec.interval.as_deref(),
+        DEFAULT_HEALTH_CHECK_INTERVAL,
+        |msg| report.service(name, "health_check.interval", msg),
+    );
+    // Probes start every interval whether or not the last one has answered, so each
+    // must time out before the next starts. The default therefore shrinks with a
+    // short interval: `interval: 500ms` alone must not be refused over a timeout the
+    // operator never wrote.
+    let default_timeout = DEFAULT_HEALTH_CHECK_TIMEOUT.min(interval / 2);
+    let timeout = positive_or(spec.timeout.as_deref(), default_timeout, |msg| {
         report.service(name, "health_check.timeout", msg)
     });
-    if timeout >= interval {
+    if timeout >= interval && !report.stood_in(Entry::Service(name), "health_check.interval") {
         report.service(
             name,
             "health_check.timeout",
@@ -325,15 +406,9 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
     }
 }
 
-/// RFC 9110 `tchar`: what a method token may contain.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 fn routes(
     specs: &[RouteSpec],
     services: &BTreeMap<String, Arc<Service>>,
-    missing: &Missing,
     report: &mut Report<'_>,
 ) -> RouteTable {
     let mut compiled: Vec<Route> = Vec::new();
@@ -341,7 +416,7 @@ fn routes(
     let mut index_of: Vec<usize> = Vec::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
     // Path shape -> (merged index, methods) of the routes seen so far.
-    let mut shapes: HashMap<String, Vec<(usize, Vec<String>)>> = HashMap::new();
+    let mut shapes: HashMap<String, Vec<(usize, Vec<Method>)>> = HashMap::new();
 
     for (i, spec) in specs.iter().enumerate() {
         let template = match parse_template(&spec.path) {
@@ -360,56 +435,62 @@ fn routes(
             Some(id) => id.clone(),
             None => spec.path.clone(),
         };
-        if let Some(&first) = ids.get(&id) {
-            let (key, hint) = if spec.id.is_some() {
-                ("id", "")
-            } else {
-                (
-                    "path",
-                    "; the id defaults to the path, so set `id` on routes sharing a path",
-                )
-            };
-            let other = report.route_ref(first);
-            report.route(
-                i,
-                key,
-                format!("duplicate route id {id:?} (also {other}){hint}"),
-            );
-        } else {
-            ids.insert(id.clone(), i);
+        // A stand-in id (or path, which the id defaults to) is not what was written:
+        // it neither conflicts with nor reserves an id.
+        let id_known =
+            !report.stood_in(Entry::Route(i), "id") && !report.stood_in(Entry::Route(i), "path");
+        match ids.get(&id) {
+            _ if !id_known => {}
+            Some(&first) => {
+                let (key, hint) = if spec.id.is_some() {
+                    ("id", "")
+                } else {
+                    (
+                        "path",
+                        "; the id defaults to the path, so set `id` on routes sharing a path",
+                    )
+                };
+                let other = report.route_ref(first);
+                report.route(
+                    i,
+                    key,
+                    format!("duplicate route id {id:?} (also {other}){hint}"),
+                );
+            }
+            None => {
+                ids.insert(id.clone(), i);
+            }
         }
 
         let service = services.get(&spec.service);
-        if service.is_none() && !missing.service(&spec.service) {
+        if service.is_none() && !report.reported.service_missing(&spec.service) {
             report.route(i, "service", format!("unknown service {:?}", spec.service));
         }
 
-        let mut methods: Vec<String> = Vec::new();
-        for (k, method) in spec.methods.iter().enumerate() {
-            let upper = method.trim().to_ascii_uppercase();
+        let mut methods: Vec<Method> = Vec::new();
+        for (k, text) in spec.methods.iter().enumerate() {
             let key = format!("methods[{k}]");
-            if upper.is_empty() || !upper.bytes().all(is_tchar) {
-                report.route(i, &key, format!("invalid method {method:?}"));
-            } else if methods.contains(&upper) {
-                report.route(i, &key, format!("duplicate method {upper:?}"));
-            } else {
-                methods.push(upper);
+            // Operators write `get` as often as `GET`; clients send the standard
+            // methods upper-case, so that is the form compared.
+            match Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes()) {
+                Err(_) => report.route(
+                    i,
+                    &key,
+                    format!("invalid method {text:?} (expected a token such as GET or PURGE)"),
+                ),
+                Ok(m) if methods.contains(&m) => {
+                    report.route(i, &key, format!("duplicate method {:?}", m.as_str()))
+                }
+                Ok(m) => methods.push(m),
             }
         }
 
         let auth = match spec.auth.as_deref().map(str::trim) {
-            None | Some("any") => AuthMode::Any,
-            Some("none") => AuthMode::None,
-            Some("jwt") => AuthMode::Jwt,
-            Some("api_key") => AuthMode::ApiKey,
-            Some(other) => {
-                report.route(
-                    i,
-                    "auth",
-                    format!("unknown auth mode {other:?} (expected none, jwt, api_key or any)"),
-                );
+            None => AuthMode::Any,
+            Some(text) => AuthMode::parse(text).unwrap_or_else(|| {
+                report.route(i, "auth", unknown("auth mode", text, &AuthMode::expected()));
                 AuthMode::Any
-            }
+            }),
         };
         let mut roles = Vec::new();
         for (k, role) in spec.roles.iter().enumerate() {
@@ -434,7 +515,9 @@ fn routes(
 
         let Some(template) = template else { continue };
         let seen = shapes.entry(template.shape()).or_default();
-        for (other, other_methods) in seen.iter() {
+        // A stand-in for `methods` is "every method": it would overlap everything.
+        let methods_known = !report.stood_in(Entry::Route(i), "methods");
+        for (other, other_methods) in seen.iter().filter(|_| methods_known) {
             if let Some(overlap) = method_overlap(&methods, other_methods) {
                 let other_ref = report.route_ref(*other);
                 let other_path = &specs[*other].path;
@@ -449,7 +532,9 @@ fn routes(
                 );
             }
         }
-        seen.push((i, methods.clone()));
+        if methods_known {
+            seen.push((i, methods.clone()));
+        }
 
         index_of.push(i);
         compiled.push(Route {
@@ -476,18 +561,15 @@ fn routes(
 }
 
 /// The methods both lists take (empty = all), as text; `None` when disjoint.
-fn method_overlap(a: &[String], b: &[String]) -> Option<String> {
+fn method_overlap(a: &[Method], b: &[Method]) -> Option<String> {
+    let text = |ms: &[&Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
     match (a.is_empty(), b.is_empty()) {
         (true, true) => Some("all methods".to_owned()),
-        (true, false) => Some(b.join(", ")),
-        (false, true) => Some(a.join(", ")),
+        (true, false) => Some(text(&b.iter().collect::<Vec<_>>())),
+        (false, true) => Some(text(&a.iter().collect::<Vec<_>>())),
         (false, false) => {
-            let both: Vec<&str> = a
-                .iter()
-                .filter(|m| b.contains(m))
-                .map(String::as_str)
-                .collect();
-            (!both.is_empty()).then(|| both.join(", "))
+            let both: Vec<&Method> = a.iter().filter(|m| b.contains(m)).collect();
+            (!both.is_empty()).then(|| text(&both))
         }
     }
 }
@@ -516,36 +598,32 @@ fn rate_limit(
             Duration::ZERO
         }
     };
-    let scope = match spec.scope.trim() {
-        "user" => RateLimitScope::User,
-        "ip" => RateLimitScope::Ip,
-        "endpoint" => RateLimitScope::Endpoint,
-        "client" => RateLimitScope::Client,
-        other => {
-            report.rate_limit(
-                i,
-                "scope",
-                format!("unknown scope {other:?} (expected user, ip, endpoint or client)"),
-            );
-            RateLimitScope::User
-        }
-    };
+    let scope_text = spec.scope.trim();
+    let scope = RateLimitScope::parse(scope_text).unwrap_or_else(|| {
+        report.rate_limit(
+            i,
+            "scope",
+            unknown("scope", scope_text, &RateLimitScope::expected()),
+        );
+        RateLimitScope::User
+    });
     let algorithm = match spec.algorithm.as_deref().map(str::trim) {
-        None | Some("sliding_window") => RateLimitAlgorithm::SlidingWindow,
-        Some("token_bucket") => RateLimitAlgorithm::TokenBucket,
-        Some(other) => {
+        None => RateLimitAlgorithm::default(),
+        Some(text) => RateLimitAlgorithm::parse(text).unwrap_or_else(|| {
             report.rate_limit(
                 i,
                 "algorithm",
-                format!("unknown algorithm {other:?} (expected sliding_window or token_bucket)"),
+                unknown("algorithm", text, &RateLimitAlgorithm::expected()),
             );
-            RateLimitAlgorithm::SlidingWindow
-        }
+            RateLimitAlgorithm::default()
+        }),
     };
     let burst = match spec.burst {
         None => spec.limit,
         Some(_) if algorithm != RateLimitAlgorithm::TokenBucket => {
-            report.rate_limit(i, "burst", "only allowed with algorithm: token_bucket");
+            if !report.stood_in(Entry::RateLimit(i), "algorithm") {
+                report.rate_limit(i, "burst", "only allowed with algorithm: token_bucket");
+            }
             spec.limit
         }
         Some(0) => {
@@ -567,9 +645,9 @@ fn rate_limit(
     })
 }
 
-/// What a `rate_limits[].endpoint` names. The seed limits `/api/v1/search`, which
-/// no route is written as, so a literal path is accepted besides route paths and
-/// `/*` prefixes.
+/// What a `rate_limits[].endpoint` names. The contract's example limits
+/// `/api/v1/search`, which no route of that example is written as, so a literal
+/// path is accepted besides route paths and `/*` prefixes.
 fn rate_limit_endpoint(text: &str, routes: &[RouteSpec]) -> Result<RateLimitEndpoint, String> {
     if routes.iter().any(|r| r.path == text) {
         return Ok(RateLimitEndpoint::Route(text.to_owned()));
@@ -634,14 +712,9 @@ fn compile_jwt(
         } else {
             kids.insert(key.kid.clone(), k);
         }
-        let Some(alg) = JwtAlg::parse(key.alg.trim()) else {
-            report.auth(
-                &at("alg"),
-                format!(
-                    "unknown alg {:?} (expected RS256, RS384, RS512, HS256, HS384 or HS512)",
-                    key.alg
-                ),
-            );
+        let alg_text = key.alg.trim();
+        let Some(alg) = JwtAlg::parse(alg_text) else {
+            report.auth(&at("alg"), unknown("alg", alg_text, &JwtAlg::expected()));
             continue;
         };
         let material = if alg.is_hmac() {
@@ -684,10 +757,16 @@ fn compile_jwt(
                     None
                 }
                 (None, None) => {
-                    report.auth(
-                        &base,
-                        format!("{} needs public_key_file or public_key", alg.as_str()),
-                    );
+                    // A key of the wrong type was removed: its error says enough.
+                    let removed = ["public_key_file", "public_key"]
+                        .iter()
+                        .any(|field| report.stood_in(Entry::Auth, &at(field)));
+                    if !removed {
+                        report.auth(
+                            &base,
+                            format!("{} needs public_key_file or public_key", alg.as_str()),
+                        );
+                    }
                     None
                 }
                 (None, Some(pem)) if !looks_like_pem(pem) => {
@@ -996,10 +1075,10 @@ routes:
             )],
         );
         check(
-            &hc("interval: 1s"),
+            &hc("interval: 500ms, timeout: 1s"),
             &[(
                 &format!("{p}timeout"),
-                "must be shorter than the interval (1s)",
+                "must be shorter than the interval (500ms)",
             )],
         );
         check(
@@ -1021,6 +1100,22 @@ routes:
             unhealthy_after: 5,
         };
         assert_eq!(got, Some(want));
+        // Without a timeout, a short interval gets one that fits (half of it).
+        for (interval, secs) in [
+            ("500ms", 0.25),
+            ("1s", 0.5),
+            ("3s", 1.5),
+            ("4s", 2.0),
+            ("1m", 2.0),
+        ] {
+            let gw = check_ok(&hc(&format!("interval: {interval}")));
+            let got = gw.services["s"].health_check.as_ref().map(|h| h.timeout);
+            assert_eq!(
+                got,
+                Some(Duration::from_secs_f64(secs)),
+                "interval {interval}"
+            );
+        }
         let gw = check_ok(&hc(""));
         assert_eq!(
             gw.services["s"]
@@ -1067,26 +1162,27 @@ routes:
     #[test]
     fn route_methods() {
         check(
-            &route("path: /x, service: user-service, methods: [get, 'GE T', '', Post, GET]"),
+            &route("path: /x, service: user-service, methods: [get, 'GE T', '', Post, GET, 'GET/', '(GET)']"),
             &[
-                ("routes[1].methods[1]", "invalid method \"GE T\""),
+                ("routes[1].methods[1]", "invalid method \"GE T\" (expected a token"),
                 ("routes[1].methods[2]", "invalid method \"\""),
                 ("routes[1].methods[4]", "duplicate method \"GET\""),
+                ("routes[1].methods[5]", "invalid method \"GET/\""),
+                ("routes[1].methods[6]", "invalid method \"(GET)\""),
             ],
         );
         let gw = check_ok(&route(
             "path: /x, service: user-service, methods: [get, Post, PURGE, M-SEARCH]",
         ));
         let r = gw.routes.routes().iter().find(|r| r.id == "/x").cloned();
-        assert_eq!(
-            r.map(|r| r.methods.clone()),
-            Some(vec![
-                "GET".into(),
-                "POST".into(),
-                "PURGE".into(),
-                "M-SEARCH".into()
-            ])
-        );
+        let methods: Option<Vec<&str>> = r
+            .as_ref()
+            .map(|r| r.methods.iter().map(Method::as_str).collect());
+        assert_eq!(methods, Some(vec!["GET", "POST", "PURGE", "M-SEARCH"]));
+        let r = r.expect("route /x");
+        assert!(r.allows(&Method::POST) && r.allows(&Method::from_bytes(b"PURGE").expect("token")));
+        assert!(r.allows(&Method::HEAD), "a route that takes GET takes HEAD");
+        assert!(!r.allows(&Method::DELETE));
     }
 
     #[test]
@@ -1495,5 +1591,113 @@ auth:
             Ok(_) => panic!("loaded"),
         };
         assert_eq!(e.0.len(), 11, "{e}");
+    }
+
+    /// A value of the wrong type (or a missing field) is reported, and so is every
+    /// other problem of its entry; nothing is said about the stand-in that replaced it.
+    #[test]
+    fn type_errors_do_not_hide_the_rest_of_a_rate_limit() {
+        check(
+            "rate_limits:\n  - { endpoint: /x, limit: abc, window: bogus, scope: nobody }\n",
+            &[
+                ("rate_limits[0].limit", "invalid type"),
+                ("rate_limits[0].window", "invalid duration \"bogus\""),
+                ("rate_limits[0].scope", "unknown scope \"nobody\""),
+            ],
+        );
+        check(
+            "rate_limits:\n  - { endpoint: /x, window: bogus, scope: ip, burst: lots }\n",
+            &[
+                ("rate_limits[0]", "missing field `limit`"),
+                ("rate_limits[0].window", "invalid duration \"bogus\""),
+                ("rate_limits[0].burst", "invalid type"),
+            ],
+        );
+        // Without its (unreadable) algorithm, burst is not also "only allowed with
+        // token_bucket"; endpoint and scope as lists are still named.
+        check(
+            "rate_limits:\n  - { endpoint: [/x], limit: 5, window: 1s, scope: {a: 1}, algorithm: [token_bucket], burst: 10 }\n  - { endpoint: /y, limit: -1, window: 1s, scope: ip }\n",
+            &[
+                ("rate_limits[0].endpoint", "invalid type"),
+                ("rate_limits[0].scope", "invalid type"),
+                ("rate_limits[0].algorithm", "invalid type"),
+                ("rate_limits[1].limit", "invalid type"),
+            ],
+        );
+    }
+
+    #[test]
+    fn type_errors_do_not_hide_the_rest_of_a_route() {
+        // Route 1's methods are unreadable: no overlap is claimed with route 0.
+        // Route 2 has no service: it is not also an unknown service "".
+        check(
+            "routes:\n  - { id: get-x, path: /x, service: user-service, methods: [GET] }\n  - { id: other-x, path: /x, service: user-service, methods: POST, auth: maybe, timeout: soon }\n  - { path: /y, roles: [admin, ''] }\n  - { id: [z], path: /x, service: user-service, methods: [PUT] }\n",
+            &[
+                ("routes[1].methods", "invalid type"),
+                ("routes[1].auth", "unknown auth mode \"maybe\""),
+                ("routes[1].timeout", "invalid duration \"soon\""),
+                ("routes[2]", "missing field `service`"),
+                ("routes[2].roles[1]", "role must not be empty"),
+                ("routes[3].id", "invalid type"),
+            ],
+        );
+    }
+
+    #[test]
+    fn type_errors_do_not_hide_the_rest_of_a_service() {
+        // No "at least one upstream" for the unreadable list, and no "timeout must
+        // be shorter than the interval" against a default interval never written.
+        check(
+            &svc("    upstreams: http://h:1\n    timeout: later\n    load_balancing: random\n    circuit_breaker: { min_requests: many, error_rate: 2 }\n    health_check: { interval: [5s], timeout: 10s, healthy_after: 0 }\n"),
+            &[
+                ("services.s.upstreams", "invalid type"),
+                ("services.s.timeout", "invalid duration \"later\""),
+                ("services.s.load_balancing", "unknown variant `random`"),
+                ("services.s.circuit_breaker.min_requests", "invalid type"),
+                ("services.s.circuit_breaker.error_rate", "must be in (0, 1], got 2"),
+                ("services.s.health_check.interval", "invalid type"),
+                ("services.s.health_check.healthy_after", "must be > 0"),
+            ],
+        );
+        // One unreadable upstream: the others are still checked, and the stand-in
+        // is not also an invalid URL.
+        check(
+            &svc("    upstreams: [http://h:1, { url: x }, 'ftp://h:2']\n"),
+            &[
+                ("services.s.upstreams[1]", "invalid type"),
+                ("services.s.upstreams[2]", "must use http or https"),
+            ],
+        );
+        // A route to a service with a type error is not a route to an unknown service.
+        check(
+            "services:\n  t: { upstreams: [http://h:1], timeout: [1s] }\nroutes:\n  - { path: /t, service: t }\n",
+            &[("services.t.timeout", "invalid type")],
+        );
+    }
+
+    #[test]
+    fn type_errors_do_not_hide_the_rest_of_auth() {
+        check(
+            "auth:\n  jwt:\n    leeway: soon\n    keys:\n      - { kid: r, alg: RS256, public_key: [x] }\n      - { alg: HS256, secret: s }\n      - { kid: h, alg: HS256, secret: '' }\n  oauth: { token_ttl: [1h], token_endpoint_limit: 10/day }\n",
+            &[
+                ("auth.jwt.leeway", "invalid duration \"soon\""),
+                ("auth.jwt.keys[0].public_key", "invalid type"),
+                ("auth.jwt.keys[1]", "missing field `kid`"),
+                ("auth.jwt.keys[2].secret", "HS256 needs a non-empty secret"),
+                ("auth.oauth.token_ttl", "invalid type"),
+                ("auth.oauth.token_endpoint_limit", "invalid rate"),
+            ],
+        );
+    }
+
+    #[test]
+    fn key_paths_inside_a_stand_in() {
+        assert!(within("a", "a"));
+        assert!(within("a.b", "a"));
+        assert!(within("a[0].b", "a"));
+        assert!(within("routes[1].methods[0]", "routes[1].methods"));
+        assert!(!within("ab", "a"));
+        assert!(!within("routes[10]", "routes[1]"));
+        assert!(!within("a", "a.b"));
     }
 }

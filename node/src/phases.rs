@@ -11,7 +11,7 @@
 
 use crate::dataplane::DataPlaneState;
 use crate::errors::GatewayError;
-use actix_web::http::Method;
+use cluster_config::Method;
 use cluster_config::{Route, RouteMatch};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub fn route(state: &DataPlaneState, head: &RequestHead<'_>) -> Result<Arc<Route
         .gateway
         .config
         .routes
-        .lookup(head.method.as_str(), head.path)
+        .lookup(head.method, head.path)
     {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
