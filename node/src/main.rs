@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod auth;
 mod cli;
 mod cluster;
 mod dataplane;
