@@ -539,7 +539,8 @@ mod tests {
             rebuilt,
             Rebuilt {
                 gateway: false,
-                credentials: true
+                credentials: true,
+                cluster_keys: false,
             }
         );
         let after_key = plane.state.load_full();
@@ -570,7 +571,8 @@ mod tests {
             rebuilt,
             Rebuilt {
                 gateway: true,
-                credentials: false
+                credentials: false,
+                cluster_keys: true,
             }
         );
         let after_route = plane.state.load_full();

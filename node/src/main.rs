@@ -21,11 +21,7 @@ mod dataplane;
 mod echo;
 mod endpoints;
 mod errors;
-// Not used until the request path normalises paths and strips identity headers
-// with them (issue 8, being wired in); the integrator removes these allows.
-#[allow(dead_code)]
 mod headers;
-#[allow(dead_code)]
 mod path;
 mod phases;
 mod proxy;

@@ -57,12 +57,7 @@ pub struct LimitDecision {
 /// Step 1: the route for this method and path. 404 when no path matches, 405 (with
 /// `Allow`) when only the method misses.
 pub fn route(state: &DataPlaneState, head: &RequestHead<'_>) -> Result<Arc<Route>, GatewayError> {
-    match state
-        .gateway
-        .config
-        .routes
-        .lookup(head.method, head.path)
-    {
+    match state.gateway.config.routes.lookup(head.method, head.path) {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
         RouteMatch::NotFound => Err(GatewayError::not_found()),

@@ -136,11 +136,11 @@ async fn lifecycle(
             "encoded slashes (%2F, %5C) are not allowed in this route's paths",
         ));
     }
+    ctx.identity = phases::authenticate(&state, &route, &head)?;
+    ctx.limit = phases::rate_limit(&state, &route, ctx.identity.as_ref(), &head)?;
     if let std::borrow::Cow::Owned(p) = routed {
         ctx.normalized = Some(p);
     }
-    ctx.identity = phases::authenticate(&state, &route, &head)?;
-    ctx.limit = phases::rate_limit(&state, &route, ctx.identity.as_ref(), &head)?;
     let pool = circuit_check(ctx, &state, &route)?;
     proxy(ctx, req, payload, pool, plane, client).await
 }
@@ -377,7 +377,7 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
             || name == X_FORWARDED_FOR
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST
-            || path::is_identity_header(name.as_str())
+            || crate::headers::is_identity_header(name.as_str())
             || (!keep_credentials
                 && (name == header::AUTHORIZATION || name == crate::auth::X_API_KEY))
             || skip.iter().any(|s| s == name)
@@ -391,11 +391,13 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
     }
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
+        let client = identity.client_id.as_deref();
         for (name, value) in [
-            (X_USER_ID, identity.user_id.as_str()),
-            (X_USER_ROLES, &roles),
+            (X_USER_ID, Some(identity.user_id.as_str())),
+            (X_USER_ROLES, Some(roles.as_str())),
+            (X_CLIENT_ID, client),
         ] {
-            if let Ok(v) = HeaderValue::from_str(value) {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
                 out.insert(HeaderName::from_static(name), v);
             }
         }

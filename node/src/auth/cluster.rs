@@ -44,7 +44,8 @@ impl ClusterKeys {
         for k in &source.keys {
             match DecodingKey::from_ec_components(&k.public_x, &k.public_y) {
                 Ok(key) => {
-                    let vk = VerifyKey::new(Algorithm::ES256, key, Some(&issuer), None, leeway, true);
+                    let vk =
+                        VerifyKey::new(Algorithm::ES256, key, Some(&issuer), None, leeway, true);
                     verify.insert(k.kid.clone(), vk);
                     jwks.push(json!({
                         "kty": "EC", "crv": "P-256", "x": k.public_x, "y": k.public_y,

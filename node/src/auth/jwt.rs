@@ -97,7 +97,9 @@ impl ConfigKeys {
                     );
                     keys.insert(k.kid.clone(), vk);
                 }
-                Err(e) => error!(kid = %k.kid, error = %e, "auth.jwt key does not load; tokens naming it are refused"),
+                Err(e) => {
+                    error!(kid = %k.kid, error = %e, "auth.jwt key does not load; tokens naming it are refused")
+                }
             }
         }
         ConfigKeys {
@@ -256,7 +258,10 @@ mod tests {
         // Roles as a space-separated string, and `scope` as the fallback.
         let mut c = good_claims();
         c["roles"] = json!("a b");
-        assert_eq!(check(&token(Some("hs1"), c)).map(|v| v.roles), Ok(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            check(&token(Some("hs1"), c)).map(|v| v.roles),
+            Ok(vec!["a".into(), "b".into()])
+        );
         let mut c = good_claims();
         c.as_object_mut().map(|m| m.remove("roles"));
         c["scope"] = json!("read write");
@@ -273,13 +278,34 @@ mod tests {
             c[k] = v;
             token(Some("hs1"), c)
         };
-        assert_eq!(check(&with("exp", json!(now() - 60))).err(), Some(Reason::Expired));
-        assert_eq!(check(&with("nbf", json!(now() + 60))).err(), Some(Reason::NotYetValid));
-        assert_eq!(check(&with("iss", json!("https://evil"))).err(), Some(Reason::BadClaims));
-        assert_eq!(check(&with("aud", json!("other"))).err(), Some(Reason::BadClaims));
-        assert_eq!(check(&with("sub", json!(""))).err(), Some(Reason::BadClaims));
-        assert_eq!(check(&token(None, good_claims())).err(), Some(Reason::UnknownKey));
-        assert_eq!(check(&token(Some("nope"), good_claims())).err(), Some(Reason::UnknownKey));
+        assert_eq!(
+            check(&with("exp", json!(now() - 60))).err(),
+            Some(Reason::Expired)
+        );
+        assert_eq!(
+            check(&with("nbf", json!(now() + 60))).err(),
+            Some(Reason::NotYetValid)
+        );
+        assert_eq!(
+            check(&with("iss", json!("https://evil"))).err(),
+            Some(Reason::BadClaims)
+        );
+        assert_eq!(
+            check(&with("aud", json!("other"))).err(),
+            Some(Reason::BadClaims)
+        );
+        assert_eq!(
+            check(&with("sub", json!(""))).err(),
+            Some(Reason::BadClaims)
+        );
+        assert_eq!(
+            check(&token(None, good_claims())).err(),
+            Some(Reason::UnknownKey)
+        );
+        assert_eq!(
+            check(&token(Some("nope"), good_claims())).err(),
+            Some(Reason::UnknownKey)
+        );
         assert_eq!(check("garbage").err(), Some(Reason::Malformed));
         let big = with("pad", json!("x".repeat(4096)));
         assert_eq!(check(&big).err(), Some(Reason::Malformed));

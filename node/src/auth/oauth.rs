@@ -82,7 +82,9 @@ fn client_credentials(
         }
         None => match (form.get("client_id"), form.get("client_secret")) {
             (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), false)),
-            _ => Err("client authentication is required (HTTP Basic or client_id and client_secret)"),
+            _ => {
+                Err("client authentication is required (HTTP Basic or client_id and client_secret)")
+            }
         },
     }
 }
@@ -94,13 +96,20 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     if let Some(wait) = plane.failed_logins.exhausted(&ip, FAILED_LOGINS) {
-        return too_many(wait, "too many failed client authentications from this address");
+        return too_many(
+            wait,
+            "too many failed client authentications from this address",
+        );
     }
     // Form body (RFC 6749 §4.4.2); a parameter sent twice is a malformed request.
     let mut form = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
         if form.insert(k.into_owned(), v.into_owned()).is_some() {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a parameter is repeated",
+            );
         }
     }
     let (client_id, secret, basic) = match client_credentials(&req, &form) {
@@ -136,7 +145,13 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
                 "only client_credentials is supported",
             )
         }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            )
+        }
     }
     if let Some(quota) = state.gateway.config.oauth.token_endpoint_limit {
         if let Err(wait) = plane.token_limits.admit(&client_id, quota) {
@@ -201,7 +216,11 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
         }
         Err(e) => {
             warn!(error = %e, "cannot sign a token");
-            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "cannot sign the token")
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "cannot sign the token",
+            )
         }
     }
 }
