@@ -123,11 +123,68 @@ pub fn algorithm(alg: JwtAlg) -> Algorithm {
 }
 
 /// What a verified token says about its bearer.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub subject: String,
     pub roles: Vec<String>,
     pub client_id: Option<String>,
     pub cluster_issued: bool,
+    /// `exp` plus the leeway: when a cached verdict stops being good.
+    pub good_until: u64,
+}
+
+/// Verified tokens per worker thread, so a client that sends the same token again
+/// does not pay for another signature check (RS256 verification costs more than
+/// proxying the request). Keyed by the token itself; an entry is used only while
+/// its token is unexpired and the keys it was checked with are still the ones in
+/// force (the cache empties when they change). Bounded: cleared when full.
+struct VerifiedCache {
+    keys_identity: (usize, usize),
+    entries: HashMap<Box<str>, Verified>,
+}
+
+/// Entries one worker keeps before starting afresh.
+const CACHE_ENTRIES: usize = 20_000;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<VerifiedCache> = std::cell::RefCell::new(VerifiedCache {
+        keys_identity: (0, 0),
+        entries: HashMap::new(),
+    });
+}
+
+/// [`verify`], answered from this thread's cache when the same token was verified
+/// before with the same keys and has not expired since.
+pub fn verify_cached(
+    token: &str,
+    config: &ConfigKeys,
+    cluster: &HashMap<String, VerifyKey>,
+) -> Result<Verified, Reason> {
+    let keys_identity = (
+        config as *const ConfigKeys as usize,
+        cluster as *const HashMap<String, VerifyKey> as usize,
+    );
+    let now = jsonwebtoken::get_current_timestamp();
+    let hit = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.keys_identity != keys_identity {
+            c.entries.clear();
+            c.keys_identity = keys_identity;
+        }
+        c.entries.get(token).filter(|v| now < v.good_until).cloned()
+    });
+    if let Some(v) = hit {
+        return Ok(v);
+    }
+    let verified = verify(token, config, cluster)?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.entries.len() >= CACHE_ENTRIES {
+            c.entries.clear();
+        }
+        c.entries.insert(token.into(), verified.clone());
+    });
+    Ok(verified)
 }
 
 /// Verifies `token` against whichever of `config` or `cluster` holds its `kid`.
@@ -163,11 +220,13 @@ pub fn verify(
         _ => None,
     };
     let roles = roles_of(&claims, &config.roles_claim);
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
     Ok(Verified {
         subject,
         roles,
         client_id,
         cluster_issued: key.cluster_issued,
+        good_until: exp.saturating_add(key.validation.leeway),
     })
 }
 

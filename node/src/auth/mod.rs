@@ -146,7 +146,7 @@ pub fn authenticate(
 }
 
 fn token_identity(state: &DataPlaneState, token: &str) -> Result<Identity, Reason> {
-    let v = jwt::verify(
+    let v = jwt::verify_cached(
         token,
         &state.gateway.auth_keys,
         state.cluster_keys.verify_keys(),
