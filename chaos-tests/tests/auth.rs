@@ -346,8 +346,12 @@ async fn jwks_kids(c: &Cluster, id: u64) -> Result<Vec<String>, String> {
 #[actix_rt::test]
 async fn oauth_tokens_work_across_nodes_survive_rotation_and_die_with_their_client() {
     let c = cluster_with_auth_routes("auth-oauth").await;
-    let (client_id, secret, v) = new_client(&c, 2, &["svc"], &["read", "write"]).await;
-    c.wait_applied(&ALL, v, 10).await;
+    let (client_id, secret, _) = new_client(&c, 2, &["svc"], &["read", "write"]).await;
+    // The client is on every node's data plane once a key of its own works there.
+    let (_, key) = new_key(&c, 3, &client_id).await;
+    for id in ALL {
+        wait_status(&c, id, "/secure/ready", &[("x-api-key", &key)], 200).await;
+    }
     // The cluster's signing key is generated and replicated once at start.
     wait_for_async("node 1 to publish a signing key", secs(20), &c, || async {
         jwks_kids(&c, 1).await.and_then(|k| {
@@ -398,6 +402,23 @@ async fn oauth_tokens_work_across_nodes_survive_rotation_and_die_with_their_clie
         .to_owned();
     assert_ne!(new_kid, old_kid, "rotation kept the kid");
     c.wait_applied(&ALL, version_of(&r), 10).await;
+    // Every node publishes both keys: the new one signs, the old one still verifies.
+    for id in ALL {
+        wait_for_async(
+            format!("node {id} to publish kids {old_kid} and {new_kid}"),
+            secs(10),
+            &c,
+            || async {
+                let kids = jwks_kids(&c, id).await?;
+                if kids.contains(&old_kid) && kids.contains(&new_kid) {
+                    Ok(())
+                } else {
+                    Err(format!("{kids:?}"))
+                }
+            },
+        )
+        .await;
+    }
 
     let new = token(&c, 2, &client_id, &secret).await;
     assert_eq!(kid(&new), new_kid, "a token issued after the rotation");
@@ -412,13 +433,6 @@ async fn oauth_tokens_work_across_nodes_survive_rotation_and_die_with_their_clie
                 c.logs()
             );
         }
-        let kids = jwks_kids(&c, id)
-            .await
-            .unwrap_or_else(|e| panic!("JWKS on node {id}: {e}"));
-        assert!(
-            kids.contains(&old_kid) && kids.contains(&new_kid),
-            "node {id} publishes {kids:?}, want {old_kid} and {new_kid}"
-        );
     }
 
     // The same claims, signed by a key that is not the cluster's.
