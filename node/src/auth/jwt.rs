@@ -42,16 +42,24 @@ impl VerifyKey {
         validation.leeway = leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present, not merely not wrong.
+        let mut required = vec!["exp"];
         match issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             // jsonwebtoken refuses a token carrying `aud` unless told what to expect.
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         VerifyKey {
             key,
             validation,

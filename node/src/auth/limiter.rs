@@ -1,14 +1,16 @@
 //! Attempt limits for the token endpoint: requests per client and failed client
-//! authentications per source IP, in fixed windows aligned to the epoch.
+//! authentications per source IP, over a sliding window (the times of the last
+//! `count` attempts are kept, so "10 per minute" is exact, also across a minute
+//! boundary; the quotas here are small, so that is a few entries per key).
 //!
 //! These count on this node only; [`AttemptLimiter`] is the seam where the
 //! cluster-wide limiter (its own issue) takes over, so the token endpoint does not
 //! change when it does. Nothing here waits on anything but a short local lock.
 
 use cluster_config::Quota;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Decides whether one more attempt for `key` fits `quota`; `Err` says when the
 /// current window ends.
@@ -18,53 +20,53 @@ pub trait AttemptLimiter: Send + Sync {
     fn exhausted(&self, key: &str, quota: Quota) -> Option<Duration>;
 }
 
-/// Keys kept before windows that have ended are swept.
+/// Keys kept before those with no recent attempt are swept.
 const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Default)]
 pub struct LocalLimiter {
-    /// key -> (window index, attempts in it)
-    windows: Mutex<HashMap<String, (u64, u64)>>,
+    /// key -> times of its most recent attempts (at most the quota's count).
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
-fn window(quota: Quota) -> (u64, Duration) {
-    let per = quota.per.as_millis().max(1) as u64;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let index = now / per;
-    let left = Duration::from_millis((index + 1) * per - now);
-    (index, left)
+/// Drops attempts older than the window; `Some(wait)` if `count` remain.
+fn full(times: &mut VecDeque<Instant>, quota: Quota, now: Instant) -> Option<Duration> {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= quota.per)
+    {
+        times.pop_front();
+    }
+    let count = usize::try_from(quota.count).unwrap_or(usize::MAX);
+    if times.len() >= count {
+        let oldest = times.front().copied().unwrap_or(now);
+        Some(quota.per.saturating_sub(now.duration_since(oldest)))
+    } else {
+        None
+    }
 }
 
 impl AttemptLimiter for LocalLimiter {
     fn admit(&self, key: &str, quota: Quota) -> Result<(), Duration> {
-        let (index, left) = window(quota);
-        let Ok(mut windows) = self.windows.lock() else {
+        let now = Instant::now();
+        let Ok(mut attempts) = self.attempts.lock() else {
             return Ok(());
         };
-        if windows.len() > SWEEP_ABOVE {
-            windows.retain(|_, (i, _)| *i == index);
+        if attempts.len() > SWEEP_ABOVE {
+            attempts.retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < quota.per));
         }
-        let slot = windows.entry(key.to_owned()).or_insert((index, 0));
-        if slot.0 != index {
-            *slot = (index, 0);
+        let times = attempts.entry(key.to_owned()).or_default();
+        if let Some(wait) = full(times, quota, now) {
+            return Err(wait);
         }
-        if slot.1 >= quota.count {
-            return Err(left);
-        }
-        slot.1 += 1;
+        times.push_back(now);
         Ok(())
     }
 
     fn exhausted(&self, key: &str, quota: Quota) -> Option<Duration> {
-        let (index, left) = window(quota);
-        let windows = self.windows.lock().ok()?;
-        match windows.get(key) {
-            Some(&(i, n)) if i == index && n >= quota.count => Some(left),
-            _ => None,
-        }
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().ok()?;
+        attempts.get_mut(key).and_then(|t| full(t, quota, now))
     }
 }
 
