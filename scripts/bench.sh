@@ -223,6 +223,7 @@ routes:
   - path: $BENCH_PATH
     service: bench
     methods: [GET]
+    auth: none
 EOF
     if [[ -n "$extra" ]]; then printf '%s\n' "$extra" >>"$dir/sluice.yaml"; fi
 }

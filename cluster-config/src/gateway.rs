@@ -31,6 +31,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The size limit of a bearer token: `auth.jwt.max_token_bytes`, or its default
+    /// when `auth.jwt` is absent (tokens the cluster issued are still accepted).
+    pub fn max_token_bytes(&self) -> usize {
+        self.jwt
+            .as_ref()
+            .map_or(DEFAULT_MAX_TOKEN_BYTES, |jwt| jwt.max_token_bytes)
+    }
+
     /// Validates `spec` and compiles it. Every problem is reported, each naming the
     /// file and key path it came from (via `origins`; pass `Origins::default()` for
     /// config that came over the API). `config_dir` resolves relative key files.

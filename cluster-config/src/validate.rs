@@ -1564,12 +1564,14 @@ routes:
             &[("auth.jwt.max_token_bytes", "invalid type")],
         );
         let gw = check_ok(&jwt_with(""));
+        assert_eq!(gw.max_token_bytes(), 8192);
         let jwt = gw.jwt.expect("jwt");
         assert_eq!(jwt.roles_claim, "roles");
         assert_eq!(jwt.max_token_bytes, 8192);
         let gw = check_ok(&jwt_with(
             "    roles_claim: ' permissions '\n    max_token_bytes: 16384\n",
         ));
+        assert_eq!(gw.max_token_bytes(), 16384);
         let jwt = gw.jwt.expect("jwt");
         assert_eq!(jwt.roles_claim, "permissions", "trimmed");
         assert_eq!(jwt.max_token_bytes, 16384);
@@ -1826,6 +1828,7 @@ routes:
             OAuthConfig::default(),
             "no auth section: defaults"
         );
+        assert_eq!(gw.max_token_bytes(), 8192, "no auth.jwt: the default limit");
         assert_eq!(gw.oauth.issuer, "sluice");
         assert_eq!(gw.oauth.token_ttl, Duration::from_secs(3600));
         assert_eq!(
