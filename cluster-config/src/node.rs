@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// `node.request_metrics` (default true): per-request metrics on the data plane.
     /// Off only to measure their cost (`scripts/bench.sh`).
     pub request_metrics: bool,
+    /// `node.jwt_cache` (default true): verified JWTs are remembered per worker
+    /// until they expire. Off only to measure what signature checks cost.
+    pub jwt_cache: bool,
     /// `cluster.peers`: node id -> admin address. Empty: one-node cluster.
     pub peers: BTreeMap<u64, String>,
     /// `cluster.secret`; required when `peers` has more than one node.
@@ -83,6 +86,7 @@ impl Default for NodeConfig {
             tls: None,
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
             request_metrics: true,
+            jwt_cache: true,
             peers: BTreeMap::new(),
             cluster_secret: None,
             snapshot_every: 500,
@@ -111,6 +115,7 @@ pub(crate) struct NodeSection {
     pub tls: Option<TlsSection>,
     pub upstream_pool_limit: Option<usize>,
     pub request_metrics: Option<bool>,
+    pub jwt_cache: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -211,6 +216,9 @@ impl NodeSections {
         }
         if let Some(on) = node.request_metrics {
             cfg.request_metrics = on;
+        }
+        if let Some(on) = node.jwt_cache {
+            cfg.jwt_cache = on;
         }
         if let Some(limit) = node.upstream_pool_limit {
             if limit == 0 {

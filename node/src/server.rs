@@ -41,6 +41,7 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
         node.tls.is_some(),
     );
     plane.request_metrics = node.request_metrics;
+    crate::auth::jwt::set_cache(node.jwt_cache);
     let plane = web::Data::new(plane);
 
     let admin = admin_plane(&node, raft.clone(), plane.clone())?;

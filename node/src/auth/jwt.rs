@@ -161,6 +161,13 @@ thread_local! {
     });
 }
 
+/// Whether [`verify_cached`] uses its cache (`node.jwt_cache`, default on).
+static CACHE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub fn set_cache(on: bool) {
+    CACHE_ON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// [`verify`], answered from this thread's cache when the same token was verified
 /// before with the same keys and has not expired since.
 pub fn verify_cached(
@@ -168,6 +175,9 @@ pub fn verify_cached(
     config: &ConfigKeys,
     cluster: &HashMap<String, VerifyKey>,
 ) -> Result<Verified, Reason> {
+    if !CACHE_ON.load(std::sync::atomic::Ordering::Relaxed) {
+        return verify(token, config, cluster);
+    }
     let keys_identity = (
         config as *const ConfigKeys as usize,
         cluster as *const HashMap<String, VerifyKey> as usize,
