@@ -89,19 +89,24 @@ async fn bootstrap(raft: Arc<RaftNode>, node: NodeConfig) {
     }
 }
 
-/// Proposes the YAML gateway config until the cluster has one (the state machine
-/// applies `SeedGateway` only while no config was ever set, so every node may try).
-async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
+/// Proposes `command` until `present` says the cluster has what it seeds. The
+/// state machine applies a seed only while nothing is there, so every founding
+/// node may try and the first to commit wins. Returns the state once this node
+/// has caught up with the seed's answer (`None`: the cluster already had it, or
+/// Raft stopped).
+async fn seed_until(
+    raft: &RaftNode,
+    command: Command,
+    present: impl Fn(&Published) -> bool,
+    what: &str,
+) -> Option<(Arc<Published>, u64)> {
     let mut state = raft.subscribe();
     loop {
-        if state.borrow_and_update().state.seeded {
-            return;
+        if present(&state.borrow_and_update()) {
+            return None;
         }
-        match raft
-            .write_anywhere(Command::SeedGateway { spec: spec.clone() })
-            .await
-        {
-            Ok((response, version)) => {
+        match raft.write_anywhere(command.clone()).await {
+            Ok((_, version)) => {
                 // Through a follower the answer can arrive before the local apply.
                 let caught_up = async {
                     while state.borrow_and_update().version < version {
@@ -111,24 +116,12 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
-                if *state.borrow().state.gateway == spec {
-                    info!(
-                        version,
-                        ?response,
-                        "YAML gateway config seeded into the cluster"
-                    );
-                } else {
-                    // Someone else's seed or an admin write got there first.
-                    info!(
-                        version,
-                        "cluster already had a gateway config; YAML seed not applied"
-                    );
-                }
-                return;
+                let published = state.borrow().clone();
+                return Some((published, version));
             }
             Err(WriteError::Fatal(e)) => {
-                error!(error = %e, "cannot seed the cluster config");
-                return;
+                error!(error = %e, "cannot seed the cluster's {what}");
+                return None;
             }
             Err(_) => {
                 // No leader yet: wait for one (or for another node's seed to land).
@@ -138,12 +131,27 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
     }
 }
 
-/// Proposes a freshly generated signing key until the cluster has one. Every
-/// founding node does; the state machine installs `SeedSigningKey` only while no
-/// key exists, so the first to commit wins and the others are no-ops.
+/// Proposes the YAML gateway config until the cluster has one.
+async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
+    let command = Command::SeedGateway { spec: spec.clone() };
+    let seeded = |p: &Published| p.state.seeded;
+    if let Some((published, version)) = seed_until(&raft, command, seeded, "gateway config").await {
+        if *published.state.gateway == spec {
+            info!(version, "YAML gateway config seeded into the cluster");
+        } else {
+            // Someone else's seed or an admin write got there first.
+            info!(
+                version,
+                "cluster already had a gateway config; YAML seed not applied"
+            );
+        }
+    }
+}
+
+/// Proposes a freshly generated signing key until the cluster has one.
 async fn seed_signing_key(raft: Arc<RaftNode>) {
-    let mut state = raft.subscribe();
-    if !state.borrow_and_update().state.signing.keys.is_empty() {
+    let has_key = |p: &Published| !p.state.signing.keys.is_empty();
+    if has_key(&raft.subscribe().borrow()) {
         return;
     }
     // One key for every attempt: a retried proposal that did commit the first
@@ -156,39 +164,13 @@ async fn seed_signing_key(raft: Arc<RaftNode>) {
         }
     };
     let kid = key.kid.clone();
-    loop {
-        if !state.borrow_and_update().state.signing.keys.is_empty() {
-            return;
-        }
-        match raft
-            .write_anywhere(Command::SeedSigningKey { key: key.clone() })
-            .await
-        {
-            Ok((_, version)) => {
-                let caught_up = async {
-                    while state.borrow_and_update().version < version {
-                        if state.changed().await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
-                let active = state.borrow().state.signing.active().map(|k| k.kid.clone());
-                if active.as_deref() == Some(kid.as_str()) {
-                    info!(version, kid, "OAuth signing key seeded into the cluster");
-                } else {
-                    info!(version, active = ?active, "cluster already had a signing key; this node's seed not applied");
-                }
-                return;
-            }
-            Err(WriteError::Fatal(e)) => {
-                error!(error = %e, "cannot seed the cluster's signing key");
-                return;
-            }
-            Err(_) => {
-                // No leader yet: wait for one (or for another node's seed to land).
-                let _ = tokio::time::timeout(Duration::from_millis(300), state.changed()).await;
-            }
+    let command = Command::SeedSigningKey { key };
+    if let Some((published, version)) = seed_until(&raft, command, has_key, "signing key").await {
+        let active = published.state.signing.active().map(|k| k.kid.clone());
+        if active.as_deref() == Some(kid.as_str()) {
+            info!(version, kid, "OAuth signing key seeded into the cluster");
+        } else {
+            info!(version, active = ?active, "cluster already had a signing key; this node's seed not applied");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! HS256 secrets read back as `"<redacted>"`, and a PUT carrying that placeholder
 //! keeps the stored secret of the key with the same `kid` (resolved in apply).
 
-use super::{parse_json, written, Admin, AdminError, Caller, Versioned, X_SLUICE_VERSION};
+use super::{parse_json, Admin, AdminError, Caller, X_SLUICE_VERSION};
 use actix_web::{web, HttpRequest, HttpResponse};
 use cluster_config::{parse_gateway_json, GatewaySpec};
 use serde_json::Value;
@@ -42,8 +42,9 @@ async fn put_config(
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
     let spec = parse_gateway_json(&body)?;
-    let version = admin.write(Command::ReplaceGateway { spec }).await?;
-    Ok(written(version, Versioned { version }))
+    admin
+        .write_versioned(Command::ReplaceGateway { spec })
+        .await
 }
 
 /// `GET` of one part of the config: optionally linearizable, 404 when absent.
@@ -91,8 +92,9 @@ async fn put_service(
         .services
         .remove(&name)
         .ok_or_else(|| AdminError::BadRequest("expected a service object".into()))?;
-    let version = admin.write(Command::PutService { name, spec }).await?;
-    Ok(written(version, Versioned { version }))
+    admin
+        .write_versioned(Command::PutService { name, spec })
+        .await
 }
 
 async fn delete_service(
@@ -101,8 +103,7 @@ async fn delete_service(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let name = path.into_inner();
-    let version = admin.write(Command::DeleteService { name }).await?;
-    Ok(written(version, Versioned { version }))
+    admin.write_versioned(Command::DeleteService { name }).await
 }
 
 async fn get_route(
@@ -166,8 +167,7 @@ async fn put_route(
             route_id(&route)
         )));
     }
-    let version = admin.write(Command::PutRoute { route }).await?;
-    Ok(written(version, Versioned { version }))
+    admin.write_versioned(Command::PutRoute { route }).await
 }
 
 async fn delete_route(
@@ -176,8 +176,7 @@ async fn delete_route(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let id = route_key(&path);
-    let version = admin.write(Command::DeleteRoute { id }).await?;
-    Ok(written(version, Versioned { version }))
+    admin.write_versioned(Command::DeleteRoute { id }).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! log; every node's data plane indexes the keys by that hash. Reads show what
 //! identifies a client or a key, never a secret nor a whole hash.
 
-use super::{parse_json, read, written, Admin, AdminError, Caller, Versioned};
+use super::{parse_json, read, written, Admin, AdminError, Caller};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -107,8 +107,7 @@ async fn delete_client(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
-    let version = admin.write(Command::DeleteClient { id }).await?;
-    Ok(written(version, Versioned { version }))
+    admin.write_versioned(Command::DeleteClient { id }).await
 }
 
 #[derive(Deserialize)]
@@ -216,8 +215,7 @@ async fn revoke_key(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
-    let version = admin.write(Command::RevokeApiKey { id }).await?;
-    Ok(written(version, Versioned { version }))
+    admin.write_versioned(Command::RevokeApiKey { id }).await
 }
 
 #[cfg(test)]

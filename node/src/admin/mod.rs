@@ -105,6 +105,13 @@ impl Admin {
         Ok(self.current())
     }
 
+    /// [`Admin::write`], answered as most writes are: `{"version": N}` and
+    /// `X-Sluice-Version: N`.
+    pub async fn write_versioned(&self, command: Command) -> Result<HttpResponse, AdminError> {
+        let version = self.write(command).await?;
+        Ok(written(version, Versioned { version }))
+    }
+
     /// Proposes `command` through any node; `Ok` carries the log index it was
     /// applied at. The state machine's refusal is 422 (or 404 for a missing entity).
     pub async fn write(&self, command: Command) -> Result<u64, AdminError> {
