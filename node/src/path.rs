@@ -1,7 +1,8 @@
-//! Request-path normalisation: the one path the gateway routes on, rate-limits on
-//! and forwards, so that no spelling of a path reaches a route its canonical form
-//! would not match (`/static/../api/v1/users/1` must not ride the public
-//! `/static/*` route to the protected `/api/v1/users/:id`).
+//! Request-path normalisation: the one path the gateway routes and rate-limits on
+//! (and forwards, so the upstream sees what was routed), so that no spelling of a
+//! path reaches a route its canonical form would not match
+//! (`/static/../api/v1/users/1` must not ride the public `/static/*` route to the
+//! protected `/api/v1/users/:id`).
 //!
 //! Pure and free of actix types (the hyper listener for gRPC will reuse it). The
 //! input is the request path as received, without the query (the caller strips
@@ -46,6 +47,17 @@
 //! A path with no `%`, no `.`/`..` segment and no `//` (what clients send almost
 //! always) is returned as [`Cow::Borrowed`] after one allocation-free scan; so is a
 //! path whose only escapes are already canonical (upper-case, not unreserved).
+//!
+//! # Use
+//!
+//! ```text
+//! match path::normalize(raw) {
+//!     Ok(path) => route on path,
+//!     Err(PathError::EncodedSlash) => route on normalize_keeping_encoded_slashes(raw)
+//!         (Malformed cannot happen here); 400 unless that route allows encoded slashes,
+//!     Err(PathError::Malformed) => 400,
+//! }
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;
