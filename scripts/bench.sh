@@ -123,6 +123,7 @@ wait_ready() {
             printf 'bench: %s exited before answering; its log (%s):\n' "$name" "$logfile" >&2
             tail -n 40 "$logfile" | sed 's/^/    /' >&2
             if grep -q 'not yet implemented' "$logfile"; then
+                # shellcheck disable=SC2016 # the backquotes are literal
                 printf 'bench: %s hit a `not yet implemented` panic (unfinished code)\n' "$name" >&2
             fi
             return 1
@@ -190,7 +191,9 @@ fi
 [[ -x "$SLUICE_BIN" ]] || die "$SLUICE_BIN not found (build failed?)"
 
 # ------------------------------------------------------------------ setup ----
-for p in "$UPSTREAM_PORT" "$SLUICE_PORT" "$NGINX_PORT" "$SLUICE_ADMIN_PORT"; do
+PORTS=("$UPSTREAM_PORT" "$SLUICE_PORT" "$NGINX_PORT" "$SLUICE_ADMIN_PORT")
+[[ "${BARE:-1}" == 1 ]] && PORTS+=("$SLUICE_BARE_PORT" "$((SLUICE_ADMIN_PORT + 1))")
+for p in "${PORTS[@]}"; do
     port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set *_PORT to move it)"
 done
 
@@ -198,12 +201,14 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")"
 chmod 755 "$TMP" # nginx workers may run as another user
 mkdir -p "$TMP/wrk"
 
-# write_sluice_config DIR PORT ADMIN_PORT [EXTRA_YAML [NODE_LINES [SERVICE_LINES]]] :
+# write_sluice_config DIR PORT ADMIN_PORT [EXTRA_YAML [NODE_LINES [SERVICE_LINES [ROUTE_AUTH]]]] :
 # a one-route config proxying BENCH_PATH to the upstream. EXTRA_YAML is appended
 # verbatim (extra top-level sections); NODE_LINES and SERVICE_LINES are added
-# (already indented) under `node:` and under the bench service.
+# (already indented) under `node:` and under the bench service. ROUTE_AUTH is the
+# route's `auth` (default none: a route without it requires a credential).
 write_sluice_config() {
     local dir="$1" port="$2" admin_port="$3" extra="${4:-}" node_lines="${5:-}" svc_lines="${6:-}"
+    local route_auth="${7:-none}"
     mkdir -p "$dir"
     cat >"$dir/sluice.yaml" <<EOF
 node:
@@ -223,6 +228,7 @@ routes:
   - path: $BENCH_PATH
     service: bench
     methods: [GET]
+    auth: $route_auth
 EOF
     if [[ -n "$extra" ]]; then printf '%s\n' "$extra" >>"$dir/sluice.yaml"; fi
 }
