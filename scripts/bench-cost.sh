@@ -72,7 +72,7 @@ services:
     upstreams: [http://127.0.0.1:$UP]
 $5
 routes:
-  - { path: /hello, service: bench, methods: [GET] }
+  - { path: /hello, service: bench, methods: [GET], auth: none }
 EOF
 }
 sluice_config "$TMP/sluice" "$SL" "$SLA" "" ""

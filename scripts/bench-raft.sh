@@ -369,7 +369,7 @@ def call(port, method, path, body=None, timeout=15):
 
 def put(i):
     rid = "%s-%d" % (run, i)
-    body = json.dumps({"path": "/bench-check/%s/%d" % (run, i), "service": "demo"})
+    body = json.dumps({"path": "/bench-check/%s/%d" % (run, i), "service": "demo", "auth": "none"})
     status, _ = call(nodes[follower][0], "PUT", "/admin/routes/" + rid, body)
     return rid, status
 

@@ -16,7 +16,8 @@
 # Node N listens on 127.0.0.1:(SLUICE_PORT_BASE+N) for the data plane and on
 # 127.0.0.1:(SLUICE_ADMIN_PORT_BASE+N) for the admin API and Raft RPC, i.e. 8081-8083
 # and 9081-9083 by default. The demo upstream is `sluice echo-server` on
-# 127.0.0.1:SLUICE_UPSTREAM_PORT (9001); routes /api/* -> service demo -> upstream.
+# 127.0.0.1:SLUICE_UPSTREAM_PORT (9001); the public route /api/* (auth: none) ->
+# service demo -> upstream.
 #
 # Layout of the cluster dir (SLUICE_CLUSTER_DIR, default <repo>/data/cluster):
 #   cluster.env          ports chosen at the first `up` (later runs reuse them)
@@ -199,6 +200,7 @@ services:
 routes:
   - path: /api/*
     service: demo
+    auth: none
 EOF
         fi
     done

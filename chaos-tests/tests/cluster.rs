@@ -904,7 +904,8 @@ async fn dependent_writes_through_two_followers_are_never_refused() {
             "PUT /admin/services/svc-{i} through follower {a}: {s:?}\n{}",
             c.logs()
         );
-        let route = json!({ "path": format!("/pair/{i}"), "service": format!("svc-{i}") });
+        let route =
+            json!({ "path": format!("/pair/{i}"), "service": format!("svc-{i}"), "auth": "none" });
         let r = put_through_elections(&c, b, &format!("/admin/routes/pair-{i}"), &route).await;
         match r.body["version"].as_u64() {
             Some(v) if r.status == 200 => newest = newest.max(v),

@@ -31,6 +31,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The size limit of a bearer token: `auth.jwt.max_token_bytes`, or its default
+    /// when `auth.jwt` is absent (tokens the cluster issued are still accepted).
+    pub fn max_token_bytes(&self) -> usize {
+        self.jwt
+            .as_ref()
+            .map_or(DEFAULT_MAX_TOKEN_BYTES, |jwt| jwt.max_token_bytes)
+    }
+
     /// Validates `spec` and compiles it. Every problem is reported, each naming the
     /// file and key path it came from (via `origins`; pass `Origins::default()` for
     /// config that came over the API). `config_dir` resolves relative key files.
@@ -142,6 +150,14 @@ pub struct Route {
     pub timeout: Duration,
     pub auth: AuthMode,
     pub roles: Vec<String>,
+    /// Whether the caller's `Authorization` and `X-API-Key` reach the upstream
+    /// (default false: the gateway consumed them, and an upstream that logs headers
+    /// must not collect reusable credentials).
+    pub forward_credentials: bool,
+    /// Whether a request path containing `%2F`/`%5C` (any case) is accepted (default
+    /// false: 400). Path normalisation leaves those escapes alone, so an upstream
+    /// that decodes them could see a path whose route has another policy.
+    pub allow_encoded_slashes: bool,
 }
 
 impl Route {
@@ -220,8 +236,20 @@ keywords! {
 
 /// Default accepted clock skew for `exp`/`nbf` when `auth.jwt.leeway` is absent.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// Default claim that holds a JWT's roles (`auth.jwt.roles_claim`).
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+/// Default size limit of a bearer token (`auth.jwt.max_token_bytes`). It also
+/// applies to tokens the cluster issued when `auth.jwt` is absent.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 /// Default lifetime of tokens issued by `POST /oauth/token`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default `iss` of the tokens the cluster issues (`auth.oauth.issuer`).
+pub const DEFAULT_OAUTH_ISSUER: &str = "sluice";
+/// Default per-client limit on `POST /oauth/token` (`auth.oauth.token_endpoint_limit`).
+pub const DEFAULT_TOKEN_ENDPOINT_LIMIT: Quota = Quota {
+    count: 10,
+    per: Duration::from_secs(60),
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtConfig {
@@ -230,6 +258,13 @@ pub struct JwtConfig {
     /// Checked against `aud` when set.
     pub audience: Option<String>,
     pub leeway: Duration,
+    /// The claim that holds the caller's roles (default `roles`), as written
+    /// (trimmed, non-empty). Its value is an array of strings or a space-separated
+    /// string; `scope` is the fallback when it is absent.
+    pub roles_claim: String,
+    /// Tokens longer than this many bytes are refused before any decoding (default
+    /// 8192, > 0).
+    pub max_token_bytes: usize,
     /// Non-empty, unique `kid`s.
     pub keys: Vec<JwtKey>,
 }
@@ -247,6 +282,8 @@ keywords! {
         RS256 = "RS256",
         RS384 = "RS384",
         RS512 = "RS512",
+        /// ECDSA with P-256 and SHA-256.
+        ES256 = "ES256",
         HS256 = "HS256",
         HS384 = "HS384",
         HS512 = "HS512",
@@ -254,17 +291,36 @@ keywords! {
 }
 
 impl JwtAlg {
-    /// HMAC (shared secret) rather than RSA (public key).
+    /// HMAC (shared secret) rather than a public key.
     pub fn is_hmac(self) -> bool {
         matches!(self, JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512)
+    }
+
+    /// RSA PKCS#1 v1.5 (an RSA public key).
+    pub fn is_rsa(self) -> bool {
+        matches!(self, JwtAlg::RS256 | JwtAlg::RS384 | JwtAlg::RS512)
+    }
+
+    /// ECDSA (an EC public key on the algorithm's curve).
+    pub fn is_ec(self) -> bool {
+        matches!(self, JwtAlg::ES256)
     }
 }
 
 /// Key bytes as text. `Debug` hides HMAC secrets so a logged `Gateway` leaks nothing.
+///
+/// The PEM variants hold the text as configured (a file's whole content). Validation
+/// has checked that its first PEM block is a public key of the kind the variant
+/// names (see `pem.rs`): jsonwebtoken's `DecodingKey::from_rsa_pem` /
+/// `from_ec_pem` should accept it, and a failure there is a bug worth logging.
 #[derive(Clone, PartialEq, Eq)]
 pub enum JwtKeyMaterial {
-    /// PEM text of an RSA public key (starts with `-----BEGIN`).
+    /// PEM text of an RSA public key of 2048 to 8192 bits (`-----BEGIN PUBLIC
+    /// KEY-----`, SPKI, or `-----BEGIN RSA PUBLIC KEY-----`, PKCS#1), for RS*.
     RsaPublicPem(String),
+    /// PEM text of an EC P-256 public key (`-----BEGIN PUBLIC KEY-----`, SPKI),
+    /// for ES256.
+    EcPublicPem(String),
     /// HMAC shared secret (non-empty).
     HmacSecret(String),
 }
@@ -273,24 +329,31 @@ impl std::fmt::Debug for JwtKeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JwtKeyMaterial::RsaPublicPem(pem) => f.debug_tuple("RsaPublicPem").field(pem).finish(),
+            JwtKeyMaterial::EcPublicPem(pem) => f.debug_tuple("EcPublicPem").field(pem).finish(),
             JwtKeyMaterial::HmacSecret(_) => f.write_str("HmacSecret(<redacted>)"),
         }
     }
 }
 
+/// `auth.oauth`: the tokens the cluster issues itself (`POST /oauth/token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthConfig {
+    /// `iss` of issued tokens, and what a token claiming to be the cluster's own
+    /// is checked against (default `sluice`, non-empty).
+    pub issuer: String,
     /// Lifetime of issued tokens (default 1 h).
     pub token_ttl: Duration,
-    /// Per-client limit on `POST /oauth/token`; `None`: unlimited.
+    /// Per-client limit on `POST /oauth/token` (default 10/min); `None` when
+    /// configured as `unlimited`.
     pub token_endpoint_limit: Option<Quota>,
 }
 
 impl Default for OAuthConfig {
     fn default() -> Self {
         OAuthConfig {
+            issuer: DEFAULT_OAUTH_ISSUER.to_owned(),
             token_ttl: DEFAULT_TOKEN_TTL,
-            token_endpoint_limit: None,
+            token_endpoint_limit: Some(DEFAULT_TOKEN_ENDPOINT_LIMIT),
         }
     }
 }

@@ -119,6 +119,17 @@ mod tests {
             assert_eq!(JwtAlg::parse(&alg.as_str().to_ascii_lowercase()), None);
         }
         assert_eq!(AuthMode::expected(), "none, jwt, api_key or any");
+        assert_eq!(
+            JwtAlg::expected(),
+            "RS256, RS384, RS512, ES256, HS256, HS384 or HS512"
+        );
+        assert!(JwtAlg::ALL
+            .iter()
+            .all(|a| [a.is_hmac(), a.is_rsa(), a.is_ec()]
+                .iter()
+                .filter(|&&f| f)
+                .count()
+                == 1));
         assert_eq!(LogFormat::expected(), "json or pretty");
         assert_eq!(RateLimitScope::Client.to_string(), "client");
     }

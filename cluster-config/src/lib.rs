@@ -7,9 +7,9 @@
 //! everything here is a value that is built whole, validated, then swapped in.
 //!
 //! Start reading at [`load_dir`] (files → [`LoadedConfig`]) and [`Gateway::compile`]
-//! (spec → what the request path uses; the checks live in `validate.rs`, the
-//! unknown-key, key-path and type-error reporting in `de.rs`, the route table in
-//! [`routes`]).
+//! (spec → what the request path uses; the checks live in `validate.rs`, with
+//! the public-key checks of JWT keys in `pem.rs`, the unknown-key, key-path and
+//! type-error reporting in `de.rs`, the route table in [`routes`]).
 #![forbid(unsafe_code)]
 
 #[macro_use]
@@ -19,6 +19,7 @@ pub mod error;
 pub mod gateway;
 pub mod load;
 pub mod node;
+mod pem;
 pub mod routes;
 pub mod schema;
 mod validate;

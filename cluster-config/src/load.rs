@@ -440,7 +440,7 @@ mod tests {
     use crate::gateway::{JwtAlg, JwtKeyMaterial, RateLimitEndpoint, RateLimitScope};
     use crate::node::LogFormat;
     use crate::routes::RouteMatch;
-    use crate::testutil::{assert_has, test_env, TestDir, TEST_PEM};
+    use crate::testutil::{assert_has, test_env, TestDir, TEST_EC_PEM, TEST_PEM};
     use std::time::Duration;
 
     const USER_SERVICE: &str = "
@@ -673,6 +673,15 @@ log:
         assert_eq!(gw.oauth.token_ttl, Duration::from_secs(3600));
         let quota = gw.oauth.token_endpoint_limit.expect("quota");
         assert_eq!((quota.count, quota.per), (10, Duration::from_secs(60)));
+        // Settings the contract example does not write: their defaults.
+        assert_eq!(gw.oauth.issuer, "sluice");
+        assert_eq!(jwt.roles_claim, "roles");
+        assert_eq!(jwt.max_token_bytes, 8192);
+        assert!(gw
+            .routes
+            .routes()
+            .iter()
+            .all(|r| !r.forward_credentials && !r.allow_encoded_slashes));
 
         // The key file is inlined so the spec can be replicated as is.
         let key = &gw.spec.auth.jwt.as_ref().expect("jwt spec").keys[0];
@@ -699,6 +708,136 @@ log:
         };
         assert_eq!(gw.jwt, cfg.gateway.jwt);
         assert_eq!(gw.services, cfg.gateway.services);
+    }
+
+    /// The README's example of the settings added for authentication (keep the two
+    /// in step).
+    const README_AUTH: &str = r#"
+services:
+  user-service:
+    upstreams: [http://127.0.0.1:9001]
+routes:
+  - path: /api/v1/admin/*
+    service: user-service
+    auth: any                      # none | jwt | api_key | any (default: any)
+    roles: [admin]
+    forward_credentials: false     # pass Authorization / X-API-Key upstream (default false)
+    allow_encoded_slashes: false   # accept %2F / %5C in the path (default false: 400)
+  - path: /files/*
+    service: user-service
+    auth: none
+    allow_encoded_slashes: true
+auth:
+  jwt:
+    roles_claim: roles             # array or space-separated string (default roles)
+    max_token_bytes: 8192          # longer bearer tokens are refused (default 8192)
+    keys:
+      - { kid: ec1, alg: ES256, public_key_file: keys/ec1.pub.pem }
+  oauth:
+    issuer: sluice                 # `iss` of the tokens the cluster issues (default sluice)
+    token_endpoint_limit: 10/min   # per client (default 10/min); `unlimited` turns it off
+"#;
+
+    #[test]
+    fn readme_auth_example_loads_and_round_trips() {
+        let dir = TestDir::with(&[
+            ("gateway.yaml", README_AUTH),
+            ("keys/ec1.pub.pem", TEST_EC_PEM),
+        ]);
+        let cfg = load(&dir);
+        let gw = &cfg.gateway;
+        let route = |id: &str| gw.routes.routes().iter().find(|r| r.id == id).cloned();
+        let admin = route("/api/v1/admin/*").expect("admin route");
+        assert_eq!(
+            (admin.forward_credentials, admin.allow_encoded_slashes),
+            (false, false)
+        );
+        let files = route("/files/*").expect("files route");
+        assert_eq!(
+            (files.forward_credentials, files.allow_encoded_slashes),
+            (false, true)
+        );
+        let jwt = gw.jwt.as_ref().expect("jwt");
+        assert_eq!(
+            (jwt.roles_claim.as_str(), jwt.max_token_bytes),
+            ("roles", 8192)
+        );
+        assert_eq!(jwt.keys[0].alg, JwtAlg::ES256);
+        assert_eq!(
+            jwt.keys[0].material,
+            JwtKeyMaterial::EcPublicPem(TEST_EC_PEM.to_owned())
+        );
+        assert_eq!(gw.oauth, crate::OAuthConfig::default());
+
+        // Over the API: the same spec, the same compiled config.
+        let body = serde_json::to_vec(&gw.spec).expect("serialize");
+        let spec = match parse_gateway_json(&body) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(spec, gw.spec);
+        let again = match crate::Gateway::compile(spec, &Origins::default(), None) {
+            Ok(again) => again,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(again.jwt, gw.jwt);
+        assert_eq!(again.oauth, gw.oauth);
+        assert_eq!(again.routes.routes(), gw.routes.routes());
+    }
+
+    /// `GatewaySpec` is replicated and stored: a setting nobody wrote must not
+    /// appear in its JSON, so specs written before it existed read back unchanged.
+    #[test]
+    fn unset_settings_stay_out_of_the_json() {
+        let dir = TestDir::with(&[
+            ("gateway.yaml", CONTRACT_GATEWAY),
+            ("keys/rsa1.pub.pem", TEST_PEM),
+        ]);
+        let cfg = load(&dir);
+        let json = serde_json::to_value(&cfg.gateway.spec).expect("serialize");
+        for route in json["routes"].as_array().expect("routes") {
+            let keys: Vec<&String> = route.as_object().expect("route").keys().collect();
+            assert!(
+                !keys
+                    .iter()
+                    .any(|k| *k == "forward_credentials" || *k == "allow_encoded_slashes"),
+                "{keys:?}"
+            );
+        }
+        let jwt = json["auth"]["jwt"].as_object().expect("jwt");
+        assert!(!jwt.contains_key("roles_claim") && !jwt.contains_key("max_token_bytes"));
+        let oauth = json["auth"]["oauth"].as_object().expect("oauth");
+        let keys: Vec<&String> = oauth.keys().collect();
+        assert_eq!(keys, ["token_endpoint_limit", "token_ttl"]);
+    }
+
+    #[test]
+    fn json_type_errors_of_the_auth_settings() {
+        let body = br#"{
+            "services": { "s": { "upstreams": ["http://h:1"] } },
+            "routes": [ { "path": "/x", "service": "s", "forward_credentials": "yes",
+                          "allow_encoded_slashes": 1 } ],
+            "auth": { "jwt": { "roles_claim": 5, "max_token_bytes": "8k",
+                               "keys": [ { "kid": "h", "alg": "HS256", "secret": "s" } ] },
+                      "oauth": { "issuer": false } }
+        }"#;
+        let e = match parse_gateway_json(body) {
+            Err(e) => e,
+            Ok(spec) => match crate::Gateway::compile(spec, &Origins::default(), None) {
+                Err(e) => e,
+                Ok(_) => panic!("accepted"),
+            },
+        };
+        for path in [
+            "routes[0].forward_credentials",
+            "routes[0].allow_encoded_slashes",
+            "auth.jwt.roles_claim",
+            "auth.jwt.max_token_bytes",
+            "auth.oauth.issuer",
+        ] {
+            assert_has(&e, None, path, "invalid type");
+        }
+        assert_eq!(e.0.len(), 5, "{e}");
     }
 
     /// The `config` crate must not lowercase keys or split map keys: service names,

@@ -402,6 +402,8 @@ mod tests {
             timeout: Duration::from_secs(30),
             auth: AuthMode::Any,
             roles: Vec::new(),
+            forward_credentials: false,
+            allow_encoded_slashes: false,
         }
     }
 

@@ -92,11 +92,20 @@ pub struct RouteSpec {
     /// Overrides the service's timeout (duration text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// `none | jwt | api_key | any`; default `any`. Enforced by the auth issue.
+    /// `none | jwt | api_key | any`; default `any`: a route is public only when it
+    /// says `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Pass the caller's `Authorization` and `X-API-Key` headers on to the
+    /// upstream; default false (the gateway consumed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_credentials: Option<bool>,
+    /// Accept request paths containing `%2F` or `%5C` (an encoded `/` or `\`);
+    /// default false: such a request is refused with 400 before routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +141,12 @@ pub struct JwtSpec {
     pub audience: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leeway: Option<String>,
+    /// The claim holding the caller's roles; default `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
+    /// Longest bearer token accepted, in bytes; default 8192.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_bytes: Option<u64>,
     #[serde(default)]
     pub keys: Vec<JwtKeySpec>,
 }
@@ -139,12 +154,12 @@ pub struct JwtSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JwtKeySpec {
     pub kid: String,
-    /// `RS256 | RS384 | RS512 | HS256 | HS384 | HS512`.
+    /// `RS256 | RS384 | RS512 | ES256 | HS256 | HS384 | HS512`.
     pub alg: String,
-    /// RS*: PEM file, relative to the config directory.
+    /// RS* and ES256: PEM file of the public key, relative to the config directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_file: Option<String>,
-    /// RS*: inline PEM (what the API carries once a file has been read).
+    /// RS* and ES256: inline PEM (what the API carries once a file has been read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
     /// HS*: shared secret.
@@ -154,10 +169,13 @@ pub struct JwtKeySpec {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OAuthSpec {
+    /// `iss` of the tokens the cluster issues; default `sluice`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// Duration text; default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl: Option<String>,
-    /// `N/sec | N/min | N/hour`.
+    /// `N/sec | N/min | N/hour`, or `unlimited`; default `10/min`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_limit: Option<String>,
 }

@@ -79,7 +79,7 @@ pub(crate) fn assert_has(errors: &ConfigErrors, file: Option<&str>, path: &str, 
     );
 }
 
-/// A valid RSA public key in PEM form (content is never parsed here).
-pub(crate) const TEST_PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAtest\n\
------END PUBLIC KEY-----\n";
+/// A 2048-bit RSA public key in PEM (SPKI) form.
+pub(crate) const TEST_PEM: &str = crate::pem::tests::RSA_2048;
+/// An EC P-256 public key in PEM (SPKI) form.
+pub(crate) const TEST_EC_PEM: &str = crate::pem::tests::EC_P256;

@@ -7,10 +7,13 @@ use crate::gateway::{
     AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
     RateLimitScope, Route, Service, Upstream, DEFAULT_HEALTH_CHECK_INTERVAL,
-    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_TIMEOUT, DEFAULT_TOKEN_TTL,
+    DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_OAUTH_ISSUER, DEFAULT_ROLES_CLAIM, DEFAULT_TIMEOUT, DEFAULT_TOKEN_ENDPOINT_LIMIT,
+    DEFAULT_TOKEN_TTL,
 };
 use crate::keyword::unknown;
 use crate::load::Origins;
+use crate::pem::PublicKey;
 use crate::routes::{parse_template, RouteTable, TemplateKind};
 use crate::schema::{
     CircuitBreakerSpec, GatewaySpec, HealthCheckSpec, JwtSpec, OAuthSpec, RateLimitSpec, RouteSpec,
@@ -545,6 +548,8 @@ fn routes(
             timeout,
             auth,
             roles,
+            forward_credentials: spec.forward_credentials.unwrap_or(false),
+            allow_encoded_slashes: spec.allow_encoded_slashes.unwrap_or(false),
         });
     }
 
@@ -669,10 +674,6 @@ fn rate_limit_endpoint(text: &str, routes: &[RouteSpec]) -> Result<RateLimitEndp
     }
 }
 
-fn looks_like_pem(text: &str) -> bool {
-    text.contains("-----BEGIN")
-}
-
 /// Compiles `auth.jwt`. A readable `public_key_file` is replaced in `spec` by the
 /// `public_key` it holds, so the stored spec is portable to other nodes.
 fn compile_jwt(
@@ -689,11 +690,29 @@ fn compile_jwt(
             DEFAULT_JWT_LEEWAY
         }
     };
-    for (key, value) in [("issuer", &spec.issuer), ("audience", &spec.audience)] {
+    for (key, value) in [
+        ("issuer", &spec.issuer),
+        ("audience", &spec.audience),
+        ("roles_claim", &spec.roles_claim),
+    ] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             report.auth(&format!("jwt.{key}"), "must not be empty when set");
         }
     }
+    let roles_claim = spec
+        .roles_claim
+        .as_deref()
+        .map_or(DEFAULT_ROLES_CLAIM, str::trim)
+        .to_owned();
+    let max_token_bytes = match spec.max_token_bytes {
+        None => DEFAULT_MAX_TOKEN_BYTES,
+        Some(0) => {
+            report.auth("jwt.max_token_bytes", "must be > 0");
+            DEFAULT_MAX_TOKEN_BYTES
+        }
+        // Beyond usize is beyond any header a server would read: no limit.
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
     if spec.keys.is_empty() {
         report.auth("jwt.keys", "at least one key is required");
     }
@@ -742,11 +761,12 @@ fn compile_jwt(
                 }
             }
         } else {
+            let family = if alg.is_ec() { alg.as_str() } else { "RS*" };
             if key.secret.is_some() {
                 report.auth(
                     &at("secret"),
                     format!(
-                        "not allowed with {}: RS* keys use public_key_file or public_key",
+                        "not allowed with {}: {family} keys use public_key_file or public_key",
                         alg.as_str()
                     ),
                 );
@@ -769,22 +789,30 @@ fn compile_jwt(
                     }
                     None
                 }
-                (None, Some(pem)) if !looks_like_pem(pem) => {
-                    report.auth(&at("public_key"), "is not PEM text (no -----BEGIN line)");
-                    None
-                }
-                (None, Some(pem)) => Some(JwtKeyMaterial::RsaPublicPem(pem.clone())),
-                (Some(file), None) => match read_pem(file, config_dir) {
-                    Ok(pem) => {
-                        key.public_key = Some(pem.clone());
-                        key.public_key_file = None;
-                        Some(JwtKeyMaterial::RsaPublicPem(pem))
-                    }
+                (None, Some(pem)) => match public_key_material(alg, pem) {
+                    Ok(material) => Some(material),
                     Err(msg) => {
-                        report.auth(&at("public_key_file"), msg);
+                        report.auth(&at("public_key"), msg);
                         None
                     }
                 },
+                (Some(file), None) => {
+                    match read_pem(file, config_dir).and_then(|(path, pem)| {
+                        public_key_material(alg, &pem)
+                            .map(|material| (pem, material))
+                            .map_err(|msg| format!("{path} {msg}"))
+                    }) {
+                        Ok((pem, material)) => {
+                            key.public_key = Some(pem);
+                            key.public_key_file = None;
+                            Some(material)
+                        }
+                        Err(msg) => {
+                            report.auth(&at("public_key_file"), msg);
+                            None
+                        }
+                    }
+                }
             }
         };
         if let Some(material) = material {
@@ -802,11 +830,49 @@ fn compile_jwt(
         issuer: spec.issuer.clone(),
         audience: spec.audience.clone(),
         leeway,
+        roles_claim,
+        max_token_bytes,
         keys,
     })
 }
 
-fn read_pem(file: &str, config_dir: Option<&Path>) -> Result<String, String> {
+/// The material of an RS* or ES256 key from its PEM text, or why the text does not
+/// hold a public key `alg` can verify with. The limits are those of RFC 7518 and of
+/// ring (jsonwebtoken's backend): RSA 2048 to 8192 bits, ES256 on P-256 only.
+fn public_key_material(alg: JwtAlg, pem: &str) -> Result<JwtKeyMaterial, String> {
+    let key = crate::pem::public_key(pem)?;
+    let name = alg.as_str();
+    let kind = match key {
+        PublicKey::Rsa { .. } => "an RSA public key".to_owned(),
+        PublicKey::Ec { curve: Some(curve) } => format!("an EC {curve} public key"),
+        PublicKey::Ec { curve: None } => "an EC public key on an unnamed curve".to_owned(),
+        PublicKey::Other {
+            algorithm: Some(algorithm),
+        } => format!("a public key for {algorithm}"),
+        PublicKey::Other { algorithm: None } => {
+            "a public key of an unsupported algorithm".to_owned()
+        }
+    };
+    match key {
+        PublicKey::Rsa { bits } if alg.is_rsa() => {
+            if !(2048..=8192).contains(&bits) {
+                return Err(format!(
+                    "is a {bits}-bit RSA key; {name} needs 2048 to 8192 bits (RFC 7518 §3.3)"
+                ));
+            }
+            Ok(JwtKeyMaterial::RsaPublicPem(pem.to_owned()))
+        }
+        PublicKey::Ec {
+            curve: Some("P-256"),
+        } if alg == JwtAlg::ES256 => Ok(JwtKeyMaterial::EcPublicPem(pem.to_owned())),
+        _ if alg.is_rsa() => Err(format!("is {kind}; {name} needs an RSA public key")),
+        _ => Err(format!("is {kind}; {name} needs an EC P-256 public key")),
+    }
+}
+
+/// The display path and text of a key file. The text is checked by
+/// [`public_key_material`], whose message then names the path.
+fn read_pem(file: &str, config_dir: Option<&Path>) -> Result<(String, String), String> {
     let Some(dir) = config_dir else {
         return Err(
             "cannot be used in config sent over the API; send the PEM text as public_key"
@@ -819,30 +885,37 @@ fn read_pem(file: &str, config_dir: Option<&Path>) -> Result<String, String> {
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !looks_like_pem(&text) {
-        return Err(format!(
-            "{} is not a PEM file (no -----BEGIN line)",
-            path.display()
-        ));
-    }
-    Ok(text)
+    Ok((path.display().to_string(), text))
 }
 
 fn compile_oauth(spec: &OAuthSpec, report: &mut Report<'_>) -> OAuthConfig {
+    let issuer = match spec.issuer.as_deref() {
+        None => DEFAULT_OAUTH_ISSUER.to_owned(),
+        Some(text) if text.trim().is_empty() => {
+            report.auth("oauth.issuer", "must not be empty when set");
+            DEFAULT_OAUTH_ISSUER.to_owned()
+        }
+        Some(text) => text.to_owned(),
+    };
     let token_ttl = positive_or(spec.token_ttl.as_deref(), DEFAULT_TOKEN_TTL, |msg| {
         report.auth("oauth.token_ttl", msg)
     });
-    let token_endpoint_limit =
-        spec.token_endpoint_limit
-            .as_deref()
-            .and_then(|text| match parse_quota(text) {
-                Ok(q) => Some(q),
-                Err(msg) => {
-                    report.auth("oauth.token_endpoint_limit", msg);
-                    None
-                }
-            });
+    let token_endpoint_limit = match spec.token_endpoint_limit.as_deref().map(str::trim) {
+        None => Some(DEFAULT_TOKEN_ENDPOINT_LIMIT),
+        Some("unlimited") => None,
+        Some(text) => match parse_quota(text) {
+            Ok(q) => Some(q),
+            Err(msg) => {
+                report.auth(
+                    "oauth.token_endpoint_limit",
+                    format!("{msg}; `unlimited` turns the limit off"),
+                );
+                Some(DEFAULT_TOKEN_ENDPOINT_LIMIT)
+            }
+        },
+    };
     OAuthConfig {
+        issuer,
         token_ttl,
         token_endpoint_limit,
     }
@@ -869,7 +942,8 @@ pub(crate) fn parse_quota(text: &str) -> Result<Quota, String> {
 mod tests {
     use super::*;
     use crate::load::load_dir_with_env;
-    use crate::testutil::{assert_has, test_env, TestDir, TEST_PEM};
+    use crate::pem::tests::{EC_P384, ED25519, RSA_1024, RSA_1024_PKCS1};
+    use crate::testutil::{assert_has, test_env, TestDir, TEST_EC_PEM, TEST_PEM};
 
     const SERVICES: &str = "
 services:
@@ -887,6 +961,15 @@ routes:
         let dir = TestDir::with(&[("s.yaml", SERVICES), ("t.yaml", yaml)]);
         dir.write("keys/rsa.pem", TEST_PEM);
         dir.write("keys/not-pem.txt", "hello");
+        dir.write("keys/ec.pem", TEST_EC_PEM);
+        dir.write("keys/ec384.pem", EC_P384);
+        dir.write("keys/rsa1024.pem", RSA_1024);
+        dir.write("keys/rsa1024-pkcs1.pem", RSA_1024_PKCS1);
+        dir.write("keys/ed25519.pem", ED25519);
+        dir.write(
+            "keys/private.pem",
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        );
         let errors = match load_dir_with_env(dir.path(), &test_env) {
             Ok(_) => panic!("expected errors for:\n{yaml}"),
             Err(e) => e,
@@ -906,6 +989,7 @@ routes:
     fn check_ok(yaml: &str) -> Gateway {
         let dir = TestDir::with(&[("s.yaml", SERVICES), ("t.yaml", yaml)]);
         dir.write("keys/rsa.pem", TEST_PEM);
+        dir.write("keys/ec.pem", TEST_EC_PEM);
         match load_dir_with_env(dir.path(), &test_env) {
             Ok(cfg) => cfg.gateway,
             Err(e) => panic!("expected to load:\n{yaml}\ngot:\n{e}"),
@@ -1217,6 +1301,40 @@ routes:
     }
 
     #[test]
+    fn route_credential_and_encoded_slash_flags() {
+        check(
+            &route("path: /x, service: user-service, forward_credentials: [yes]"),
+            &[("routes[1].forward_credentials", "invalid type")],
+        );
+        check(
+            &route("path: /x, service: user-service, allow_encoded_slashes: { a: 1 }"),
+            &[("routes[1].allow_encoded_slashes", "invalid type")],
+        );
+        let gw = check_ok("routes:\n  - { path: /a, service: user-service, forward_credentials: true, allow_encoded_slashes: true }\n  - { path: /b, service: user-service, forward_credentials: false }\n  - { path: /c, service: user-service }\n");
+        let flags: Vec<(String, bool, bool)> = gw
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.id.clone(), r.forward_credentials, r.allow_encoded_slashes))
+            .collect();
+        assert!(flags.contains(&("/a".into(), true, true)));
+        assert!(flags.contains(&("/b".into(), false, false)));
+        assert!(
+            flags.contains(&("/c".into(), false, false)),
+            "both default to false"
+        );
+        // Absent flags stay absent in the stored spec; written ones are kept.
+        let spec = |id: &str| gw.spec.routes.iter().find(|r| r.path == id).cloned();
+        let c = spec("/c").expect("route /c");
+        assert_eq!(
+            (c.forward_credentials, c.allow_encoded_slashes),
+            (None, None)
+        );
+        let b = spec("/b").expect("route /b");
+        assert_eq!(b.forward_credentials, Some(false));
+    }
+
+    #[test]
     fn route_timeout() {
         check(
             &route("path: /x, service: user-service, timeout: 0s"),
@@ -1424,16 +1542,52 @@ routes:
     }
 
     #[test]
+    fn jwt_roles_claim_and_token_size() {
+        let hs = "      - { kid: h, alg: HS256, secret: s }\n";
+        let jwt_with = |settings: &str| format!("auth:\n  jwt:\n{settings}    keys:\n{hs}");
+        check(
+            &jwt_with("    roles_claim: ' '\n    max_token_bytes: 0\n"),
+            &[
+                ("auth.jwt.roles_claim", "must not be empty when set"),
+                ("auth.jwt.max_token_bytes", "must be > 0"),
+            ],
+        );
+        check(
+            &jwt_with("    roles_claim: [roles]\n    max_token_bytes: -1\n"),
+            &[
+                ("auth.jwt.roles_claim", "invalid type"),
+                ("auth.jwt.max_token_bytes", "invalid type"),
+            ],
+        );
+        check(
+            &jwt_with("    max_token_bytes: 8KiB\n"),
+            &[("auth.jwt.max_token_bytes", "invalid type")],
+        );
+        let gw = check_ok(&jwt_with(""));
+        assert_eq!(gw.max_token_bytes(), 8192);
+        let jwt = gw.jwt.expect("jwt");
+        assert_eq!(jwt.roles_claim, "roles");
+        assert_eq!(jwt.max_token_bytes, 8192);
+        let gw = check_ok(&jwt_with(
+            "    roles_claim: ' permissions '\n    max_token_bytes: 16384\n",
+        ));
+        assert_eq!(gw.max_token_bytes(), 16384);
+        let jwt = gw.jwt.expect("jwt");
+        assert_eq!(jwt.roles_claim, "permissions", "trimmed");
+        assert_eq!(jwt.max_token_bytes, 16384);
+    }
+
+    #[test]
     fn jwt_kids_and_algs() {
         check(
             &jwt("      - { kid: a, alg: HS256, secret: s }\n      - { kid: a, alg: HS384, secret: s }\n      - { kid: '', alg: HS512, secret: s }\n"),
             &[("auth.jwt.keys[1].kid", "duplicate kid \"a\" (also jwt.keys[0])"), ("auth.jwt.keys[2].kid", "must not be empty")],
         );
         check(
-            &jwt("      - { kid: e, alg: ES256, secret: s }\n"),
+            &jwt("      - { kid: e, alg: ES384, secret: s }\n"),
             &[(
                 "auth.jwt.keys[0].alg",
-                "unknown alg \"ES256\" (expected RS256, RS384, RS512, HS256, HS384 or HS512)",
+                "unknown alg \"ES384\" (expected RS256, RS384, RS512, ES256, HS256, HS384 or HS512)",
             )],
         );
         check(
@@ -1463,7 +1617,7 @@ routes:
             &jwt("      - { kid: r, alg: RS256, public_key_file: keys/not-pem.txt }\n"),
             &[(
                 "auth.jwt.keys[0].public_key_file",
-                "is not a PEM file (no -----BEGIN line)",
+                "keys/not-pem.txt is not PEM text (no -----BEGIN line)",
             )],
         );
         check(
@@ -1477,11 +1631,121 @@ routes:
                 "not allowed with RS512: RS* keys use public_key_file or public_key",
             )],
         );
-        let gw = check_ok(&jwt("      - { kid: r, alg: RS512, public_key: \"-----BEGIN PUBLIC KEY-----\\nAA\\n-----END PUBLIC KEY-----\" }\n"));
-        let keys = gw.jwt.map(|j| j.keys).unwrap_or_default();
-        assert!(
-            matches!(&keys[0].material, JwtKeyMaterial::RsaPublicPem(p) if p.starts_with("-----BEGIN"))
+        check(
+            &jwt("      - { kid: r, alg: RS256, public_key: \"-----BEGIN PUBLIC KEY-----\\nAA\\n-----END PUBLIC KEY-----\" }\n"),
+            &[("auth.jwt.keys[0].public_key", "is not a well-formed PUBLIC KEY")],
         );
+        let gw = check_ok(&jwt(&format!(
+            "      - {{ kid: r, alg: RS512, public_key: {:?} }}\n",
+            TEST_PEM
+        )));
+        let keys = gw.jwt.map(|j| j.keys).unwrap_or_default();
+        assert_eq!(
+            keys[0].material,
+            JwtKeyMaterial::RsaPublicPem(TEST_PEM.into())
+        );
+    }
+
+    /// A key is checked against its alg: the kind of key, the RSA size, the curve;
+    /// and a private key is never taken into the replicated config.
+    #[test]
+    fn jwt_public_key_kinds() {
+        let bad = |alg: &str, file: &str, fragment: &str| {
+            check(
+                &jwt(&format!(
+                    "      - {{ kid: k, alg: {alg}, public_key_file: keys/{file} }}\n"
+                )),
+                &[("auth.jwt.keys[0].public_key_file", fragment)],
+            );
+        };
+        bad(
+            "RS256",
+            "ec.pem",
+            "ec.pem is an EC P-256 public key; RS256 needs an RSA public key",
+        );
+        bad(
+            "ES256",
+            "rsa.pem",
+            "rsa.pem is an RSA public key; ES256 needs an EC P-256 public key",
+        );
+        bad(
+            "ES256",
+            "ec384.pem",
+            "is an EC P-384 public key; ES256 needs an EC P-256 public key",
+        );
+        bad(
+            "RS384",
+            "rsa1024.pem",
+            "is a 1024-bit RSA key; RS384 needs 2048 to 8192 bits",
+        );
+        bad("RS256", "rsa1024-pkcs1.pem", "is a 1024-bit RSA key");
+        bad(
+            "ES256",
+            "rsa1024-pkcs1.pem",
+            "is an RSA public key; ES256 needs",
+        );
+        bad(
+            "ES256",
+            "ed25519.pem",
+            "is a public key for Ed25519; ES256 needs",
+        );
+        bad(
+            "RS256",
+            "private.pem",
+            "is a private key (-----BEGIN PRIVATE KEY-----); configure the public key",
+        );
+        check(
+            &jwt(&format!(
+                "      - {{ kid: k, alg: ES256, public_key: {:?} }}\n",
+                TEST_PEM
+            )),
+            &[(
+                "auth.jwt.keys[0].public_key",
+                "is an RSA public key; ES256 needs an EC P-256 public key",
+            )],
+        );
+    }
+
+    #[test]
+    fn jwt_ec_keys() {
+        check(
+            &jwt("      - { kid: e, alg: ES256 }\n"),
+            &[(
+                "auth.jwt.keys[0]",
+                "ES256 needs public_key_file or public_key",
+            )],
+        );
+        check(
+            &jwt("      - { kid: e, alg: ES256, public_key_file: keys/ec.pem, secret: s }\n"),
+            &[(
+                "auth.jwt.keys[0].secret",
+                "not allowed with ES256: ES256 keys use public_key_file or public_key",
+            )],
+        );
+        check(
+            &jwt("      - { kid: e, alg: ES256, public_key_file: keys/ec.pem, public_key: x }\n"),
+            &[(
+                "auth.jwt.keys[0]",
+                "set exactly one of public_key_file and public_key",
+            )],
+        );
+        let gw = check_ok(&jwt(&format!(
+            "      - {{ kid: f, alg: ES256, public_key_file: keys/ec.pem }}\n      - {{ kid: i, alg: ES256, public_key: {:?} }}\n",
+            TEST_EC_PEM
+        )));
+        let keys = gw.jwt.as_ref().map(|j| j.keys.clone()).unwrap_or_default();
+        assert_eq!(keys.len(), 2);
+        for key in &keys {
+            assert_eq!(key.alg, JwtAlg::ES256);
+            assert_eq!(
+                key.material,
+                JwtKeyMaterial::EcPublicPem(TEST_EC_PEM.into())
+            );
+        }
+        // The file is inlined in the stored spec, like an RSA key's.
+        let spec = &gw.spec.auth.jwt.as_ref().expect("jwt spec").keys[0];
+        assert_eq!(spec.public_key_file, None);
+        assert_eq!(spec.public_key.as_deref(), Some(TEST_EC_PEM));
     }
 
     #[test]
@@ -1532,12 +1796,23 @@ routes:
             "auth:\n  oauth: { token_ttl: 0s }\n",
             &[("auth.oauth.token_ttl", "must be greater than 0")],
         );
-        for bad in ["10/day", "ten/min", "10", "-1/s"] {
+        for bad in ["10/day", "ten/min", "10", "-1/s", "Unlimited", "none", ""] {
             check(
                 &format!("auth:\n  oauth: {{ token_endpoint_limit: '{bad}' }}\n"),
-                &[("auth.oauth.token_endpoint_limit", "invalid rate")],
+                &[(
+                    "auth.oauth.token_endpoint_limit",
+                    "(expected N/sec, N/min or N/hour); `unlimited` turns the limit off",
+                )],
             );
         }
+        check(
+            "auth:\n  oauth: { issuer: '  ' }\n",
+            &[("auth.oauth.issuer", "must not be empty when set")],
+        );
+        check(
+            "auth:\n  oauth: { issuer: [sluice] }\n",
+            &[("auth.oauth.issuer", "invalid type")],
+        );
         check(
             "auth:\n  oauth: { token_endpoint_limit: 0/min }\n",
             &[(
@@ -1547,6 +1822,36 @@ routes:
         );
         let gw = check_ok("auth:\n  oauth: {}\n");
         assert_eq!(gw.oauth, OAuthConfig::default());
+        let gw = check_ok("services: {}\n");
+        assert_eq!(
+            gw.oauth,
+            OAuthConfig::default(),
+            "no auth section: defaults"
+        );
+        assert_eq!(gw.max_token_bytes(), 8192, "no auth.jwt: the default limit");
+        assert_eq!(gw.oauth.issuer, "sluice");
+        assert_eq!(gw.oauth.token_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            gw.oauth.token_endpoint_limit,
+            Some(Quota {
+                count: 10,
+                per: Duration::from_secs(60)
+            }),
+            "limited by default"
+        );
+        let gw = check_ok(
+            "auth:\n  oauth: { issuer: https://gw.example.com, token_endpoint_limit: ' unlimited ' }\n",
+        );
+        assert_eq!(gw.oauth.issuer, "https://gw.example.com");
+        assert_eq!(gw.oauth.token_endpoint_limit, None);
+        let gw = check_ok("auth:\n  oauth: { token_endpoint_limit: 3/sec }\n");
+        assert_eq!(
+            gw.oauth.token_endpoint_limit,
+            Some(Quota {
+                count: 3,
+                per: Duration::from_secs(1)
+            })
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The node's control plane glue: starts this node's Raft, bootstraps the cluster,
-//! seeds it once with the YAML gateway config, and keeps the data plane in step
-//! with the replicated state (never the other way round: the request path reads
-//! the `ArcSwap`, this module writes it).
+//! seeds it once with the YAML gateway config and an OAuth signing key, and keeps
+//! the data plane in step with the replicated state (never the other way round:
+//! the request path reads the `ArcSwap`, this module writes it).
 
 use crate::dataplane::DataPlane;
+use crate::signing;
 use crate::telemetry::Metrics;
 use actix_web::web;
 use cluster_config::{GatewaySpec, NodeConfig};
@@ -55,9 +56,11 @@ pub fn spawn_tasks(
     files: GatewaySpec,
     plane: web::Data<DataPlane>,
 ) {
-    // A joining node takes the cluster's config as it is: it seeds nothing.
+    // A joining node takes the cluster's config and keys as they are: it seeds
+    // nothing.
     if !is_joining(&node) {
         actix_rt::spawn(seed(raft.clone(), files));
+        actix_rt::spawn(seed_signing_key(raft.clone()));
     }
     actix_rt::spawn(bootstrap(raft.clone(), node));
     actix_rt::spawn(follow_state(raft.subscribe(), plane.clone()));
@@ -125,6 +128,61 @@ async fn seed(raft: Arc<RaftNode>, spec: GatewaySpec) {
             }
             Err(WriteError::Fatal(e)) => {
                 error!(error = %e, "cannot seed the cluster config");
+                return;
+            }
+            Err(_) => {
+                // No leader yet: wait for one (or for another node's seed to land).
+                let _ = tokio::time::timeout(Duration::from_millis(300), state.changed()).await;
+            }
+        }
+    }
+}
+
+/// Proposes a freshly generated signing key until the cluster has one. Every
+/// founding node does; the state machine installs `SeedSigningKey` only while no
+/// key exists, so the first to commit wins and the others are no-ops.
+async fn seed_signing_key(raft: Arc<RaftNode>) {
+    let mut state = raft.subscribe();
+    if !state.borrow_and_update().state.signing.keys.is_empty() {
+        return;
+    }
+    // One key for every attempt: a retried proposal that did commit the first
+    // time is then a no-op rather than a second, different candidate.
+    let key = match signing::generate(signing::now_unix()) {
+        Ok(key) => key,
+        Err(e) => {
+            error!(error = %e, "cannot generate an OAuth signing key; another node's seed or a rotation must provide one");
+            return;
+        }
+    };
+    let kid = key.kid.clone();
+    loop {
+        if !state.borrow_and_update().state.signing.keys.is_empty() {
+            return;
+        }
+        match raft
+            .write_anywhere(Command::SeedSigningKey { key: key.clone() })
+            .await
+        {
+            Ok((_, version)) => {
+                let caught_up = async {
+                    while state.borrow_and_update().version < version {
+                        if state.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
+                let active = state.borrow().state.signing.active().map(|k| k.kid.clone());
+                if active.as_deref() == Some(kid.as_str()) {
+                    info!(version, kid, "OAuth signing key seeded into the cluster");
+                } else {
+                    info!(version, active = ?active, "cluster already had a signing key; this node's seed not applied");
+                }
+                return;
+            }
+            Err(WriteError::Fatal(e)) => {
+                error!(error = %e, "cannot seed the cluster's signing key");
                 return;
             }
             Err(_) => {

@@ -9,12 +9,16 @@
 //! comparison):
 //! - [`GatewayPart`]: the compiled config (route table, auth settings, rate-limit
 //!   policies), the upstream pools with their actors, per-route histograms;
-//! - [`CredentialIndex`]: API keys by hash and the clients they belong to.
+//! - [`CredentialIndex`]: API keys by hash and the clients they belong to;
+//! - [`ClusterKeys`]: the cluster's own token signing keys (and the JWKS).
 //!
 //! High-churn domains (rate-limiter counts, webhook queues) do not belong here:
 //! their owners are actors fed by the state machine's deltas
 //! (`RaftNode::take_deltas`), and the request path asks those actors.
 
+use crate::auth::cluster::ClusterKeys;
+use crate::auth::jwt::ConfigKeys;
+use crate::auth::limiter::LocalLimiter;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use cluster_config::{Gateway, GatewaySpec, Origins, Route};
@@ -36,6 +40,7 @@ pub struct DataPlaneState {
     pub applied_index: u64,
     pub gateway: Arc<GatewayPart>,
     pub credentials: Arc<CredentialIndex>,
+    pub cluster_keys: Arc<ClusterKeys>,
 }
 
 /// A route's latency histograms, resolved once per build so the request path
@@ -57,6 +62,8 @@ pub struct GatewayPart {
     route_metrics: HashMap<usize, RouteMetrics>,
     /// Service name -> its targets, their state and the actor that owns it.
     pub pools: HashMap<String, UpstreamHandle>,
+    /// `auth.jwt.keys`, parsed once for this config.
+    pub auth_keys: ConfigKeys,
 }
 
 /// What building a [`GatewayPart`] needs besides the config.
@@ -117,12 +124,14 @@ impl GatewayPart {
                 (name.clone(), handle)
             })
             .collect();
+        let auth_keys = ConfigKeys::build(config.jwt.as_ref());
         GatewayPart {
             version,
             source,
             config,
             route_metrics,
             pools,
+            auth_keys,
         }
     }
 
@@ -156,6 +165,8 @@ pub struct KeyEntry {
 /// What the data plane knows of an API client (never its secret hash).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientEntry {
+    /// SHA-256 of the client secret (the token endpoint checks it).
+    pub secret_hash: SecretHash,
     pub name: String,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
@@ -168,13 +179,13 @@ pub struct CredentialIndex {
     pub version: u64,
     source: Arc<Credentials>,
     keys: HashMap<SecretHash, KeyEntry>,
+    /// Revoked keys, so a refusal can say `revoked` rather than `unknown_key`.
+    revoked: std::collections::HashSet<SecretHash>,
     clients: HashMap<String, ClientEntry>,
     /// Keys in the replicated state, revoked ones included (for the debug view).
     keys_total: usize,
 }
 
-// `api_key` and `client` are what the authentication step reads.
-#[allow(dead_code)]
 impl CredentialIndex {
     pub fn build(source: Arc<Credentials>, version: u64) -> CredentialIndex {
         let keys = source
@@ -189,11 +200,18 @@ impl CredentialIndex {
                 (k.key_hash.clone(), entry)
             })
             .collect();
+        let revoked = source
+            .api_keys
+            .values()
+            .filter(|k| k.revoked)
+            .map(|k| k.key_hash.clone())
+            .collect();
         let clients = source
             .clients
             .values()
             .map(|c| {
                 let entry = ClientEntry {
+                    secret_hash: c.secret_hash.clone(),
                     name: c.name.clone(),
                     roles: c.roles.clone(),
                     scopes: c.scopes.clone(),
@@ -206,6 +224,7 @@ impl CredentialIndex {
             keys_total: source.api_keys.len(),
             source,
             keys,
+            revoked,
             clients,
         }
     }
@@ -214,6 +233,10 @@ impl CredentialIndex {
     /// so the lookup never compares the secret itself.
     pub fn api_key(&self, presented: &[u8]) -> Option<&KeyEntry> {
         self.keys.get(&SecretHash::of(presented))
+    }
+
+    pub fn is_revoked(&self, presented: &[u8]) -> bool {
+        self.revoked.contains(&SecretHash::of(presented))
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientEntry> {
@@ -242,6 +265,7 @@ impl CredentialIndex {
 pub struct Rebuilt {
     pub gateway: bool,
     pub credentials: bool,
+    pub cluster_keys: bool,
 }
 
 impl DataPlaneState {
@@ -279,10 +303,18 @@ impl DataPlaneState {
             rebuilt.credentials = true;
             Arc::new(CredentialIndex::build(state.credentials.clone(), version))
         };
+        // Issuer, leeway and token lifetime come from the gateway config.
+        let cluster_keys = if rebuilt.gateway || !self.cluster_keys.built_from(&state.signing) {
+            rebuilt.cluster_keys = true;
+            Arc::new(ClusterKeys::build(state.signing.clone(), &gateway.config))
+        } else {
+            self.cluster_keys.clone()
+        };
         let next = DataPlaneState {
             applied_index: version.max(self.applied_index),
             gateway,
             credentials,
+            cluster_keys,
         };
         (next, rebuilt)
     }
@@ -306,6 +338,10 @@ pub struct DataPlane {
     pub tls: bool,
     /// Per-request metrics on (default); off only to measure what they cost.
     pub request_metrics: bool,
+    /// `POST /oauth/token` requests per client.
+    pub token_limits: LocalLimiter,
+    /// Failed client authentications at the token endpoint, per source IP.
+    pub failed_logins: LocalLimiter,
 }
 
 impl DataPlane {
@@ -343,6 +379,7 @@ impl DataPlane {
             ),
             None => GatewayPart::build(files.clone(), None, version, None, &deps),
         };
+        let cluster_keys = ClusterKeys::build(published.state.signing.clone(), &gateway.config);
         let state = DataPlaneState {
             applied_index: version,
             gateway: Arc::new(gateway),
@@ -350,6 +387,7 @@ impl DataPlane {
                 published.state.credentials.clone(),
                 version,
             )),
+            cluster_keys: Arc::new(cluster_keys),
         };
         metrics.config_version.set(version as i64);
         let plane = DataPlane {
@@ -361,6 +399,8 @@ impl DataPlane {
             node_id,
             tls,
             request_metrics: true,
+            token_limits: LocalLimiter::default(),
+            failed_logins: LocalLimiter::default(),
         };
         plane.publish_health();
         plane
@@ -499,7 +539,8 @@ mod tests {
             rebuilt,
             Rebuilt {
                 gateway: false,
-                credentials: true
+                credentials: true,
+                cluster_keys: false,
             }
         );
         let after_key = plane.state.load_full();
@@ -530,7 +571,8 @@ mod tests {
             rebuilt,
             Rebuilt {
                 gateway: true,
-                credentials: false
+                credentials: false,
+                cluster_keys: true,
             }
         );
         let after_route = plane.state.load_full();

@@ -8,7 +8,8 @@ use serde_json::json;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .configure(crate::auth::oauth::configure);
 }
 
 async fn health(plane: web::Data<DataPlane>) -> HttpResponse {

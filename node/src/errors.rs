@@ -20,11 +20,12 @@ pub enum Source {
     Internal,
 }
 
-// The 401/403/429 kinds are produced by the authentication and rate-limit steps,
-// which arrive with their own issues.
+// 429 is produced by the rate-limit step, which arrives with its own issue.
 #[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A request the gateway will not route (e.g. an encoded slash in the path).
+    BadRequest,
     /// No or bad credentials (401, with `WWW-Authenticate`).
     Unauthorized,
     /// Valid credentials without the role the route needs (403).
@@ -42,6 +43,7 @@ pub enum Kind {
 impl Kind {
     pub fn status(self) -> StatusCode {
         match self {
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
@@ -56,6 +58,7 @@ impl Kind {
     /// The machine-readable `error` field.
     pub fn code(self) -> &'static str {
         match self {
+            Kind::BadRequest => "bad_request",
             Kind::Unauthorized => "unauthorized",
             Kind::Forbidden => "forbidden",
             Kind::NotFound => "not_found",
@@ -85,6 +88,9 @@ pub struct GatewayError {
     pub cause: Option<Cause>,
     /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(header::HeaderName, String)>,
+    /// A refusal's reason from a closed set, as a metric label
+    /// (`gateway_auth_failures_total{reason}`).
+    pub reason: Option<&'static str>,
 }
 
 impl GatewayError {
@@ -96,6 +102,7 @@ impl GatewayError {
             message: message.into(),
             cause: None,
             headers: Vec::new(),
+            reason: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! lifecycle (`proxy.rs`, read it top to bottom; its server-independent decisions
 //! are in `phases.rs`), the data plane's view of the replicated state
 //! (`dataplane.rs`, kept current by `cluster.rs`), the admin API (`admin/`, a
-//! module per area), the built-in endpoints and signal handling. The config model
+//! module per area), the generation of the cluster's signing keys (`signing.rs`),
+//! the built-in endpoints and signal handling. The config model
 //! lives in `cluster-config`, the replicated state in `sluice-raft`, per-upstream
 //! state in `sluice-actors`.
 //!
@@ -13,15 +14,19 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod auth;
 mod cli;
 mod cluster;
 mod dataplane;
 mod echo;
 mod endpoints;
 mod errors;
+mod headers;
+mod path;
 mod phases;
 mod proxy;
 mod server;
+mod signing;
 mod telemetry;
 
 use clap::{Parser, Subcommand};

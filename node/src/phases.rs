@@ -17,17 +17,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Header access, whatever the server's header map type is.
-#[allow(dead_code)] // read by the authentication and rate-limit steps
 pub trait HeaderLookup {
     /// The value of header `name` (lower-case) if present and valid text.
     fn get_str(&self, name: &str) -> Option<&str>;
 }
 
 /// What the decisions see of a request.
-#[allow(dead_code)] // `headers` and `peer` are read by authentication and limits
+#[allow(dead_code)] // `peer` is read by the rate-limit step (its own issue)
 pub struct RequestHead<'a> {
     pub method: &'a Method,
-    /// The request path as routed (no query string).
+    /// The request path as routed: normalised (`crate::path`), no query string.
     pub path: &'a str,
     pub headers: &'a dyn HeaderLookup,
     /// The TCP peer (the client, or the load balancer in front of us).
@@ -58,29 +57,21 @@ pub struct LimitDecision {
 /// Step 1: the route for this method and path. 404 when no path matches, 405 (with
 /// `Allow`) when only the method misses.
 pub fn route(state: &DataPlaneState, head: &RequestHead<'_>) -> Result<Arc<Route>, GatewayError> {
-    match state
-        .gateway
-        .config
-        .routes
-        .lookup(head.method, head.path)
-    {
+    match state.gateway.config.routes.lookup(head.method, head.path) {
         RouteMatch::Found(route) => Ok(route.clone()),
         RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::method_not_allowed(allow)),
         RouteMatch::NotFound => Err(GatewayError::not_found()),
     }
 }
 
-/// Step 2: who is calling, per the route's `auth` policy. `Ok(None)` is an
-/// anonymous caller on a route that allows one.
-///
-/// Pass-through today: every route is open (authentication arrives with its own
-/// issue and reads `state.credentials` and `state.gateway.config.jwt`).
+/// Step 2: who is calling, per the route's `auth` policy (see [`crate::auth`]).
+/// `Ok(None)` is an anonymous caller on a public route.
 pub fn authenticate(
-    _state: &DataPlaneState,
-    _route: &Route,
-    _head: &RequestHead<'_>,
+    state: &DataPlaneState,
+    route: &Route,
+    head: &RequestHead<'_>,
 ) -> Result<Option<Identity>, GatewayError> {
-    Ok(None)
+    crate::auth::authenticate(state, route, head)
 }
 
 /// Step 3: whether the cluster-wide limits that apply to this request admit it.

@@ -12,6 +12,7 @@
 
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
+use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
 use actix_web::body::{BodyStream, SizedStream};
@@ -36,8 +37,7 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_USER_ID: &str = "x-user-id";
 const X_USER_ROLES: &str = "x-user-roles";
-/// Identity headers only the gateway may set; a client's copies are always removed.
-const IDENTITY_HEADERS: [&str; 2] = [X_USER_ID, X_USER_ROLES];
+const X_CLIENT_ID: &str = "x-client-id";
 
 /// What one request has been decided so far; each step fills in its part.
 pub struct RequestCtx {
@@ -45,6 +45,9 @@ pub struct RequestCtx {
     /// response of this request.
     pub request_id: String,
     pub started: Instant,
+    /// The normalised request path when it differs from the raw one (routed and
+    /// forwarded instead of it).
+    pub normalized: Option<String>,
     /// The data-plane state this request is served with, start to end.
     pub state: Arc<DataPlaneState>,
     pub route: Option<Arc<Route>>,
@@ -57,6 +60,8 @@ pub struct RequestCtx {
     /// The response status, and the error kind when the gateway answered itself.
     pub status: StatusCode,
     pub error: Option<Kind>,
+    /// Why authentication refused the request (a metric label).
+    pub auth_failure: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -64,6 +69,7 @@ impl RequestCtx {
         RequestCtx {
             request_id: request_id(req),
             started: Instant::now(),
+            normalized: None,
             state: plane.state.load_full(),
             route: None,
             identity: None,
@@ -72,6 +78,7 @@ impl RequestCtx {
             target: None,
             status: StatusCode::OK,
             error: None,
+            auth_failure: None,
         }
     }
 }
@@ -94,6 +101,7 @@ pub async fn handle(
                 warn!(request_id = %ctx.request_id, kind = ?e.kind, source = ?e.source, "{e}");
             }
             ctx.error = Some(e.kind);
+            ctx.auth_failure = e.reason;
             e.response(&ctx.request_id)
         }
     };
@@ -112,18 +120,45 @@ async fn lifecycle(
     client: &awc::Client,
 ) -> Result<HttpResponse, GatewayError> {
     let state = ctx.state.clone();
+    let (routed, encoded_slash) = normalized_path(req.path())?;
     let head = RequestHead {
         method: req.method(),
-        path: req.path(),
+        path: &routed,
         headers: req.headers(),
         peer: req.peer_addr().map(|a| a.ip()),
     };
     let route = phases::route(&state, &head)?;
     ctx.route = Some(route.clone());
+    if encoded_slash && !route.allow_encoded_slashes {
+        return Err(GatewayError::new(
+            Kind::BadRequest,
+            Source::Client,
+            "encoded slashes (%2F, %5C) are not allowed in this route's paths",
+        ));
+    }
     ctx.identity = phases::authenticate(&state, &route, &head)?;
     ctx.limit = phases::rate_limit(&state, &route, ctx.identity.as_ref(), &head)?;
+    if let std::borrow::Cow::Owned(p) = routed {
+        ctx.normalized = Some(p);
+    }
     let pool = circuit_check(ctx, &state, &route)?;
     proxy(ctx, req, payload, pool, plane, client).await
+}
+
+/// The path to route and forward (see [`crate::path`]), and whether it holds an
+/// encoded slash (allowed only on routes that opt in). A malformed path is 400.
+fn normalized_path(raw: &str) -> Result<(std::borrow::Cow<'_, str>, bool), GatewayError> {
+    match path::normalize(raw) {
+        Ok(p) => Ok((p, false)),
+        Err(PathError::EncodedSlash) => path::normalize_keeping_encoded_slashes(raw)
+            .map(|p| (p, true))
+            .map_err(|_| malformed_path()),
+        Err(PathError::Malformed) => Err(malformed_path()),
+    }
+}
+
+fn malformed_path() -> GatewayError {
+    GatewayError::new(Kind::BadRequest, Source::Client, "malformed request path")
 }
 
 impl HeaderLookup for HeaderMap {
@@ -238,11 +273,17 @@ async fn send(
     client: &awc::Client,
     tls: bool,
 ) -> Result<awc::ClientResponse, GatewayError> {
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let uri = format!(
-        "{}://{}{}{}",
-        upstream.scheme, upstream.authority, upstream.base_path, path
-    );
+    let path = ctx.normalized.as_deref().unwrap_or(req.path());
+    let uri = match req.uri().query() {
+        Some(q) => format!(
+            "{}://{}{}{}?{}",
+            upstream.scheme, upstream.authority, upstream.base_path, path, q
+        ),
+        None => format!(
+            "{}://{}{}{}",
+            upstream.scheme, upstream.authority, upstream.base_path, path
+        ),
+    };
     let mut up = client.request(req.method().clone(), uri);
     copy_request_headers(req, up.headers_mut(), tls, ctx);
 
@@ -327,6 +368,7 @@ fn respond(up: awc::ClientResponse) -> HttpResponse {
 /// the client library (the upstream's own).
 fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: &RequestCtx) {
     let skip = connection_listed(req.headers());
+    let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
     for (name, value) in req.headers() {
         if is_hop_by_hop(name)
             || name == header::HOST
@@ -335,7 +377,9 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
             || name == X_FORWARDED_FOR
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST
-            || IDENTITY_HEADERS.contains(&name.as_str())
+            || crate::headers::is_identity_header(name.as_str())
+            || (!keep_credentials
+                && (name == header::AUTHORIZATION || name == crate::auth::X_API_KEY))
             || skip.iter().any(|s| s == name)
         {
             continue;
@@ -347,11 +391,13 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
     }
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
+        let client = identity.client_id.as_deref();
         for (name, value) in [
-            (X_USER_ID, identity.user_id.as_str()),
-            (X_USER_ROLES, &roles),
+            (X_USER_ID, Some(identity.user_id.as_str())),
+            (X_USER_ROLES, Some(roles.as_str())),
+            (X_CLIENT_ID, client),
         ] {
-            if let Ok(v) = HeaderValue::from_str(value) {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
                 out.insert(HeaderName::from_static(name), v);
             }
         }
@@ -459,6 +505,9 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
         m.requests_total
             .with_label_values(&[method, route, ctx.status.as_str()])
             .inc();
+        if let Some(reason) = ctx.auth_failure {
+            m.auth_failures.with_label_values(&[route, reason]).inc();
+        }
         let seconds = elapsed.as_secs_f64();
         match ctx
             .route
@@ -478,6 +527,8 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
         method,
         path = req.path(),
         route,
+        user = ctx.identity.as_ref().map_or("", |i| i.user_id.as_str()),
+        client = ctx.identity.as_ref().and_then(|i| i.client_id.as_deref()).unwrap_or(""),
         upstream = ctx.target.as_deref().unwrap_or(""),
         status = ctx.status.as_u16(),
         error = ctx.error.map_or("", Kind::code),

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub upstream_health: IntGaugeVec,
     pub breaker_state: IntGaugeVec,
     pub breaker_transitions: IntCounterVec,
+    pub auth_failures: IntCounterVec,
     pub raft_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -133,6 +134,14 @@ impl Metrics {
         registry.register(Box::new(raft_commit_duration.clone()))?;
         registry.register(Box::new(breaker_state.clone()))?;
         registry.register(Box::new(breaker_transitions.clone()))?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "gateway_auth_failures_total",
+                "Requests refused by authentication or authorization, by route and reason",
+            ),
+            &["route", "reason"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -154,6 +163,7 @@ impl Metrics {
             upstream_health,
             breaker_state,
             breaker_transitions,
+            auth_failures,
             raft_leader,
             raft_term,
             raft_applied_index,

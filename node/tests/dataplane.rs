@@ -36,14 +36,18 @@ const ROUTES: &str = "routes:
   - path: /api/v1/users/me
     service: exact
     methods: [GET]
+    auth: none
   - path: /api/v1/users/:id
     service: param
     methods: [GET, DELETE]
+    auth: none
   - path: /api/*
     service: wild
+    auth: none
   - path: /only-post
     service: exact
     methods: [POST]
+    auth: none
 ";
 
 #[actix_rt::test]
@@ -171,7 +175,7 @@ async fn streams_large_bodies_both_ways_in_bounded_memory() {
         "services:\n  files: {{ upstreams: [{}], timeout: 120s }}\n",
         echo.url()
     );
-    let routes = "routes:\n  - { path: /upload, service: files, methods: [POST] }\n  - { path: /bytes/:n, service: files, methods: [GET] }\n";
+    let routes = "routes:\n  - { path: /upload, service: files, methods: [POST], auth: none }\n  - { path: /bytes/:n, service: files, methods: [GET], auth: none }\n";
     let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
 
     // upload: chunked, never held whole by anyone
@@ -224,7 +228,7 @@ async fn connect_failure_is_502_and_idempotent_requests_retry() {
         echo.url()
     );
     let routes =
-        "routes:\n  - { path: /gone, service: gone }\n  - { path: /half, service: half }\n";
+        "routes:\n  - { path: /gone, service: gone, auth: none }\n  - { path: /half, service: half, auth: none }\n";
     let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
 
     let (s, _, b) = get(&gw.url("/gone")).await;
@@ -258,8 +262,8 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
         echo.url()
     );
     let routes = "routes:
-  - { path: /delay/:ms, service: slow, timeout: 300ms }
-  - { path: /status/:code, service: slow }
+  - { path: /delay/:ms, service: slow, timeout: 300ms, auth: none }
+  - { path: /status/:code, service: slow, auth: none }
 ";
     let gw = Gateway::start(&[("services.yaml", &services), ("routes.yaml", routes)]);
 
@@ -286,13 +290,16 @@ async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
     let services = format!("services:\n  svc: {{ upstreams: [{}] }}\n", echo.url());
     let gw = Gateway::start(&[
         ("services.yaml", &services),
-        ("routes.yaml", "routes:\n  - { path: /a, service: svc }\n"),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /a, service: svc, auth: none }\n",
+        ),
     ]);
     assert_eq!(get(&gw.url("/b")).await.0, StatusCode::NOT_FOUND);
 
     gw.write(
         "routes.yaml",
-        "routes:\n  - { path: /a, service: svc }\n  - { path: /b, service: svc }\n",
+        "routes:\n  - { path: /a, service: svc, auth: none }\n  - { path: /b, service: svc, auth: none }\n",
     );
     gw.proc.signal(Signal::Hup);
     let reload = Duration::from_secs(10);
@@ -311,7 +318,7 @@ async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
 
     gw.write(
         "routes.yaml",
-        "routes:\n  - { path: /a, service: svc }\n  - { path: /c, service: nope }\n",
+        "routes:\n  - { path: /a, service: svc, auth: none }\n  - { path: /c, service: nope, auth: none }\n",
     );
     gw.proc.signal(Signal::Hup);
     gw.wait_metric("gateway_config_reloads_total{result=\"error\"}", 1.0, 10)
@@ -338,7 +345,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         ("services.yaml", &services),
         (
             "routes.yaml",
-            "routes:\n  - { path: /delay/:ms, service: slow }\n",
+            "routes:\n  - { path: /delay/:ms, service: slow, auth: none }\n",
         ),
     ]);
     let url = gw.url("/delay/1500");
@@ -411,7 +418,7 @@ async fn serves_h2_over_tls_with_alpn_when_node_tls_is_set() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let tls = format!(
-        "{}routes:\n  - {{ path: /api/*, service: param }}\n",
+        "{}routes:\n  - {{ path: /api/*, service: param, auth: none }}\n",
         services_yaml(&echo)
     );
     let gw = Gateway::start_with(

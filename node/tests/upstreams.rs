@@ -53,7 +53,7 @@ fn breaker_config(echo: &Echo, open_for: &str) -> String {
     upstreams: [{}]
     circuit_breaker: {{ consecutive_failures: 3, min_requests: 100, open_for: {open_for}, close_after: 2 }}
 routes:
-  - {{ path: /api/*, service: svc }}
+  - {{ path: /api/*, service: svc, auth: none }}
 ",
         echo.url()
     )
@@ -169,7 +169,7 @@ async fn open_breaker_never_connects_and_survives_reload() {
     let changed = breaker_config(&echo, "60s").replace("upstreams:", "timeout: 7s\n    upstreams:");
     gw.write(
         "svc.yaml",
-        &format!("{changed}  - {{ path: /other, service: svc }}\n"),
+        &format!("{changed}  - {{ path: /other, service: svc, auth: none }}\n"),
     );
     gw.proc.signal(Signal::Hup);
     gw.wait_metric("gateway_config_reloads_total{result=\"ok\"}", 1.0, 5)
@@ -204,8 +204,8 @@ async fn health_checks_take_a_dead_target_out_and_bring_it_back() {
     upstreams: [{dead}]
     health_check: {{ path: /health, interval: 200ms, timeout: 150ms, unhealthy_after: 2 }}
 routes:
-  - {{ path: /api/*, service: svc }}
-  - {{ path: /gone, service: gone }}
+  - {{ path: /api/*, service: svc, auth: none }}
+  - {{ path: /gone, service: gone, auth: none }}
 ",
             alive.url()
         ),

@@ -91,6 +91,7 @@ pub mod json_field {
 pub(crate) mod tests {
     use super::*;
     use crate::command::{AdminToken, ApiClient, ApiKey, Command, Response, SecretHash};
+    use crate::state::SigningKey;
     use crate::{NodeId, TypeConfig};
     use cluster_config::schema::{CircuitBreakerSpec, GatewaySpec, RouteSpec, ServiceSpec};
     use openraft::error::{
@@ -199,7 +200,46 @@ pub(crate) mod tests {
                 },
             },
             Command::DeleteAdminToken { id: "t1".into() },
+            Command::SeedSigningKey {
+                key: crate::state::signing::tests::key("kid-a", 1_700_000_000),
+            },
+            Command::RotateSigningKey {
+                key: SigningKey {
+                    // Bytes above 0x7f: a DER key is full of them.
+                    private_pkcs8: (0..=255u8).collect(),
+                    ..crate::state::signing::tests::key("kid-b", 1_700_000_100)
+                },
+                now: 1_700_000_100,
+                verify_for_secs: 3600,
+            },
         ]
+    }
+
+    /// The signing-key commands were appended after `SeedGateway` (position 12),
+    /// so older entries keep their numbers; their fields, retired or not, survive.
+    #[test]
+    fn signing_key_commands_are_appended_and_round_trip() {
+        let mut key = crate::state::signing::tests::key("kid-c", 5);
+        key.retired_at = Some(7);
+        key.verify_until = Some(u64::MAX);
+        let seed = Command::SeedSigningKey { key: key.clone() };
+        let rotate = Command::RotateSigningKey {
+            key,
+            now: u64::MAX,
+            verify_for_secs: 0,
+        };
+        for (cmd, position) in [(seed, 13u8), (rotate, 14u8)] {
+            round_trip(&cmd);
+            let bytes = encode(&cmd).expect("encode");
+            assert_eq!(bytes[0], position, "{cmd:?}");
+            let back: Command = decode(&bytes).expect("decode");
+            assert_eq!(back, cmd);
+        }
+        let gateway = encode(&Command::SeedGateway {
+            spec: GatewaySpec::default(),
+        })
+        .expect("encode");
+        assert_eq!(gateway[0], 12);
     }
 
     #[test]

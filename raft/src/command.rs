@@ -9,7 +9,13 @@
 //!
 //! Secrets never enter the log: clients, keys and admin tokens carry a
 //! [`SecretHash`] (SHA-256, hex), which refuses to be built from anything else.
+//! The one exception is the cluster's OAuth signing key
+//! ([`crate::state::signing::SigningKey`]): every node must be able to sign with
+//! it, so its private half is replicated (and kept out of `Debug` and the admin
+//! API). HS256 secrets in the gateway config's `auth.jwt.keys` are replicated
+//! too, as configured, and redacted on the way out of the admin API.
 
+use crate::state::signing::SigningKey;
 use cluster_config::schema::{GatewaySpec, RouteSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -167,6 +173,21 @@ pub enum Command {
     SeedGateway {
         #[serde(with = "crate::codec::json_field")]
         spec: GatewaySpec,
+    },
+    /// A founding node's freshly generated OAuth signing key: applied only while
+    /// the cluster has none, so every founding node may propose one and the first
+    /// to commit wins.
+    SeedSigningKey {
+        key: SigningKey,
+    },
+    /// `POST /admin/signing-keys/rotate`: `key` becomes the active key; the one it
+    /// replaces is retired at `now` (the proposer's clock, Unix seconds) and keeps
+    /// verifying for `verify_for_secs` (the token lifetime); keys whose
+    /// verification window ended before `now` are dropped.
+    RotateSigningKey {
+        key: SigningKey,
+        now: u64,
+        verify_for_secs: u64,
     },
 }
 

@@ -3,7 +3,10 @@
 //! ports ([`free_port`]), temp dirs that outlive a failed test ([`TempDir`]), child
 //! processes that are killed on drop and show their log when something times out
 //! ([`Proc`]), the echo upstream ([`Echo`]), one HTTP round trip read whole
-//! ([`send`], [`Answer`]), Prometheus scraping ([`Metrics`]), and the one way a
+//! ([`send`], [`Answer`]), HTTP written by hand for what a client would tidy up
+//! and an upstream that shows every header line it received ([`raw_request`],
+//! [`Recorder`]), key pairs for test tokens ([`KeyPair`], by the `openssl` CLI),
+//! Prometheus scraping ([`Metrics`]), and the one way a
 //! test waits: [`wait_for`] / [`wait_for_async`], which poll a condition every
 //! [`POLL_INTERVAL`] until a deadline and then panic with what was awaited, the last
 //! value seen and a log dump.
@@ -23,16 +26,20 @@ mod bin;
 mod dir;
 mod echo;
 mod http;
+mod keys;
 mod metrics;
 mod net;
 mod process;
+mod raw;
 pub mod wait;
 
 pub use bin::Sluice;
 pub use dir::TempDir;
 pub use echo::Echo;
 pub use http::{client, send, Answer};
+pub use keys::KeyPair;
 pub use metrics::Metrics;
 pub use net::{free_port, port_open};
 pub use process::{tail, Proc, Signal};
+pub use raw::{raw_request, RawAnswer, Recorder};
 pub use wait::{wait_for, wait_for_async, Logs, Probe, Seen, NO_LOGS, POLL_INTERVAL};

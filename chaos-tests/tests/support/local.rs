@@ -74,7 +74,7 @@ impl LocalProcesses {
             );
             std::fs::write(node.dir.join("node.yaml"), yaml).expect("write node.yaml");
             let gateway = format!(
-                "services:\n  echo: {{ upstreams: [{}] }}\nroutes:\n  - path: /api/*\n    service: echo\n",
+                "services:\n  echo: {{ upstreams: [{}] }}\nroutes:\n  - path: /api/*\n    service: echo\n    auth: none\n",
                 echo.url()
             );
             std::fs::write(node.dir.join("gateway.yaml"), gateway).expect("write gateway.yaml");

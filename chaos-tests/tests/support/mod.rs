@@ -428,7 +428,8 @@ pub async fn admin_put(
     send(req, Some(body.to_string().into_bytes())).await
 }
 
-/// The body of `PUT /admin/routes/{id}` for a wildcard route to the echo service.
+/// The body of `PUT /admin/routes/{id}` for a public wildcard route to the echo
+/// service (the tests call it without credentials).
 pub fn route_body(prefix: &str) -> Value {
-    json!({ "path": format!("/{prefix}/*"), "service": "echo" })
+    json!({ "path": format!("/{prefix}/*"), "service": "echo", "auth": "none" })
 }

@@ -124,6 +124,10 @@ async fn debug_snapshot(admin: web::Data<Admin>, _: Caller) -> HttpResponse {
                 "api_keys": credentials.keys_total(),
                 "active_api_keys": credentials.active_keys(),
             },
+            "signing_keys": {
+                "entries": state.cluster_keys.len(),
+                "active_kid": state.cluster_keys.active().map(|k| k.kid.as_str()),
+            },
         },
     }))
 }

@@ -2,12 +2,15 @@
 //! gateway config, whole or one entity at a time. Bodies are parsed here (a parse
 //! error names every bad key); whether the change leaves a valid config is decided
 //! by the state machine when it applies the command, against the current state.
+//! HS256 secrets read back as `"<redacted>"`, and a PUT carrying that placeholder
+//! keeps the stored secret of the key with the same `kid` (resolved in apply).
 
 use super::{parse_json, written, Admin, AdminError, Caller, Versioned, X_SLUICE_VERSION};
 use actix_web::{web, HttpRequest, HttpResponse};
 use cluster_config::{parse_gateway_json, GatewaySpec};
 use serde_json::Value;
 use sluice_raft::command::route_id;
+use sluice_raft::state::config::redact_secrets;
 use sluice_raft::Command;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,8 +29,9 @@ async fn get_config(
     req: HttpRequest,
     _: Caller,
 ) -> Result<HttpResponse, AdminError> {
+    // Shared secrets are never shown back; a PUT of this body keeps them.
     read_one(&admin, &req, "gateway config", |g| {
-        Some(serde_json::to_value(g))
+        Some(serde_json::to_value(redact_secrets(g)))
     })
     .await
 }

@@ -1,7 +1,8 @@
 //! The admin API on `node.admin_listen` (see CONTRACT.md), a module per area:
 //! [`cluster`] (members, debug views), [`config`] (the gateway config and its
-//! entities) and [`credentials`] (clients and API keys); webhooks and rate limits
-//! join as their issues land.
+//! entities), [`credentials`] (clients and API keys) and [`signing`] (the
+//! cluster's OAuth signing keys); webhooks and rate limits join as their issues
+//! land.
 //!
 //! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
 //! and a change becomes one Raft command proposed through any node
@@ -18,6 +19,7 @@
 pub mod cluster;
 pub mod config;
 pub mod credentials;
+pub mod signing;
 
 use crate::dataplane::DataPlane;
 use crate::errors::{error_response, X_REQUEST_ID};
@@ -266,6 +268,14 @@ pub fn written(version: u64, body: impl Serialize) -> HttpResponse {
         .json(body)
 }
 
+/// A successful read: the state's version as `X-Sluice-Version` (so a client
+/// can tell whether it includes its own write) and a JSON body.
+pub fn read(version: u64, body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((X_SLUICE_VERSION, version.to_string()))
+        .json(body)
+}
+
 /// The body every plain write answers with.
 #[derive(Serialize)]
 pub struct Versioned {
@@ -316,7 +326,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/openapi.json", web::get().to(openapi))
             .configure(cluster::configure)
             .configure(config::configure)
-            .configure(credentials::configure),
+            .configure(credentials::configure)
+            .configure(signing::configure),
     );
 }
 

@@ -21,6 +21,8 @@ pub fn echo() -> Echo {
 pub struct Gateway {
     pub proc: Proc,
     pub port: u16,
+    /// `node.admin_listen` (admin API; needs an `admin.token` in one of the files).
+    pub admin_port: u16,
     /// Declared after `proc`: the process dies before its dir is removed.
     pub dir: TempDir,
 }
@@ -36,11 +38,12 @@ impl Gateway {
     pub fn start_with(files: &[(&str, &str)], node_extra: &str) -> Gateway {
         let dir = TempDir::new("gw");
         let port = free_port();
+        let admin_port = free_port();
         let node = format!(
             "node:\n  id: 1\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
              data_dir: {data}\n  workers: 2\n  shutdown_timeout: 10s\n{node_extra}\
              log:\n  level: info,sluice=debug\n",
-            admin = free_port(),
+            admin = admin_port,
             data = dir.join("data").display(),
         );
         std::fs::write(dir.join("node.yaml"), node).expect("write node.yaml");
@@ -53,11 +56,21 @@ impl Gateway {
             &dir.join("sluice.log"),
         );
         proc.wait_listening(&[port], Duration::from_secs(20));
-        Gateway { proc, port, dir }
+        Gateway {
+            proc,
+            port,
+            admin_port,
+            dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
 
     pub fn write(&self, name: &str, text: &str) {

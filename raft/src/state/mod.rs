@@ -10,8 +10,8 @@
 //! actually lands on.
 //!
 //! The state is split by domain, and so is the apply code: [`config`] (services,
-//! routes, rate limits, auth settings) and [`credentials`] (clients, API keys,
-//! admin tokens). Low-churn domains sit behind `Arc`s: publishing the state after
+//! routes, rate limits, auth settings), [`credentials`] (clients, API keys,
+//! admin tokens) and [`signing`] (the cluster's OAuth signing keys). Low-churn domains sit behind `Arc`s: publishing the state after
 //! an apply is a handful of pointer copies, and a subscriber tells "did this part
 //! change" with `Arc::ptr_eq`. High-churn domains (limiter reports, webhook
 //! attempts) must not be republished whole on every apply: their apply code pushes
@@ -19,11 +19,14 @@
 
 pub mod config;
 pub mod credentials;
+pub mod signing;
 
+use crate::codec::{self, CodecError};
 use crate::command::{Command, Problem, Response};
 use cluster_config::schema::GatewaySpec;
 pub use credentials::Credentials;
 use serde::{Deserialize, Serialize};
+pub use signing::{SigningKey, SigningKeys};
 use std::sync::Arc;
 
 /// Everything the state machine holds.
@@ -32,7 +35,11 @@ use std::sync::Arc;
 /// bincode writes a struct as its fields in order with no framing, so
 /// `credentials` (a struct of the former top-level `clients`, `api_keys`,
 /// `admin_tokens` maps, in that order) encodes exactly as those three fields did.
-/// New domains are appended at the end, with `#[serde(default)]`.
+///
+/// New domains are appended at the end. bincode has no notion of a missing
+/// field (`#[serde(default)]` does not help it), so a snapshot written before a
+/// domain existed is read by [`ClusterState::decode_snapshot`], which falls back
+/// to the previous layout; every appended field needs such a fallback.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     #[serde(with = "crate::codec::json_field")]
@@ -40,6 +47,31 @@ pub struct ClusterState {
     pub credentials: Arc<Credentials>,
     /// True once any gateway config was applied (seeded or written by an admin).
     pub seeded: bool,
+    /// The cluster's OAuth signing keys (added after the first release; see
+    /// [`ClusterState::decode_snapshot`]).
+    #[serde(default)]
+    pub signing: Arc<SigningKeys>,
+}
+
+/// The layout of [`ClusterState`] before the signing domain: what snapshots
+/// written by the previous build hold.
+#[derive(Deserialize)]
+struct ClusterStateV1 {
+    #[serde(with = "crate::codec::json_field")]
+    gateway: Arc<GatewaySpec>,
+    credentials: Arc<Credentials>,
+    seeded: bool,
+}
+
+impl From<ClusterStateV1> for ClusterState {
+    fn from(v1: ClusterStateV1) -> ClusterState {
+        ClusterState {
+            gateway: v1.gateway,
+            credentials: v1.credentials,
+            seeded: v1.seeded,
+            signing: Arc::default(),
+        }
+    }
 }
 
 /// A change in a high-churn domain, handed to the domain's owner (an actor on the
@@ -121,6 +153,22 @@ impl<'a> ApplyCtx<'a> {
 }
 
 impl ClusterState {
+    /// Decodes a snapshot's state, written by this build or the previous one
+    /// (a node restarting on a new binary reads its old snapshot; a follower may
+    /// be sent one by a leader not yet upgraded). Today's layout is tried first;
+    /// bytes of the old layout always fail it (they end where the new fields
+    /// would start), so the fallback cannot misread a current snapshot.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<ClusterState, CodecError> {
+        match codec::decode::<ClusterState>(bytes) {
+            Ok(state) => Ok(state),
+            Err(current) => match codec::decode::<ClusterStateV1>(bytes) {
+                Ok(v1) => Ok(v1.into()),
+                // The error for today's layout is the one worth reporting.
+                Err(_) => Err(current),
+            },
+        }
+    }
+
     /// Applies one command: dispatches to the domain that owns it. On any
     /// `Rejected` / `NotFound` answer `self` is unchanged.
     pub fn apply(&mut self, command: &Command, ctx: &mut ApplyCtx<'_>) -> Response {
@@ -140,6 +188,12 @@ impl ClusterState {
             DeleteApiKey { id } => credentials::delete_api_key(&mut self.credentials, id),
             PutAdminToken { token } => credentials::put_admin_token(&mut self.credentials, token),
             DeleteAdminToken { id } => credentials::delete_admin_token(&mut self.credentials, id),
+            SeedSigningKey { key } => signing::seed(&mut self.signing, key),
+            RotateSigningKey {
+                key,
+                now,
+                verify_for_secs,
+            } => signing::rotate(&mut self.signing, key, *now, *verify_for_secs),
         }
     }
 }
@@ -482,9 +536,66 @@ pub(crate) mod tests {
             seeded: s.seeded,
         };
         let old = crate::codec::encode(&flat).expect("encode");
-        assert_eq!(crate::codec::encode(&s).expect("encode"), old);
-        let decoded: ClusterState = crate::codec::decode(&old).expect("decode");
+        // Since then only the signing domain was appended: today's bytes are the
+        // old ones followed by the (empty) key list.
+        let now = crate::codec::encode(&s).expect("encode");
+        assert_eq!(now[..old.len()], old[..]);
+        assert_eq!(
+            now[old.len()..],
+            crate::codec::encode(&SigningKeys::default()).expect("encode")[..]
+        );
+        let decoded = ClusterState::decode_snapshot(&old).expect("decode");
         assert_eq!(decoded, s);
+    }
+
+    /// A snapshot written by the build before the signing domain (bytes taken
+    /// from it: one service, one client, seeded) still loads, with no keys.
+    #[test]
+    fn snapshot_of_the_previous_layout_loads() {
+        const PREVIOUS: &str = "657b227365727669636573223a7b227573657273223a7b22757073747265616d73223a5b22687474703a2f2f3132372e302e302e313a39303031225d7d7d2c22726f75746573223a5b5d2c22726174655f6c696d697473223a5b5d2c2261757468223a7b7d7d01026331026331036f6e65010561646d696e004030343361373138373734633537326264386132356164626562316266636435633032353661653131636563663966396333663932356430653532626561663839000001";
+        let bytes: Vec<u8> = (0..PREVIOUS.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&PREVIOUS[i..i + 2], 16).expect("hex"))
+            .collect();
+        assert!(crate::codec::decode::<ClusterState>(&bytes).is_err());
+        let s = ClusterState::decode_snapshot(&bytes).expect("old snapshot loads");
+        assert!(s.seeded);
+        assert_eq!(
+            s.gateway.services["users"].upstreams,
+            ["http://127.0.0.1:9001"]
+        );
+        let client = &s.credentials.clients["c1"];
+        assert_eq!(
+            (client.name.as_str(), &client.roles[..]),
+            ("one", &["admin".to_owned()][..])
+        );
+        assert!(client.secret_hash.matches(b"s"));
+        assert!(s.signing.keys.is_empty());
+        // Garbage is still an error, not a default state.
+        assert!(ClusterState::decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// Today's layout round-trips with its keys, private halves included.
+    #[test]
+    fn snapshot_with_signing_keys_round_trips() {
+        let v = test_validator();
+        let mut s = ClusterState::default();
+        let seed = Command::SeedSigningKey {
+            key: signing::tests::key("a", 10),
+        };
+        let rotate = Command::RotateSigningKey {
+            key: signing::tests::key("b", 20),
+            now: 20,
+            verify_for_secs: 60,
+        };
+        assert_eq!(run(&mut s, &seed, &v), Response::Applied);
+        assert_eq!(run(&mut s, &rotate, &v), Response::Applied);
+        let bytes = crate::codec::encode(&s).expect("encode");
+        let back = ClusterState::decode_snapshot(&bytes).expect("decode");
+        assert_eq!(back, s);
+        assert_eq!(back.signing.keys.len(), 2);
+        assert_eq!(back.signing.active().map(|k| k.kid.as_str()), Some("b"));
+        assert_eq!(back.signing.keys[0].verify_until, Some(80));
     }
 
     /// Publishing relies on it: a change in one domain leaves the other's `Arc`
@@ -537,5 +648,14 @@ pub(crate) mod tests {
         );
         assert!(Arc::ptr_eq(&before.gateway, &s.gateway));
         assert!(Arc::ptr_eq(&before.credentials, &s.credentials));
+        assert!(Arc::ptr_eq(&before.signing, &s.signing));
+        // A new signing key touches the signing domain only.
+        let seed = Command::SeedSigningKey {
+            key: signing::tests::key("a", 1),
+        };
+        assert_eq!(run(&mut s, &seed, &v), Response::Applied);
+        assert!(Arc::ptr_eq(&before.gateway, &s.gateway));
+        assert!(Arc::ptr_eq(&before.credentials, &s.credentials));
+        assert!(!Arc::ptr_eq(&before.signing, &s.signing));
     }
 }

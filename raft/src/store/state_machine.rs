@@ -76,7 +76,7 @@ impl StateMachineStore {
                 Applied {
                     last_applied: stored.meta.last_log_id,
                     membership: stored.meta.last_membership,
-                    state: codec::decode(&stored.data)?,
+                    state: ClusterState::decode_snapshot(&stored.data)?,
                 }
             }
             None => Applied::default(),
@@ -247,7 +247,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         // Decode before touching anything: a bad snapshot must leave us as we were.
-        let state: ClusterState = codec::decode(&data)
+        let state = ClusterState::decode_snapshot(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist(&StoredSnapshot {
             meta: meta.clone(),

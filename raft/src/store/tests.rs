@@ -212,6 +212,46 @@ async fn corrupt_snapshot_is_refused_without_change() {
     assert_eq!(current.meta.last_log_id, Some(log_id(1, 1)));
 }
 
+/// A leader still on the previous build sends a snapshot without the signing
+/// domain: it installs, and it loads again after a restart.
+#[tokio::test]
+async fn snapshot_of_the_previous_layout_installs_and_reloads() {
+    let dir = TempDir::new().expect("tempdir");
+    let (log, mut sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+    sm.apply(vec![normal(1, 1, put_service("users"))])
+        .await
+        .expect("apply");
+    let mut snap = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    // Today's encoding is the previous one plus the empty key list (one byte).
+    let data = snap.snapshot.get_mut();
+    assert_eq!(data.pop(), Some(0));
+    let mut meta = snap.meta.clone();
+    meta.last_log_id = Some(log_id(2, 50));
+    meta.snapshot_id = "2-50-old".into();
+    sm.install_snapshot(&meta, snap.snapshot)
+        .await
+        .expect("old layout installs");
+    assert!(sm
+        .subscribe()
+        .borrow()
+        .state
+        .gateway
+        .services
+        .contains_key("users"));
+    drop((log, sm));
+    let (_log, mut sm) = reopen(dir.path());
+    let (applied, _) = sm.applied_state().await.expect("applied");
+    assert_eq!(applied, Some(log_id(2, 50)));
+    let state = sm.subscribe().borrow().state.clone();
+    assert!(state.gateway.services.contains_key("users"));
+    assert!(state.signing.keys.is_empty());
+}
+
 /// Opens a store that was just dropped. sled's background flusher can hold the
 /// directory lock for a moment after the drop on a busy machine, so retry briefly
 /// (a restarted node process never sees this: the OS drops the lock with it).

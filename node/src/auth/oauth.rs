@@ -1,0 +1,233 @@
+//! `POST /oauth/token` (RFC 6749 §4.4, client credentials) and
+//! `GET /.well-known/jwks.json` on the data port.
+//!
+//! A client authenticates with HTTP Basic or with `client_id` / `client_secret`
+//! form fields (not both), its secret checked against the replicated SHA-256 in
+//! constant time. The token is an ES256 JWT signed with the cluster's active key,
+//! so every node verifies what any node issued. Requests are limited per client
+//! (`auth.oauth.token_endpoint_limit`) and failed client authentications per
+//! source IP, on this node until the cluster-wide limiter takes over the
+//! [`AttemptLimiter`] seam. Errors are RFC 6749 §5.2 JSON.
+
+use super::limiter::AttemptLimiter;
+use crate::dataplane::DataPlane;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use cluster_config::Quota;
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{info, warn};
+
+/// Failed client authentications one source IP may make per minute on a node
+/// before the endpoint answers 429 (password guessing).
+const FAILED_LOGINS: Quota = Quota {
+    count: 20,
+    per: Duration::from_secs(60),
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/oauth/token", web::post().to(token))
+        .route("/.well-known/jwks.json", web::get().to(jwks));
+}
+
+/// An RFC 6749 §5.2 error answer.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(json!({ "error": error, "error_description": description }))
+}
+
+fn too_many(retry_after: Duration, description: &str) -> HttpResponse {
+    let mut r = oauth_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", description);
+    let secs = retry_after.as_millis().div_ceil(1000).max(1);
+    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Client credentials from `Authorization: Basic` (each part form-decoded, RFC
+/// 6749 §2.3.1) or from the form; `Err` names what is wrong with them.
+fn client_credentials(
+    req: &HttpRequest,
+    form: &HashMap<String, String>,
+) -> Result<(String, String, bool), &'static str> {
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, b64)| b64.trim());
+    let in_form = form.contains_key("client_id") || form.contains_key("client_secret");
+    match basic {
+        Some(_) if in_form => Err("use one client authentication method, not two"),
+        Some(b64) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| "malformed Basic credentials")?;
+            let text = String::from_utf8(raw).map_err(|_| "malformed Basic credentials")?;
+            let (id, secret) = text.split_once(':').ok_or("malformed Basic credentials")?;
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Ok((decode(id), decode(secret), true))
+        }
+        None => match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), false)),
+            _ => {
+                Err("client authentication is required (HTTP Basic or client_id and client_secret)")
+            }
+        },
+    }
+}
+
+async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) -> HttpResponse {
+    let state = plane.state.load_full();
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if let Some(wait) = plane.failed_logins.exhausted(&ip, FAILED_LOGINS) {
+        return too_many(
+            wait,
+            "too many failed client authentications from this address",
+        );
+    }
+    // Form body (RFC 6749 §4.4.2); a parameter sent twice is a malformed request.
+    let mut form = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        if form.insert(k.into_owned(), v.into_owned()).is_some() {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a parameter is repeated",
+            );
+        }
+    }
+    let (client_id, secret, basic) = match client_credentials(&req, &form) {
+        Ok(c) => c,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let client = state
+        .credentials
+        .client(&client_id)
+        .filter(|c| c.secret_hash.matches(secret.as_bytes()));
+    let Some(client) = client else {
+        let _ = plane.failed_logins.admit(&ip, FAILED_LOGINS);
+        warn!(%ip, client_id = %client_id, "token request refused: bad client credentials");
+        let mut r = oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
+        if basic {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"sluice\""),
+            );
+        }
+        return r;
+    };
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            )
+        }
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            )
+        }
+    }
+    if let Some(quota) = state.gateway.config.oauth.token_endpoint_limit {
+        if let Err(wait) = plane.token_limits.admit(&client_id, quota) {
+            return too_many(wait, "token requests for this client are over the limit");
+        }
+    }
+    let scopes: Vec<String> = match form.get("scope") {
+        Some(requested) => {
+            let requested: Vec<String> = requested.split_whitespace().map(str::to_owned).collect();
+            if let Some(bad) = requested.iter().find(|s| !client.scopes.contains(s)) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    &format!("scope {bad:?} is not granted to this client"),
+                );
+            }
+            requested
+        }
+        None => client.scopes.clone(),
+    };
+    let keys = &state.cluster_keys;
+    let Some(active) = keys.active() else {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the cluster has no signing key yet",
+        );
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let ttl = keys.token_ttl.as_secs();
+    let scope = scopes.join(" ");
+    let claims = json!({
+        "iss": keys.issuer,
+        "sub": client_id,
+        "client_id": client_id,
+        "scope": scope,
+        "roles": client.roles,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let mut head = Header::new(Algorithm::ES256);
+    head.kid = Some(active.kid.clone());
+    match jsonwebtoken::encode(&head, &claims, &active.key) {
+        Ok(access_token) => {
+            info!(client_id = %client_id, kid = %active.kid, "token issued");
+            let mut body = json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": ttl,
+            });
+            if !scope.is_empty() {
+                body["scope"] = json!(scope);
+            }
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::PRAGMA, "no-cache"))
+                .json(body)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot sign a token");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "cannot sign the token",
+            )
+        }
+    }
+}
+
+async fn jwks(plane: web::Data<DataPlane>) -> HttpResponse {
+    let state = plane.state.load();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .json(state.cluster_keys.jwks())
+}
