@@ -306,7 +306,11 @@ impl DataPlaneState {
         // Issuer, leeway and token lifetime come from the gateway config.
         let cluster_keys = if rebuilt.gateway || !self.cluster_keys.built_from(&state.signing) {
             rebuilt.cluster_keys = true;
-            Arc::new(ClusterKeys::build(state.signing.clone(), &gateway.config))
+            Arc::new(ClusterKeys::build(
+                state.signing.clone(),
+                &gateway.config,
+                version,
+            ))
         } else {
             self.cluster_keys.clone()
         };
@@ -379,7 +383,8 @@ impl DataPlane {
             ),
             None => GatewayPart::build(files.clone(), None, version, None, &deps),
         };
-        let cluster_keys = ClusterKeys::build(published.state.signing.clone(), &gateway.config);
+        let cluster_keys =
+            ClusterKeys::build(published.state.signing.clone(), &gateway.config, version);
         let state = DataPlaneState {
             applied_index: version,
             gateway: Arc::new(gateway),

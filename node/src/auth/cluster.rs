@@ -21,6 +21,8 @@ pub struct ActiveKey {
 }
 
 pub struct ClusterKeys {
+    /// Applied index at which this was (re)built.
+    pub version: u64,
     source: Arc<SigningKeys>,
     verify: HashMap<String, VerifyKey>,
     active: Option<ActiveKey>,
@@ -33,7 +35,7 @@ pub struct ClusterKeys {
 }
 
 impl ClusterKeys {
-    pub fn build(source: Arc<SigningKeys>, gateway: &Gateway) -> ClusterKeys {
+    pub fn build(source: Arc<SigningKeys>, gateway: &Gateway, version: u64) -> ClusterKeys {
         let issuer = gateway.oauth.issuer.clone();
         let leeway = gateway
             .jwt
@@ -65,6 +67,7 @@ impl ClusterKeys {
                 key: EncodingKey::from_ec_der(&k.private_pkcs8),
             });
         ClusterKeys {
+            version,
             source,
             verify,
             active,

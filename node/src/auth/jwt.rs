@@ -147,7 +147,9 @@ pub struct Verified {
 /// its token is unexpired and the keys it was checked with are still the ones in
 /// force (the cache empties when they change). Bounded: cleared when full.
 struct VerifiedCache {
-    keys_identity: (usize, usize),
+    /// The versions (applied indexes) of the two key sets the entries were
+    /// checked with; never pointers, which a new key set could reuse.
+    keys_version: (u64, u64),
     entries: HashMap<Box<str>, Verified>,
 }
 
@@ -156,7 +158,7 @@ const CACHE_ENTRIES: usize = 20_000;
 
 thread_local! {
     static CACHE: std::cell::RefCell<VerifiedCache> = std::cell::RefCell::new(VerifiedCache {
-        keys_identity: (0, 0),
+        keys_version: (0, 0),
         entries: HashMap::new(),
     });
 }
@@ -169,25 +171,23 @@ pub fn set_cache(on: bool) {
 }
 
 /// [`verify`], answered from this thread's cache when the same token was verified
-/// before with the same keys and has not expired since.
+/// before with the same keys (`keys_version`: the versions the configured and the
+/// cluster key sets were built at) and has not expired since.
 pub fn verify_cached(
     token: &str,
     config: &ConfigKeys,
     cluster: &HashMap<String, VerifyKey>,
+    keys_version: (u64, u64),
 ) -> Result<Verified, Reason> {
     if !CACHE_ON.load(std::sync::atomic::Ordering::Relaxed) {
         return verify(token, config, cluster);
     }
-    let keys_identity = (
-        config as *const ConfigKeys as usize,
-        cluster as *const HashMap<String, VerifyKey> as usize,
-    );
     let now = jsonwebtoken::get_current_timestamp();
     let hit = CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if c.keys_identity != keys_identity {
+        if c.keys_version != keys_version {
             c.entries.clear();
-            c.keys_identity = keys_identity;
+            c.keys_version = keys_version;
         }
         c.entries.get(token).filter(|v| now < v.good_until).cloned()
     });
@@ -423,5 +423,21 @@ mod tests {
         h.kid = Some("hs1".into());
         let t = encode(&h, &good_claims(), &EncodingKey::from_secret(SECRET)).expect("sign");
         assert_eq!(check(&t).err(), Some(Reason::BadSignature));
+    }
+
+    #[test]
+    fn a_cached_verdict_dies_with_the_keys_it_was_checked_with() {
+        let t = token(Some("hs1"), good_claims());
+        let none = HashMap::new();
+        let with_key = keys("roles");
+        assert!(verify_cached(&t, &with_key, &none, (1, 1)).is_ok());
+        // Same versions: answered from the cache even by an empty key set.
+        let without_key = ConfigKeys::build(None);
+        assert!(verify_cached(&t, &without_key, &none, (1, 1)).is_ok());
+        // The key set changed (a new version): the token is checked again.
+        assert_eq!(
+            verify_cached(&t, &without_key, &none, (2, 1)).err(),
+            Some(Reason::UnknownKey)
+        );
     }
 }

@@ -146,10 +146,12 @@ pub fn authenticate(
 }
 
 fn token_identity(state: &DataPlaneState, token: &str) -> Result<Identity, Reason> {
+    let keys_version = (state.gateway.version, state.cluster_keys.version);
     let v = jwt::verify_cached(
         token,
         &state.gateway.auth_keys,
         state.cluster_keys.verify_keys(),
+        keys_version,
     )?;
     // A token the cluster issued is only as good as its client: deleting the
     // client stops its tokens at once, as Kong does.
