@@ -304,12 +304,14 @@
     return s < 1 ? (s * 1000).toFixed(s < 0.01 ? 2 : 0) + ' ms' : s.toFixed(2) + ' s';
   }
 
+  // Metrics are labelled by the route's path template (never the raw path), so
+  // routes sharing a path (split by method) share their numbers.
   function renderRoutes(config, rates) {
     const body = $('routes').tBodies[0];
     clear(body);
     for (const r of routesOf(config)) {
-      const rate = rates.get(r.id);
-      body.append(el('tr', { 'data-route': r.id },
+      const rate = rates.get(r.path);
+      body.append(el('tr', { 'data-route': r.id, 'data-path': r.path },
         el('td', {}, el('code', {}, r.id)),
         el('td', {}, el('code', {}, r.path)),
         el('td', {}, r.methods),
@@ -317,7 +319,7 @@
         el('td', {}, r.auth),
         el('td', { class: 'num rps' }, rate ? formatRps(rate.rps) : '0.00'),
         el('td', { class: 'num p99' }, rate ? formatSeconds(rate.p99) : '–'),
-        el('td', {}, chart(history.get(r.id) || []))));
+        el('td', {}, chart(history.get(r.path) || []))));
     }
   }
 
