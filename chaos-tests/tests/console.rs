@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 use support::{send, Cluster, TOKEN};
 
 const ALL: [u64; 3] = [1, 2, 3];
-/// The node whose console the browser opens (and whose data plane gets the traffic:
-/// the console shows its own node's metrics).
-const NODE: u64 = 1;
 /// How long the browser script may take before it is killed.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -135,9 +132,9 @@ fn has_inline_handler(html: &str) -> bool {
 }
 
 /// The console page and `/admin/metrics` answer as promised, before any browser.
-async fn check_http(c: &Cluster) {
+async fn check_http(c: &Cluster, node: u64) {
     let client = c.client();
-    let page = send(client.get(c.admin_url(NODE, "/console")), None)
+    let page = send(client.get(c.admin_url(node, "/console")), None)
         .await
         .expect("GET /console");
     assert_eq!(page.status, 200, "GET /console: {page:?}");
@@ -159,19 +156,19 @@ async fn check_http(c: &Cluster) {
         "the page must have no inline script or inline event handler"
     );
     for asset in ["/console/app.js", "/console/app.css"] {
-        let a = send(client.get(c.admin_url(NODE, asset)), None)
+        let a = send(client.get(c.admin_url(node, asset)), None)
             .await
             .expect("GET console asset");
         assert_eq!(a.status, 200, "GET {asset}: {a:?}");
     }
 
-    let refused = send(client.get(c.admin_url(NODE, "/admin/metrics")), None)
+    let refused = send(client.get(c.admin_url(node, "/admin/metrics")), None)
         .await
         .expect("GET /admin/metrics without a token");
     assert_eq!(refused.status, 401, "/admin/metrics without a token");
     let wrong = send(
         client
-            .get(c.admin_url(NODE, "/admin/metrics"))
+            .get(c.admin_url(node, "/admin/metrics"))
             .bearer_auth("not-the-token"),
         None,
     )
@@ -179,7 +176,7 @@ async fn check_http(c: &Cluster) {
     .expect("GET /admin/metrics with a wrong token");
     assert_eq!(wrong.status, 401, "/admin/metrics with a wrong token");
     let metrics = c
-        .admin_get(NODE, "/admin/metrics")
+        .admin_get(node, "/admin/metrics")
         .await
         .expect("GET /admin/metrics");
     assert_eq!(metrics.status, 200, "/admin/metrics: {metrics:?}");
@@ -215,15 +212,19 @@ async fn console_logs_in_shows_the_cluster_and_live_traffic_then_logs_out() {
         c.start(id);
     }
     let (leader, term) = c.wait_agreed_leader(&ALL, 30).await;
-    c.wait_seeded(&[NODE], 30).await;
+    // The browser opens the leader's console (the one that knows every member's
+    // replication progress) and traffic goes to the same node's data plane: the
+    // console shows its own node's metrics.
+    let node = leader;
+    c.wait_seeded(&[node], 30).await;
     eprintln!("cluster up: leader {leader}, term {term}");
-    check_http(&c).await;
+    check_http(&c, node).await;
 
     let out = TempDir::new("console-browser");
     let mut env = vec![
-        ("SLUICE_ADMIN_URL", c.admin_url(NODE, "")),
+        ("SLUICE_ADMIN_URL", c.admin_url(node, "")),
         ("SLUICE_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("SLUICE_DATA_URL", c.data_url(NODE, "")),
+        ("SLUICE_DATA_URL", c.data_url(node, "")),
         ("SLUICE_ROUTE_PATH", "/api/*".to_owned()),
         ("SLUICE_TRAFFIC_PATH", "/api/console".to_owned()),
         ("SLUICE_MEMBERS", ALL.len().to_string()),

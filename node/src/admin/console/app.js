@@ -281,7 +281,7 @@
       return badge('behind by ' + lag, lag > 100 ? 'bad' : 'warn');
     }
     if (n.id === c.leader_id) return badge('leading', 'ok');
-    return badge('ask the leader', '');
+    return badge('lag known on the leader', '');
   }
 
   function routesOf(config) {
@@ -338,7 +338,9 @@
     const line = (values, cls) => {
       const max = Math.max(...values.map((v) => v || 0));
       if (!(max > 0)) return;
-      const step = W / (HISTORY - 1);
+      // Fills the width as samples arrive (at least 10 slots), then scrolls.
+      const slots = Math.min(HISTORY, Math.max(values.length, 10));
+      const step = W / (slots - 1);
       const x0 = W - (values.length - 1) * step;
       const pts = values.map((v, i) =>
         (x0 + i * step).toFixed(1) + ',' + (H - 2 - ((v || 0) / max) * (H - 4)).toFixed(1));
