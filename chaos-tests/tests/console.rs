@@ -13,6 +13,7 @@
 mod support;
 
 use sluice_testkit::TempDir;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -196,7 +197,10 @@ async fn console_logs_in_shows_the_cluster_and_live_traffic_then_logs_out() {
             missing.join(", ")
         ),
         Err(missing) => {
-            eprintln!(
+            // Straight to the process's stderr: libtest captures `eprintln!` of a
+            // passing test, and a skip must not pass unnoticed.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
                  !!! SKIPPED console browser test: missing {}\n\
                  !!! (install them as .ci/run does; in CI this test fails instead)\n\
