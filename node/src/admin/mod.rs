@@ -1,8 +1,10 @@
 //! The admin API on `node.admin_listen` (see CONTRACT.md), a module per area:
 //! [`cluster`] (members, debug views), [`config`] (the gateway config and its
-//! entities), [`credentials`] (clients and API keys) and [`signing`] (the
-//! cluster's OAuth signing keys); webhooks and rate limits join as their issues
-//! land.
+//! entities), [`credentials`] (clients and API keys), [`signing`] (the
+//! cluster's OAuth signing keys) and `/admin/metrics` (this node's Prometheus
+//! text, so the [`console`] can read it from its own origin); webhooks and rate
+//! limits join as their issues land. The [`console`] (`/console`, outside
+//! `/admin`) is a static page that logs in with an admin token and reads this API.
 //!
 //! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
 //! and a change becomes one Raft command proposed through any node
@@ -18,6 +20,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod signing;
 
@@ -331,15 +334,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 })
             })
             .route("/openapi.json", web::get().to(openapi))
+            .route("/metrics", web::get().to(metrics))
             .configure(cluster::configure)
             .configure(config::configure)
             .configure(credentials::configure)
             .configure(signing::configure),
-    );
+    )
+    .configure(console::configure);
 }
 
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(include_str!("openapi.json"))
+}
+
+/// This node's Prometheus text, as the data plane's `/metrics` serves it, behind
+/// the admin token: the console reads it from the admin origin (the data port is
+/// another origin under its CSP, and is remapped in containers).
+async fn metrics(admin: web::Data<Admin>, _: Caller) -> Result<HttpResponse, AdminError> {
+    let text = admin
+        .plane
+        .metrics
+        .render()
+        .map_err(|e| AdminError::Internal(format!("metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(text))
 }
