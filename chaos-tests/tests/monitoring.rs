@@ -419,3 +419,71 @@ async fn prometheus_scrapes_the_cluster_and_every_dashboard_query_works() {
     )
     .await;
 }
+
+/// `gateway_raft_quorum` on node `id`, as its `/metrics` says.
+async fn quorum_gauge(c: &Cluster, id: u64) -> Option<f64> {
+    sluice_testkit::Metrics::scrape(&c.data_url(id, "/metrics"))
+        .await
+        .ok()?
+        .sample("gateway_raft_quorum")
+}
+
+/// A leader whose followers stop answering still says it leads (openraft 0.9),
+/// but its `gateway_raft_quorum` drops to 0 — with no Raft event to announce it —
+/// and comes back to 1 when they return. Needs no Prometheus.
+#[actix_rt::test]
+async fn a_leader_cut_off_from_its_quorum_reports_no_quorum() {
+    let mut c = Cluster::configure("quorum-gauge", 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 30).await;
+    for id in ALL {
+        wait_for_async(
+            format!("node {id} to report a quorum"),
+            Duration::from_secs(30),
+            &c,
+            || async { (quorum_gauge(&c, id).await == Some(1.0)).then_some(()) },
+        )
+        .await;
+    }
+    let followers: Vec<u64> = ALL.into_iter().filter(|id| *id != leader).collect();
+    for id in &followers {
+        c.pause(*id);
+    }
+    wait_for_async(
+        format!("leader {leader} to report no quorum"),
+        Duration::from_secs(30),
+        &c,
+        || async {
+            let q = quorum_gauge(&c, leader).await;
+            if q == Some(0.0) {
+                Ok(())
+            } else {
+                Err(Seen(format!("gateway_raft_quorum = {q:?}")))
+            }
+        },
+    )
+    .await;
+    let still_leader = sluice_testkit::Metrics::scrape(&c.data_url(leader, "/metrics"))
+        .await
+        .ok()
+        .and_then(|m| m.sample("gateway_raft_leader"));
+    assert_eq!(
+        still_leader,
+        Some(1.0),
+        "the cut-off leader was expected to still report itself leader"
+    );
+    for id in &followers {
+        c.resume(*id);
+    }
+    for id in ALL {
+        wait_for_async(
+            format!("node {id} to report a quorum again"),
+            Duration::from_secs(30),
+            &c,
+            || async { (quorum_gauge(&c, id).await == Some(1.0)).then_some(()) },
+        )
+        .await;
+    }
+}
