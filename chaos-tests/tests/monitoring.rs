@@ -39,7 +39,9 @@ fn tool(name: &str) -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("{msg}");
         }
-        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+        // Straight to stderr, past libtest's capture: a skip must be seen.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n!!!!! SKIPPED: {msg} !!!!!\n");
     }
     found
 }
