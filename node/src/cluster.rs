@@ -202,9 +202,16 @@ async fn follow_deltas(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeltaBatch>)
     }
 }
 
-/// Mirrors Raft's view into the `gateway_raft_*` gauges.
+/// How often the gauges are refreshed without a change event: losing the quorum
+/// is the absence of events (no acks arrive), so the watch alone may not say it.
+const METRICS_REFRESH: Duration = Duration::from_millis(500);
+
+/// Mirrors Raft's view into the `gateway_raft_*` gauges, on every change and on
+/// a timer.
 async fn follow_metrics(raft: Arc<RaftNode>, plane: web::Data<DataPlane>) {
     let mut rx = raft.raft().metrics();
+    let mut tick = tokio::time::interval(METRICS_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         {
             let m = rx.borrow_and_update();
@@ -213,10 +220,19 @@ async fn follow_metrics(raft: Arc<RaftNode>, plane: web::Data<DataPlane>) {
                 .raft_leader
                 .set(i64::from(m.current_leader == Some(m.id)));
             metrics.raft_term.set(m.current_term as i64);
+            metrics
+                .raft_quorum
+                .set(i64::from(sluice_raft::node::has_quorum(&m)));
         }
-        if rx.changed().await.is_err() {
-            debug!("raft metrics stream ended");
-            return;
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    debug!("raft metrics stream ended");
+                    plane.metrics.raft_quorum.set(0);
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct DataPlaneState {
 pub struct RouteMetrics {
     pub request_duration: prometheus::Histogram,
     pub upstream_duration: prometheus::Histogram,
+    pub overhead: prometheus::Histogram,
 }
 
 /// The compiled gateway config and what hangs off it.
@@ -97,6 +98,7 @@ impl GatewayPart {
                         .metrics
                         .upstream_duration
                         .with_label_values(&[&r.service, &r.template]),
+                    overhead: deps.metrics.overhead.with_label_values(&[&r.template]),
                 };
                 (Arc::as_ptr(r) as usize, rm)
             })

@@ -62,6 +62,9 @@ pub struct RequestCtx {
     pub error: Option<Kind>,
     /// Why authentication refused the request (a metric label).
     pub auth_failure: Option<&'static str>,
+    /// Time spent waiting on upstreams (every attempt), so `record` can tell the
+    /// gateway's own share of the request's time.
+    pub upstream_wait: Duration,
 }
 
 impl RequestCtx {
@@ -79,6 +82,7 @@ impl RequestCtx {
             status: StatusCode::OK,
             error: None,
             auth_failure: None,
+            upstream_wait: Duration::ZERO,
         }
     }
 }
@@ -233,6 +237,8 @@ async fn proxy(
 
         let sent = Instant::now();
         let result = send(ctx, req, &body, upstream, route.timeout, client, plane.tls).await;
+        let waited = sent.elapsed();
+        ctx.upstream_wait += waited;
         pool.report(
             matches!(&result, Ok(r) if !r.status().is_server_error()),
             admission,
@@ -241,7 +247,7 @@ async fn proxy(
             Ok(resp) => {
                 if plane.request_metrics {
                     if let Some(rm) = ctx.state.gateway.route_metrics(&route) {
-                        rm.upstream_duration.observe(sent.elapsed().as_secs_f64());
+                        rm.upstream_duration.observe(waited.as_secs_f64());
                     }
                 }
                 return Ok(respond(resp));
@@ -509,16 +515,23 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
             m.auth_failures.with_label_values(&[route, reason]).inc();
         }
         let seconds = elapsed.as_secs_f64();
+        // What the gateway itself spent: all of it when it answered on its own.
+        let overhead = elapsed.saturating_sub(ctx.upstream_wait).as_secs_f64();
         match ctx
             .route
             .as_ref()
             .and_then(|r| ctx.state.gateway.route_metrics(r))
         {
-            Some(rm) => rm.request_duration.observe(seconds),
-            None => m
-                .request_duration
-                .with_label_values(&[route])
-                .observe(seconds),
+            Some(rm) => {
+                rm.request_duration.observe(seconds);
+                rm.overhead.observe(overhead);
+            }
+            None => {
+                m.request_duration
+                    .with_label_values(&[route])
+                    .observe(seconds);
+                m.overhead.with_label_values(&[route]).observe(overhead);
+            }
         }
     }
     info!(

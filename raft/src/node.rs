@@ -172,7 +172,26 @@ pub enum InitError {
 
 /// A leader that has heard from no quorum for this long (several heartbeats and
 /// more than an election timeout) treats itself as cut off and refuses writes.
-const QUORUM_LOST_AFTER_MS: u64 = 1_000;
+pub const QUORUM_LOST_AFTER_MS: u64 = 1_000;
+
+/// Whether the node these metrics describe has heard from a quorum recently.
+///
+/// A leader: a quorum acknowledged it within [`QUORUM_LOST_AFTER_MS`] (a leader
+/// cut off from its quorum still reports itself leader in openraft 0.9, so the
+/// role alone says nothing). A follower or learner: it knows a leader other than
+/// itself. openraft 0.9's `RaftMetrics` has no time-since-last-heartbeat for a
+/// follower, so this is a proxy: a follower that stops hearing heartbeats starts
+/// an election within `leader_lease + election_timeout` (~1.4 s with the defaults)
+/// and from then on knows no leader until one wins with a quorum.
+pub fn has_quorum(m: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
+    match m.current_leader {
+        Some(leader) if leader == m.id => m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms <= QUORUM_LOST_AFTER_MS),
+        Some(_) => m.vote.is_committed(),
+        None => false,
+    }
+}
 
 /// Proposes `command` on this node's Raft (it must be the leader) and waits for
 /// it to be applied, at most `timeout`.
@@ -536,5 +555,39 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown did not finish cleanly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{RaftMetrics, Vote};
+
+    fn metrics(leader: Option<NodeId>, quorum_ack: Option<u64>) -> RaftMetrics<NodeId, BasicNode> {
+        let mut m = RaftMetrics::new_initial(1);
+        m.current_leader = leader;
+        m.vote = Vote::new_committed(3, leader.unwrap_or(1));
+        m.millis_since_quorum_ack = quorum_ack;
+        m
+    }
+
+    #[test]
+    fn quorum_on_a_leader_is_a_recent_ack() {
+        assert!(has_quorum(&metrics(Some(1), Some(0))));
+        assert!(has_quorum(&metrics(Some(1), Some(QUORUM_LOST_AFTER_MS))));
+        assert!(!has_quorum(&metrics(
+            Some(1),
+            Some(QUORUM_LOST_AFTER_MS + 1)
+        )));
+        assert!(!has_quorum(&metrics(Some(1), None)));
+    }
+
+    #[test]
+    fn quorum_on_a_follower_is_a_known_leader() {
+        assert!(has_quorum(&metrics(Some(2), None)));
+        assert!(!has_quorum(&metrics(None, None)));
+        let mut m = metrics(Some(2), None);
+        m.vote = Vote::new(4, 2);
+        assert!(!has_quorum(&m));
     }
 }
