@@ -22,6 +22,7 @@ mod echo;
 mod endpoints;
 mod errors;
 mod headers;
+mod load;
 mod path;
 mod phases;
 mod proxy;
@@ -80,6 +81,32 @@ enum Command {
         listen: String,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+    },
+    /// A traffic generator that resolves the target's host name on every new
+    /// connection, spreads requests over the addresses, retries a refused
+    /// connection on the next one, and reports counts per node and per status.
+    Load {
+        /// e.g. http://gateway:8080/api/hello (plain HTTP/1.1)
+        #[arg(long)]
+        target: String,
+        /// How long to send: 500ms, 10s, 2m.
+        #[arg(long, default_value = "10s", value_parser = load::parse_duration)]
+        duration: std::time::Duration,
+        /// Connections in flight (one thread each).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Requests per second over all connections; 0 = unlimited.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Connect and read timeout per request.
+        #[arg(long, default_value = "2s", value_parser = load::parse_duration)]
+        timeout: std::time::Duration,
+        /// Extra request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Report format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        report: String,
     },
 }
 
@@ -154,6 +181,23 @@ fn main() -> ExitCode {
         Command::Cluster {
             command: ClusterCommand::Status { admin, token },
         } => report(cli::status(&admin, &token)),
+        Command::Load {
+            target,
+            duration,
+            concurrency,
+            rate,
+            timeout,
+            headers,
+            report: format,
+        } => report(load::run(load::Options {
+            target,
+            duration,
+            concurrency,
+            rate,
+            timeout,
+            headers,
+            json: format == "json",
+        })),
         Command::EchoServer { listen, workers } => {
             telemetry::init_logging(cluster_config::LogFormat::Pretty, "warn");
             match echo::run(&listen, workers) {

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod docker;
 pub mod local;
 
 pub use backend::{Backend, BackendError};
