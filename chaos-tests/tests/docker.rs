@@ -267,6 +267,9 @@ impl Scenario {
         );
         assert!(took <= secs(10), "new leader after {took:?} (bound 10 s)");
         self.election = Some(took);
+        self.notes.push(format!(
+            "leader {old} hit: node {new} leads after {took:.1?}"
+        ));
         self.leader = new;
         self.term = term;
         new
@@ -297,6 +300,12 @@ impl Scenario {
     /// returns the REPORT line.
     async fn finish(mut self) -> String {
         let healed = Instant::now();
+        let ended = self.load.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        assert!(
+            ended.is_none(),
+            "{}: sluice load ended before the faults were healed: give it longer",
+            self.name
+        );
         self.c.heal().expect("heal the network");
         for id in ALL {
             if !self.c.running().contains(&id) {
@@ -542,7 +551,7 @@ async fn cut_follower() -> String {
 }
 
 async fn rolling_restart() -> String {
-    let mut s = Scenario::start("rolling", "docker stop + start each node in turn", 75).await;
+    let mut s = Scenario::start("rolling", "docker stop + start each node in turn", 50).await;
     s.allowed = Some(&["connect_failed"]);
     for id in ALL {
         let t = Instant::now();
