@@ -12,6 +12,18 @@ use std::fmt;
 /// The response header (and access-log field) that ties a request to its logs.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
+/// The request id for a request with these headers: the client's `X-Request-ID`
+/// when it is sane (1–128 visible ASCII characters), else a new UUID. Used by the
+/// data plane and the admin API alike.
+pub fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
+    headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 /// Who caused an error: decides the log level and whether a retry may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -70,7 +70,7 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn new(req: &HttpRequest, plane: &DataPlane) -> RequestCtx {
         RequestCtx {
-            request_id: request_id(req),
+            request_id: crate::errors::request_id(req.headers()),
             started: Instant::now(),
             normalized: None,
             state: plane.state.load_full(),
@@ -467,16 +467,6 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
-}
-
-/// Keeps a client's `X-Request-ID` when it is sane, else makes a new one.
-fn request_id(req: &HttpRequest) -> String {
-    req.headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Step 6: headers every response carries, whoever produced it: the request id,

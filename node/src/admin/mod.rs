@@ -302,15 +302,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service;
-                let id = req
-                    .headers()
-                    .get(X_REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| {
-                        !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
-                    })
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let id = crate::errors::request_id(req.headers());
                 let method = req.method().clone();
                 let path = req.path().to_owned();
                 let started = Instant::now();

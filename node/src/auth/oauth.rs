@@ -18,7 +18,7 @@ use cluster_config::Quota;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::{info, warn};
 
 /// Failed client authentications one source IP may make per minute on a node
@@ -180,10 +180,7 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
             "the cluster has no signing key yet",
         );
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::signing::now_unix();
     let ttl = keys.token_ttl.as_secs();
     let scope = scopes.join(" ");
     let claims = json!({
