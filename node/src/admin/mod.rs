@@ -63,8 +63,7 @@ impl Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(crate::auth::bearer_token)
             .filter(|t| !t.is_empty());
         let Some(token) = token else {
             return Err(AdminError::Unauthorized);

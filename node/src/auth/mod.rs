@@ -102,8 +102,13 @@ fn refuse(reason: Reason, presented: Presented) -> GatewayError {
 
 /// The bearer token of `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer<'h>(head: &RequestHead<'h>) -> Option<&'h str> {
-    let value = head.headers.get_str("authorization")?;
-    let (scheme, token) = value.split_once(' ')?;
+    bearer_token(head.headers.get_str("authorization")?)
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (scheme
+/// case-insensitive, RFC 9110 §11.1); the admin API reads its tokens this way too.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
