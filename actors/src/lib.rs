@@ -14,6 +14,7 @@
 
 pub mod actor;
 pub mod breaker;
+pub mod limiter;
 pub mod upstream;
 
 pub use actor::{UpstreamEvents, UpstreamHandle};
