@@ -15,6 +15,7 @@
 //! API). HS256 secrets in the gateway config's `auth.jwt.keys` are replicated
 //! too, as configured, and redacted on the way out of the admin API.
 
+use crate::limits::Report;
 use crate::state::signing::SigningKey;
 use cluster_config::schema::{GatewaySpec, RouteSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
@@ -188,6 +189,17 @@ pub enum Command {
         key: SigningKey,
         now: u64,
         verify_for_secs: u64,
+    },
+    /// A node's rate-limit report (node-originated, every `sync_interval`): the
+    /// hits it admitted and the allowance it wants, per key. Applied to the
+    /// replicated ledger ([`crate::limits::Ledger`]), not to [`crate::ClusterState`].
+    ReportLimits {
+        report: Report,
+    },
+    /// `DELETE /admin/rate-limits/{scope}/{key}`: forgets these ledger keys
+    /// ([`crate::limits::ledger_key`]), so each starts a fresh window.
+    ResetLimits {
+        keys: Vec<String>,
     },
 }
 

@@ -17,6 +17,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod limits;
 pub mod network;
 pub mod node;
 pub mod server;

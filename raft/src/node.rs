@@ -328,6 +328,8 @@ pub struct RaftNode {
     state: watch::Receiver<Arc<Published>>,
     /// High-churn domain changes, until the node takes them ([`Self::take_deltas`]).
     deltas: std::sync::Mutex<Option<mpsc::UnboundedReceiver<DeltaBatch>>>,
+    /// The replicated rate-limit ledger, for admin reads.
+    ledger: crate::store::SharedLedger,
     rpc: web::Data<RaftRpc>,
     log: LogStore,
     write_timeout: Duration,
@@ -358,6 +360,7 @@ impl RaftNode {
         let config = Arc::new(settings.openraft_config()?);
         let (log, mut sm) = store::open(data_dir, settings.cache_bytes, validator)?;
         let state = sm.subscribe();
+        let ledger = sm.ledger();
         let deltas = std::sync::Mutex::new(sm.take_deltas());
         let transport = Transport::start(settings.transport.clone())?;
         let network = HttpNetwork::new(transport.clone(), secret)?;
@@ -375,6 +378,7 @@ impl RaftNode {
             secret: secret_header,
             state,
             deltas,
+            ledger,
             rpc,
             log,
             write_timeout: settings.write_timeout,
@@ -400,6 +404,12 @@ impl RaftNode {
     /// call gets it, later calls get `None`.
     pub fn take_deltas(&self) -> Option<mpsc::UnboundedReceiver<DeltaBatch>> {
         self.deltas.lock().ok().and_then(|mut d| d.take())
+    }
+
+    /// The replicated rate-limit ledger as this node has applied it (read it
+    /// briefly: apply waits while it is read-locked).
+    pub fn ledger(&self) -> &crate::store::SharedLedger {
+        &self.ledger
     }
 
     /// Mounts the Raft RPC endpoints on the admin app:

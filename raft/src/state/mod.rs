@@ -23,10 +23,13 @@ pub mod signing;
 
 use crate::codec::{self, CodecError};
 use crate::command::{Command, Problem, Response};
+use crate::limits::{Granted, Ledger};
+use crate::NodeId;
 use cluster_config::schema::GatewaySpec;
 pub use credentials::Credentials;
 use serde::{Deserialize, Serialize};
 pub use signing::{SigningKey, SigningKeys};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Everything the state machine holds.
@@ -83,6 +86,10 @@ pub enum Delta {
     /// node restarted): owners drop what they hold and rebuild from the published
     /// state instead of patching.
     StateReplaced,
+    /// A rate-limit report was applied: the reporter's allowances after it.
+    LimitsGranted(Granted),
+    /// An admin reset these ledger keys.
+    LimitsReset { keys: Vec<String> },
 }
 
 /// Deltas produced by one batch of applied entries, with the log index of the
@@ -141,6 +148,13 @@ pub struct ApplyCtx<'a> {
     pub validate: &'a Validator,
     /// Changes of high-churn domains made by this command, for their owners.
     pub deltas: Vec<Delta>,
+    /// The rate-limit ledger: replicated, but kept out of [`ClusterState`] so
+    /// publishing after each apply never copies it. `None` (config-only tests):
+    /// limiter commands change nothing.
+    pub ledger: Option<&'a mut Ledger>,
+    /// The cluster's members (voters and learners) as of this entry: every one
+    /// has a rate-limit floor reserved.
+    pub members: BTreeSet<NodeId>,
 }
 
 impl<'a> ApplyCtx<'a> {
@@ -148,7 +162,43 @@ impl<'a> ApplyCtx<'a> {
         ApplyCtx {
             validate,
             deltas: Vec::new(),
+            ledger: None,
+            members: BTreeSet::new(),
         }
+    }
+}
+
+/// What a snapshot holds: the published state, then the rate-limit ledger (added
+/// after the signing domain; older snapshots end after the state).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    state: &'a ClusterState,
+    ledger: &'a Ledger,
+}
+
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    state: ClusterState,
+    ledger: Ledger,
+}
+
+/// Encodes a snapshot's data.
+pub fn encode_snapshot(state: &ClusterState, ledger: &Ledger) -> Result<Vec<u8>, CodecError> {
+    codec::encode(&SnapshotRef { state, ledger })
+}
+
+/// Decodes a snapshot's data, written by this build or an earlier one (which
+/// had no ledger: an empty one stands in).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(ClusterState, Ledger), CodecError> {
+    match codec::decode::<SnapshotOwned>(bytes) {
+        Ok(s) => {
+            let mut ledger = s.ledger;
+            ledger.reindex();
+            Ok((s.state, ledger))
+        }
+        Err(current) => ClusterState::decode_snapshot(bytes)
+            .map(|state| (state, Ledger::default()))
+            .map_err(|_| current),
     }
 }
 
@@ -194,6 +244,22 @@ impl ClusterState {
                 now,
                 verify_for_secs,
             } => signing::rotate(&mut self.signing, key, *now, *verify_for_secs),
+            ReportLimits { report } => {
+                if let Some(ledger) = ctx.ledger.as_deref_mut() {
+                    let granted = ledger.apply(report, &ctx.members);
+                    if !granted.grants.is_empty() {
+                        ctx.deltas.push(Delta::LimitsGranted(granted));
+                    }
+                }
+                Response::Applied
+            }
+            ResetLimits { keys } => {
+                if let Some(ledger) = ctx.ledger.as_deref_mut() {
+                    ledger.reset(keys);
+                    ctx.deltas.push(Delta::LimitsReset { keys: keys.clone() });
+                }
+                Response::Applied
+            }
         }
     }
 }

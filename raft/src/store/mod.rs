@@ -14,7 +14,7 @@ mod log;
 mod state_machine;
 
 pub use log::{LogStats, LogStore};
-pub use state_machine::StateMachineStore;
+pub use state_machine::{SharedLedger, StateMachineStore};
 
 use crate::state::Validator;
 use std::path::Path;

@@ -7,7 +7,8 @@
 
 use crate::codec;
 use crate::command::Response;
-use crate::state::{ApplyCtx, ClusterState, Delta, DeltaBatch, Published, Validator};
+use crate::limits::Ledger;
+use crate::state::{self, ApplyCtx, ClusterState, Delta, DeltaBatch, Published, Validator};
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -15,8 +16,9 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 
 const SNAPSHOT: &[u8] = b"snapshot";
@@ -38,10 +40,17 @@ struct Applied {
     state: ClusterState,
 }
 
+/// The rate-limit ledger, shared with readers (`GET /admin/rate-limits/...`).
+/// Only apply writes it; readers hold the lock for a lookup.
+pub type SharedLedger = Arc<RwLock<Ledger>>;
+
 pub struct StateMachineStore {
     tree: sled::Tree,
     db: sled::Db,
     applied: Applied,
+    /// Replicated like `applied.state`, but never published whole: apply hands
+    /// its changes to the node's limiter as deltas.
+    ledger: SharedLedger,
     validator: Validator,
     /// Every apply publishes the low-churn state here; the node rebuilds its
     /// data plane from it.
@@ -70,16 +79,18 @@ impl StateMachineStore {
         validator: Validator,
     ) -> Result<StateMachineStore, SmOpenError> {
         let tree = db.open_tree("sm")?;
-        let applied = match tree.get(SNAPSHOT)? {
+        let (applied, ledger) = match tree.get(SNAPSHOT)? {
             Some(bytes) => {
                 let stored: StoredSnapshot = codec::decode(&bytes)?;
-                Applied {
+                let (state, ledger) = state::decode_snapshot(&stored.data)?;
+                let applied = Applied {
                     last_applied: stored.meta.last_log_id,
                     membership: stored.meta.last_membership,
-                    state: ClusterState::decode_snapshot(&stored.data)?,
-                }
+                    state,
+                };
+                (applied, ledger)
             }
-            None => Applied::default(),
+            None => (Applied::default(), Ledger::default()),
         };
         let (tx, _) = watch::channel(Arc::new(publish_of(&applied)));
         let (deltas, deltas_rx) = mpsc::unbounded_channel();
@@ -87,6 +98,7 @@ impl StateMachineStore {
             tree,
             db: db.clone(),
             applied,
+            ledger: Arc::new(RwLock::new(ledger)),
             validator,
             published: Arc::new(tx),
             deltas,
@@ -99,6 +111,11 @@ impl StateMachineStore {
     /// store is handed to `Raft::new`; receivers stay valid afterwards.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.published.subscribe()
+    }
+
+    /// The rate-limit ledger, for reads.
+    pub fn ledger(&self) -> SharedLedger {
+        self.ledger.clone()
     }
 
     /// The stream of [`DeltaBatch`]es, once: take it before the store is handed to
@@ -141,6 +158,12 @@ async fn persist_snapshot(
     Ok(())
 }
 
+/// Voters and learners: every member may serve traffic, so each has a rate-limit
+/// floor reserved.
+fn members_of(m: &StoredMembership<NodeId, BasicNode>) -> BTreeSet<NodeId> {
+    m.membership().nodes().map(|(id, _)| *id).collect()
+}
+
 fn publish_of(applied: &Applied) -> Published {
     Published {
         state: applied.state.clone(),
@@ -151,6 +174,7 @@ fn publish_of(applied: &Applied) -> Published {
 /// Builds a snapshot from a copy of the state taken when openraft asked for it.
 pub struct SnapshotBuilder {
     applied: Applied,
+    ledger: Ledger,
     snapshot_id: String,
     tree: sled::Tree,
     db: sled::Db,
@@ -158,7 +182,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = codec::encode(&self.applied.state)
+        let data = state::encode_snapshot(&self.applied.state, &self.ledger)
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let meta = SnapshotMeta {
             last_log_id: self.applied.last_applied,
@@ -191,7 +215,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut ledger = self.ledger.write().unwrap_or_else(|p| p.into_inner());
         let mut ctx = ApplyCtx::new(&self.validator);
+        ctx.ledger = Some(&mut ledger);
+        ctx.members = members_of(&self.applied.membership);
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
@@ -209,6 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    ctx.members = members_of(&self.applied.membership);
                     Response::Applied
                 }
             };
@@ -216,6 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         // Once per batch: subscribers want the latest state, not every step.
         let deltas = ctx.deltas;
+        drop(ledger);
         self.publish(deltas);
         Ok(responses)
     }
@@ -226,8 +255,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("0-0-{}", self.snapshot_seq),
         };
+        let ledger = self
+            .ledger
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         SnapshotBuilder {
             applied: self.applied.clone(),
+            ledger,
             snapshot_id,
             tree: self.tree.clone(),
             db: self.db.clone(),
@@ -247,7 +282,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         // Decode before touching anything: a bad snapshot must leave us as we were.
-        let state = ClusterState::decode_snapshot(&data)
+        let (state, ledger) = state::decode_snapshot(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist(&StoredSnapshot {
             meta: meta.clone(),
@@ -259,6 +294,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             membership: meta.last_membership.clone(),
             state,
         };
+        *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = ledger;
         tracing::info!(snapshot = %meta.snapshot_id, "raft snapshot installed");
         self.publish(vec![Delta::StateReplaced]);
         Ok(())

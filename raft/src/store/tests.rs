@@ -212,8 +212,8 @@ async fn corrupt_snapshot_is_refused_without_change() {
     assert_eq!(current.meta.last_log_id, Some(log_id(1, 1)));
 }
 
-/// A leader still on the previous build sends a snapshot without the signing
-/// domain: it installs, and it loads again after a restart.
+/// A leader on an earlier build sends a snapshot without the signing domain and
+/// the rate-limit ledger: it installs, and it loads again after a restart.
 #[tokio::test]
 async fn snapshot_of_the_previous_layout_installs_and_reloads() {
     let dir = TempDir::new().expect("tempdir");
@@ -227,9 +227,12 @@ async fn snapshot_of_the_previous_layout_installs_and_reloads() {
         .build_snapshot()
         .await
         .expect("build");
-    // Today's encoding is the previous one plus the empty key list (one byte).
+    // Today's encoding is the first one plus the empty signing key list (one
+    // byte) and the empty ledger (no keys, clock 0: two bytes).
     let data = snap.snapshot.get_mut();
-    assert_eq!(data.pop(), Some(0));
+    for _ in 0..3 {
+        assert_eq!(data.pop(), Some(0));
+    }
     let mut meta = snap.meta.clone();
     meta.last_log_id = Some(log_id(2, 50));
     meta.snapshot_id = "2-50-old".into();
@@ -250,6 +253,48 @@ async fn snapshot_of_the_previous_layout_installs_and_reloads() {
     let state = sm.subscribe().borrow().state.clone();
     assert!(state.gateway.services.contains_key("users"));
     assert!(state.signing.keys.is_empty());
+}
+
+/// The rate-limit ledger is in the snapshot: a node restarting from one keeps
+/// every grant (so a restart never hands out a fresh window).
+#[tokio::test]
+async fn the_ledger_survives_a_snapshot_and_a_restart() {
+    use crate::limits::{ledger_key, Algo, Item, Report, Terms};
+    let dir = TempDir::new().expect("tempdir");
+    let (log, mut sm) = open(dir.path(), DEFAULT_CACHE_BYTES, test_validator()).expect("open");
+    let terms = Terms {
+        limit: 100,
+        window_ms: 60_000,
+        algo: Algo::SlidingWindow,
+    };
+    let now = 1_700_000_000_000;
+    let report = Report {
+        node: 1,
+        incarnation: 7,
+        now_ms: now,
+        items: vec![Item {
+            key: ledger_key("search", "user:a"),
+            terms,
+            window: terms.window_of(now),
+            hits: 3,
+            want: 40,
+        }],
+    };
+    sm.apply(vec![normal(1, 1, Command::ReportLimits { report })])
+        .await
+        .expect("apply");
+    let before = sm.ledger().read().expect("lock").clone();
+    assert_eq!(before.keys.len(), 1);
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    drop((log, sm));
+    let (_log, sm) = reopen(dir.path());
+    let after = sm.ledger().read().expect("lock").clone();
+    assert_eq!(after.keys, before.keys);
+    assert_eq!(after.clock_ms, now);
 }
 
 /// Opens a store that was just dropped. sled's background flusher can hold the
