@@ -112,7 +112,7 @@ async fn get_route(
     _: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let id = route_key(&path);
+    let id = percent_decode(&path);
     read_one(&admin, &req, &format!("route {id:?}"), |g| {
         g.routes
             .iter()
@@ -122,8 +122,9 @@ async fn get_route(
     .await
 }
 
-/// Route ids are often paths (`/api/v1/users`): accept them percent-encoded.
-fn route_key(raw: &str) -> String {
+/// Route ids are often paths (`/api/v1/users`): accept them percent-encoded
+/// (rate-limit keys too).
+pub(super) fn percent_decode(raw: &str) -> String {
     let mut out = Vec::with_capacity(raw.len());
     let b = raw.as_bytes();
     let mut i = 0;
@@ -148,7 +149,7 @@ async fn put_route(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
-    let id = route_key(&path);
+    let id = percent_decode(&path);
     let object: Value = parse_json(&body)?;
     let wrapped = serde_json::json!({ "routes": [object] });
     let mut spec = parse_gateway_json(wrapped.to_string().as_bytes())?;
@@ -175,18 +176,18 @@ async fn delete_route(
     _: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let id = route_key(&path);
+    let id = percent_decode(&path);
     admin.write_versioned(Command::DeleteRoute { id }).await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::route_key;
+    use super::percent_decode;
 
     #[test]
     fn route_ids_may_be_percent_encoded_paths() {
-        assert_eq!(route_key("%2Fapi%2Fv1%2Fusers"), "/api/v1/users");
-        assert_eq!(route_key("user-by-id"), "user-by-id");
-        assert_eq!(route_key("bad%zzend%"), "bad%zzend%");
+        assert_eq!(percent_decode("%2Fapi%2Fv1%2Fusers"), "/api/v1/users");
+        assert_eq!(percent_decode("user-by-id"), "user-by-id");
+        assert_eq!(percent_decode("bad%zzend%"), "bad%zzend%");
     }
 }

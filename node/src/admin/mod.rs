@@ -1,9 +1,10 @@
 //! The admin API on `node.admin_listen` (see CONTRACT.md), a module per area:
 //! [`cluster`] (members, debug views), [`config`] (the gateway config and its
 //! entities), [`credentials`] (clients and API keys), [`signing`] (the
-//! cluster's OAuth signing keys) and `/admin/metrics` (this node's Prometheus
-//! text, so the [`console`] can read it from its own origin); webhooks and rate
-//! limits join as their issues land. The [`console`] (`/console`, outside
+//! cluster's OAuth signing keys), [`ratelimits`] (a key's cluster-wide rate-limit
+//! standing, and its reset) and `/admin/metrics` (this node's Prometheus text, so
+//! the [`console`] can read it from its own origin); webhooks join as their issue
+//! lands. The [`console`] (`/console`, outside
 //! `/admin`) is a static page that logs in with an admin token and reads this API.
 //!
 //! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod credentials;
+pub mod ratelimits;
 pub mod signing;
 
 use crate::dataplane::DataPlane;
@@ -329,6 +331,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(cluster::configure)
             .configure(config::configure)
             .configure(credentials::configure)
+            .configure(ratelimits::configure)
             .configure(signing::configure),
     )
     .configure(console::configure);
