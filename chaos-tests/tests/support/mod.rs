@@ -248,6 +248,84 @@ impl Cluster {
         send(self.client.get(self.data_url(id, path)), None).await
     }
 
+    /// `GET path` on node `id`'s data plane with extra request headers.
+    pub async fn data_get_with(
+        &self,
+        id: u64,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        let mut req = self.client.get(self.data_url(id, path));
+        for (n, v) in headers {
+            req = req.append_header((*n, *v));
+        }
+        send(req, None).await
+    }
+
+    /// Replaces the gateway config through node `via` with what `edit` makes of
+    /// the current one (`GET /admin/config`, so the seeded `echo` service and
+    /// `/api/*` route stay unless `edit` drops them), sent again while the answer
+    /// is 503 (an election) or 422 before the seed is in; returns the version it
+    /// was applied at once every running node serves it.
+    pub async fn edit_config(&self, via: u64, edit: impl Fn(&mut Value)) -> u64 {
+        let version = wait_for_async(
+            format!("PUT /admin/config through node {via} to be applied"),
+            Duration::from_secs(20),
+            self,
+            || async {
+                let current = self.admin_get(via, "/admin/config").await?;
+                if current.status != 200 || !current.body["services"]["echo"].is_object() {
+                    return Err(format!(
+                        "GET /admin/config: {} {}",
+                        current.status, current.text
+                    ));
+                }
+                let mut config = current.body;
+                edit(&mut config);
+                let a = self.admin_put(via, "/admin/config", &config).await?;
+                match a.body["version"].as_u64() {
+                    Some(v) if a.status == 200 => Ok(v),
+                    _ if a.status == 503 => Err(format!("503 {}", a.text)),
+                    _ => panic!(
+                        "PUT /admin/config {config}: {} {}\n{}",
+                        a.status,
+                        a.text,
+                        self.logs()
+                    ),
+                }
+            },
+        )
+        .await;
+        self.wait_version(&self.running(), version, 20).await;
+        version
+    }
+
+    /// A new API client (through node `via`) and an API key of it: (client id,
+    /// key). The data plane's user id of requests with the key is the client id.
+    pub async fn new_api_key(&self, via: u64) -> (String, String) {
+        let body = json!({ "name": "chaos", "roles": [], "scopes": [] });
+        let a = self
+            .admin_call(via, "POST", "/admin/clients", Some(&body))
+            .await
+            .unwrap_or_else(|e| panic!("POST /admin/clients: {e}"));
+        assert_eq!(a.status, 200, "POST /admin/clients: {a:?}\n{}", self.logs());
+        let client_id = a.body["client_id"].as_str().expect("client_id").to_owned();
+        let a = self
+            .admin_call(
+                via,
+                "POST",
+                "/admin/keys",
+                Some(&json!({ "client_id": client_id })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("POST /admin/keys: {e}"));
+        assert_eq!(a.status, 200, "POST /admin/keys: {a:?}\n{}", self.logs());
+        let version = a.body["version"].as_u64().expect("version");
+        let key = a.body["key"].as_str().expect("key").to_owned();
+        self.wait_applied(&self.running(), version, 20).await;
+        (client_id, key)
+    }
+
     /// `POST /raft/<rpc>` with the given secret header (if any) and body.
     pub async fn raft_rpc(
         &self,
