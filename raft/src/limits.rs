@@ -118,9 +118,16 @@ pub struct Terms {
 
 impl Terms {
     /// What every member may admit per window without any grant: 1 % of the
-    /// limit, rounded down (0 below a limit of 100).
+    /// limit, rounded down; 1 for limits from 10 to 99 (so a client's first
+    /// request is not refused while its node waits for a grant); 0 below 10.
+    /// Exact as long as members × floor ≤ limit: always for limits ≥ 100, and
+    /// for up to 10 members below that.
     pub fn floor(&self) -> u64 {
-        self.limit / 100
+        match self.limit {
+            0..=9 => 0,
+            10..=99 => 1,
+            l => l / 100,
+        }
     }
 
     fn window_ms(&self) -> u64 {

