@@ -71,7 +71,9 @@ impl ClientLimiters {
         let idx = now / w;
         let reset = Duration::from_millis((idx + 1) * w - now);
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map.entry((policy.name.clone(), key.to_owned())).or_default();
+        let e = map
+            .entry((policy.name.clone(), key.to_owned()))
+            .or_default();
         if e.window != idx {
             e.previous = if e.window + 1 == idx { e.current } else { 0 };
             e.current = 0;
