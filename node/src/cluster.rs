@@ -8,6 +8,7 @@ use crate::signing;
 use crate::telemetry::Metrics;
 use actix_web::web;
 use cluster_config::{GatewaySpec, NodeConfig};
+use sluice_actors::limiter::ClientLimiters;
 use sluice_raft::{Command, DeltaBatch, Published, RaftNode, RaftSettings, WriteError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,15 @@ pub async fn start_raft(node: &NodeConfig) -> std::io::Result<Arc<RaftNode>> {
         .await
         .map_err(|e| std::io::Error::other(format!("raft: {e}")))?;
     Ok(Arc::new(raft))
+}
+
+/// The node's rate limiter, built here and nowhere else (the data plane owns it;
+/// the request path and the token endpoint ask it). It counts on this node
+/// today; the cluster accounting takes `raft` (to report admitted hits every
+/// `node.rate_limit_sync_interval` and follow the applied reports) without the
+/// callers changing.
+pub fn client_limiters(_node: &NodeConfig, _raft: &Arc<RaftNode>) -> ClientLimiters {
+    ClientLimiters::default()
 }
 
 /// True for a node that waits to be added to a cluster rather than founding one.
