@@ -21,6 +21,7 @@ use sluice_raft::limits::{self, Algo, Grant, Item, LocalKey, Report, Terms};
 use sluice_raft::{Delta, NodeId};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,8 +46,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    fn terms(&self) -> Terms {
+    fn terms(&self, members: u32) -> Terms {
         Terms {
+            members,
             limit: self.limit,
             window_ms: u64::try_from(self.window.as_millis())
                 .unwrap_or(u64::MAX)
@@ -98,7 +100,13 @@ struct Inner {
     node: NodeId,
     /// This process's boot time (Unix ms): its incarnation in the ledger.
     boot_ms: u64,
+    /// Floors may be used in windows that began at or after this (Unix ms): the
+    /// boot time after a restart (the previous life may have used the floor of
+    /// the current window), 0 on a node's first start.
+    floor_from_ms: u64,
     hasher: std::collections::hash_map::RandomState,
+    /// Cluster members as Raft last said (0: not known yet).
+    members: AtomicU32,
     shards: Box<[Mutex<Shard>]>,
 }
 
@@ -127,14 +135,32 @@ impl ClientLimiters {
     /// The limiter of node `node`, booted at `boot_ms` (Unix ms; it must grow
     /// from one start of the node to the next).
     pub fn new(node: NodeId, boot_ms: u64) -> ClientLimiters {
+        ClientLimiters::with_floor_from(node, boot_ms, boot_ms)
+    }
+
+    /// A node's first start (no earlier life could have admitted anything): its
+    /// floors count from the start of the current window.
+    pub fn first_start(node: NodeId, boot_ms: u64) -> ClientLimiters {
+        ClientLimiters::with_floor_from(node, boot_ms, 0)
+    }
+
+    fn with_floor_from(node: NodeId, boot_ms: u64, floor_from_ms: u64) -> ClientLimiters {
         ClientLimiters {
             inner: Arc::new(Inner {
                 node,
                 boot_ms,
+                floor_from_ms,
                 hasher: Default::default(),
+                members: AtomicU32::new(0),
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             }),
         }
+    }
+
+    /// The cluster's member count, as this node's Raft knows it.
+    pub fn set_members(&self, members: usize) {
+        let m = u32::try_from(members).unwrap_or(u32::MAX);
+        self.inner.members.store(m, Ordering::Relaxed);
     }
 
     pub fn node(&self) -> NodeId {
@@ -159,7 +185,7 @@ impl ClientLimiters {
     /// admits it. Memory only.
     pub fn acquire(&self, policy: &Policy, key: &str) -> Verdict {
         let now = now_ms();
-        let terms = policy.terms();
+        let terms = policy.terms(self.inner.members.load(Ordering::Relaxed));
         let lkey = limits::ledger_key(&policy.name, key);
         let mut shard = self.lock(self.shard_of(&lkey));
         let shard = &mut *shard;
@@ -172,7 +198,7 @@ impl ClientLimiters {
             }),
         };
         entry.terms = terms;
-        let v = entry.local.admit(&terms, now, self.inner.boot_ms);
+        let v = entry.local.admit(&terms, now, self.inner.floor_from_ms);
         if !entry.dirty {
             entry.dirty = true;
             shard.dirty.push(lkey.into());
@@ -209,7 +235,7 @@ impl ClientLimiters {
     /// The report items of shard `i` at `now`: its dirty keys that need more
     /// allowance or ended a window with unreported hits.
     fn collect_shard(&self, i: usize, now: u64, out: &mut Vec<Item>) {
-        let boot = self.inner.boot_ms;
+        let boot = self.inner.floor_from_ms;
         let mut shard = self.lock(i);
         let shard = &mut *shard;
         let dirty = std::mem::take(&mut shard.dirty);
@@ -413,7 +439,7 @@ mod tests {
         assert_eq!(r.items.len(), 1);
         assert_eq!(r.items[0].hits, 10);
         let mut ledger = sluice_raft::limits::Ledger::default();
-        let g = ledger.apply(&r, &[1].into());
+        let g = ledger.apply(&r, &[1, 2].into());
         l.apply_delta(&Delta::LimitsGranted(g));
         assert!(matches!(l.acquire(&p, "user:a"), Verdict::Admitted(_)));
         assert_eq!(l.active_keys(), 1);
