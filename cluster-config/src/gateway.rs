@@ -172,12 +172,29 @@ impl Route {
     }
 }
 
+/// Shortest `rate_limits[].window`.
+pub const MIN_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
+/// Longest `rate_limits[].window`.
+pub const MAX_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Longest `rate_limits[].name`, in characters.
+pub const MAX_RATE_LIMIT_NAME: usize = 64;
+/// The policy name of the per-client limit on `POST /oauth/token`
+/// (`auth.oauth.token_endpoint_limit`); reserved, so no `rate_limits` entry can
+/// share its counts.
+pub const TOKEN_ENDPOINT_POLICY: &str = "oauth-token";
+
 /// A compiled `rate_limits` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Unique among the rate limits: `name` as written, else `{scope}:{endpoint}`
+    /// (`user:/api/v1/search`). Printable ASCII without space, `"` or `\`, 1 to
+    /// [`MAX_RATE_LIMIT_NAME`] characters, so it can be written as an RFC 8941
+    /// string in `RateLimit-Policy` as it is.
+    pub name: String,
     pub endpoint: RateLimitEndpoint,
     /// Requests allowed per `window` (> 0).
     pub limit: u64,
+    /// From [`MIN_RATE_LIMIT_WINDOW`] to [`MAX_RATE_LIMIT_WINDOW`].
     pub window: Duration,
     pub scope: RateLimitScope,
     pub algorithm: RateLimitAlgorithm,

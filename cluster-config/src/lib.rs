@@ -31,13 +31,13 @@ pub use error::{ConfigError, ConfigErrors};
 pub use gateway::{
     AuthMode, CircuitBreakerConfig, Gateway, HealthCheckConfig, JwtAlg, JwtConfig, JwtKey,
     JwtKeyMaterial, OAuthConfig, Quota, RateLimit, RateLimitAlgorithm, RateLimitEndpoint,
-    RateLimitScope, Route, Service, Upstream,
+    RateLimitScope, Route, Service, Upstream, TOKEN_ENDPOINT_POLICY,
 };
 /// Route methods are `http` 0.2 methods: the type actix-web hands the data plane.
 pub use http::Method;
 pub use load::{
     load_dir, load_dir_with_env, parse_gateway_json, substitute_env, LoadedConfig, Origins,
 };
-pub use node::{LogFormat, NodeConfig, TlsFiles};
+pub use node::{LogFormat, NodeConfig, TlsFiles, TrustedProxies};
 pub use routes::{RouteMatch, RouteTable};
 pub use schema::{GatewaySpec, LoadBalancing};

@@ -2,9 +2,10 @@
 
 use crate::error::ConfigError;
 use crate::keyword::unknown;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,13 @@ pub struct NodeConfig {
     /// `node.jwt_cache` (default true): verified JWTs are remembered per worker
     /// until they expire. Off only to measure what signature checks cost.
     pub jwt_cache: bool,
+    /// `node.rate_limit_sync_interval` (default 100 ms, 10 ms to 10 s): how often
+    /// this node reports the hits it admitted to the cluster's rate-limit
+    /// accounting (one batched Raft entry per interval).
+    pub rate_limit_sync_interval: Duration,
+    /// `node.trusted_proxies` (default none): the peers whose `X-Forwarded-For`
+    /// the data plane believes when it works out the client address.
+    pub trusted_proxies: TrustedProxies,
     /// `cluster.peers`: node id -> admin address. Empty: one-node cluster.
     pub peers: BTreeMap<u64, String>,
     /// `cluster.secret`; required when `peers` has more than one node.
@@ -43,6 +51,56 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// `log.level`, an `EnvFilter` directive (default `info`).
     pub log_level: String,
+}
+
+/// Load balancers and proxies in front of the data plane (`node.trusted_proxies`):
+/// IP addresses and CIDR blocks. A request whose TCP peer is one of them has its
+/// client address taken from `X-Forwarded-For`; any other peer is the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// `addr` is trusted: inside one of the blocks. An IPv4 address written as
+    /// IPv6 (`::ffff:10.0.0.1`, as a dual-stack listener reports IPv4 peers)
+    /// counts as the IPv4 address.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The blocks, as configured (a bare address is a /32 or /128).
+    pub fn blocks(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    /// Parses `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32` or `::1`. Host bits set in a
+    /// CIDR (`10.0.0.1/8`) are refused: the operator may have meant the address.
+    pub fn parse_block(text: &str) -> Result<IpNet, String> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Ok(IpNet::from(addr.to_canonical()));
+        }
+        let net = text.parse::<IpNet>().map_err(|_| {
+            format!("invalid address {text:?} (expected an IP address or a CIDR block such as 10.0.0.0/8)")
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?} has host bits set; write the network ({}) or a single address",
+                net.trunc()
+            ));
+        }
+        Ok(net)
+    }
+}
+
+impl FromIterator<IpNet> for TrustedProxies {
+    fn from_iter<I: IntoIterator<Item = IpNet>>(iter: I) -> Self {
+        TrustedProxies(iter.into_iter().collect())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +129,12 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9080";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default upstream connections per worker thread.
 pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 512;
+/// Default `node.rate_limit_sync_interval`.
+pub const DEFAULT_RATE_LIMIT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Bounds of `node.rate_limit_sync_interval`: shorter floods the Raft log, longer
+/// leaves the nodes' views of a key's count too far apart to share a limit well.
+pub const RATE_LIMIT_SYNC_INTERVAL_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(10));
 
 impl Default for NodeConfig {
     /// The settings of a node whose config has no `node`, `cluster`, `admin` or `log`
@@ -87,6 +151,8 @@ impl Default for NodeConfig {
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
             request_metrics: true,
             jwt_cache: true,
+            rate_limit_sync_interval: DEFAULT_RATE_LIMIT_SYNC_INTERVAL,
+            trusted_proxies: TrustedProxies::default(),
             peers: BTreeMap::new(),
             cluster_secret: None,
             snapshot_every: 500,
@@ -116,6 +182,8 @@ pub(crate) struct NodeSection {
     pub upstream_pool_limit: Option<usize>,
     pub request_metrics: Option<bool>,
     pub jwt_cache: Option<bool>,
+    pub rate_limit_sync_interval: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -232,6 +300,24 @@ impl NodeSections {
             match crate::validate::parse_duration(text) {
                 Ok(d) => cfg.shutdown_timeout = d,
                 Err(msg) => err(node_file, "node.shutdown_timeout", msg),
+            }
+        }
+        if let Some(text) = &node.rate_limit_sync_interval {
+            let (min, max) = RATE_LIMIT_SYNC_INTERVAL_BOUNDS;
+            match crate::validate::parse_duration(text) {
+                Ok(d) if d < min || d > max => err(
+                    node_file,
+                    "node.rate_limit_sync_interval",
+                    format!("{text:?} is out of range: 10ms to 10s"),
+                ),
+                Ok(d) => cfg.rate_limit_sync_interval = d,
+                Err(msg) => err(node_file, "node.rate_limit_sync_interval", msg),
+            }
+        }
+        for (i, text) in node.trusted_proxies.iter().flatten().enumerate() {
+            match TrustedProxies::parse_block(text) {
+                Ok(net) => cfg.trusted_proxies.0.push(net),
+                Err(msg) => err(node_file, &format!("node.trusted_proxies[{i}]"), msg),
             }
         }
         if let Some(tls) = &node.tls {
@@ -539,6 +625,87 @@ mod tests {
         assert_eq!(
             (node.log_format, node.log_level.as_str()),
             (LogFormat::Pretty, "debug")
+        );
+    }
+
+    #[test]
+    fn rate_limit_sync_interval_is_bounded() {
+        assert_eq!(
+            load_node("node: { id: 1 }\n").rate_limit_sync_interval,
+            Duration::from_millis(100)
+        );
+        for (text, want) in [("10ms", 10), ("250ms", 250), ("10s", 10_000)] {
+            let node = load_node(&format!("node: {{ rate_limit_sync_interval: {text} }}\n"));
+            assert_eq!(
+                node.rate_limit_sync_interval,
+                Duration::from_millis(want),
+                "{text}"
+            );
+        }
+        for text in ["9ms", "0s", "11s", "1m"] {
+            check(
+                &format!("node: {{ rate_limit_sync_interval: {text} }}\n"),
+                &[(
+                    "node.rate_limit_sync_interval",
+                    &format!("{text:?} is out of range: 10ms to 10s"),
+                )],
+            );
+        }
+        check(
+            "node: { rate_limit_sync_interval: often }\n",
+            &[(
+                "node.rate_limit_sync_interval",
+                "invalid duration \"often\"",
+            )],
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_cidr_blocks() {
+        let node = load_node("node: {}\n");
+        assert!(node.trusted_proxies.is_empty());
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(!node.trusted_proxies.contains(ip("127.0.0.1")));
+
+        let node = load_node(
+            "node:\n  trusted_proxies: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32', '::1', '::ffff:198.51.100.1']\n",
+        );
+        let t = &node.trusted_proxies;
+        assert_eq!(t.blocks().len(), 5);
+        for yes in [
+            "10.0.0.1",
+            "10.255.255.255",
+            "192.0.2.7",
+            "2001:db8::1",
+            "::1",
+            // An IPv4 peer on a dual-stack listener, and the reverse.
+            "::ffff:10.1.2.3",
+            "198.51.100.1",
+        ] {
+            assert!(t.contains(ip(yes)), "{yes} should be trusted");
+        }
+        for no in ["11.0.0.1", "192.0.2.8", "2001:db9::1", "::2", "127.0.0.1"] {
+            assert!(!t.contains(ip(no)), "{no} should not be trusted");
+        }
+
+        check(
+            "node:\n  trusted_proxies: [10.0.0.0/8, nope, 10.0.0.1/8, '10.0.0.0/33', '']\n",
+            &[
+                (
+                    "node.trusted_proxies[1]",
+                    "invalid address \"nope\" (expected an IP address or a CIDR block",
+                ),
+                (
+                    "node.trusted_proxies[2]",
+                    "\"10.0.0.1/8\" has host bits set; write the network (10.0.0.0/8)",
+                ),
+                ("node.trusted_proxies[3]", "invalid address \"10.0.0.0/33\""),
+                ("node.trusted_proxies[4]", "invalid address \"\""),
+            ],
+        );
+        check(
+            "node:\n  trusted_proxies: 10.0.0.0/8\n",
+            &[("node.trusted_proxies", "invalid type")],
         );
     }
 

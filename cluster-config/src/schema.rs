@@ -110,6 +110,10 @@ pub struct RouteSpec {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateLimitSpec {
+    /// Identifies the policy: in `RateLimit-Policy` and in the counts (renaming a
+    /// policy starts its counts afresh). Unique; default `{scope}:{endpoint}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// A route path, a literal request path, or a prefix ending in `/*`.
     pub endpoint: String,
     pub limit: u64,

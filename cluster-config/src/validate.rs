@@ -9,7 +9,8 @@ use crate::gateway::{
     RateLimitScope, Route, Service, Upstream, DEFAULT_HEALTH_CHECK_INTERVAL,
     DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
     DEFAULT_OAUTH_ISSUER, DEFAULT_ROLES_CLAIM, DEFAULT_TIMEOUT, DEFAULT_TOKEN_ENDPOINT_LIMIT,
-    DEFAULT_TOKEN_TTL,
+    DEFAULT_TOKEN_TTL, MAX_RATE_LIMIT_NAME, MAX_RATE_LIMIT_WINDOW, MIN_RATE_LIMIT_WINDOW,
+    TOKEN_ENDPOINT_POLICY,
 };
 use crate::keyword::unknown;
 use crate::load::Origins;
@@ -115,6 +116,15 @@ impl<'a> Report<'a> {
         self.push(Entry::Auth, key, msg);
     }
 
+    /// `rate_limits[0] in a.yaml` (or `rate_limits[0]` for API config), to name
+    /// the other side of a conflict.
+    fn rate_limit_ref(&self, i: usize) -> String {
+        match located(&self.origins.rate_limits, "rate_limits", i) {
+            (Some(file), base) => format!("{base} in {file}"),
+            (None, base) => base,
+        }
+    }
+
     /// `routes[0] in a.yaml` (or `routes[0]` for API config), to name the other
     /// side of a conflict.
     fn route_ref(&self, i: usize) -> String {
@@ -199,12 +209,7 @@ pub(crate) fn compile(
         .map(|(name, svc)| (name.clone(), Arc::new(service(name, svc, &mut report))))
         .collect();
     let routes = routes(&spec.routes, &services, &mut report);
-    let rate_limits = spec
-        .rate_limits
-        .iter()
-        .enumerate()
-        .filter_map(|(i, rl)| rate_limit(i, rl, &spec.routes, &mut report))
-        .collect();
+    let rate_limits = rate_limits(&spec.rate_limits, &spec.routes, &mut report);
     let jwt = spec
         .auth
         .jwt
@@ -579,6 +584,90 @@ fn method_overlap(a: &[Method], b: &[Method]) -> Option<String> {
     }
 }
 
+/// Compiles every `rate_limits` entry and checks that their names are unique.
+fn rate_limits(
+    specs: &[RateLimitSpec],
+    routes: &[RouteSpec],
+    report: &mut Report<'_>,
+) -> Vec<RateLimit> {
+    let compiled: Vec<(usize, RateLimit)> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rl)| rate_limit(i, rl, routes, report).map(|c| (i, c)))
+        .collect();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for (i, limit) in &compiled {
+        // An entry with a stand-in is not what the operator wrote (and its type
+        // error already fails the load).
+        if report.stood_in(Entry::RateLimit(*i), "") {
+            continue;
+        }
+        match first_of.get(limit.name.as_str()) {
+            None => {
+                first_of.insert(&limit.name, *i);
+            }
+            Some(&first) => {
+                let other = report.rate_limit_ref(first);
+                let msg = if specs[*i].name.is_some() {
+                    format!("name {:?} is already used by {other}", limit.name)
+                } else {
+                    format!(
+                        "the default name {:?} ({{scope}}:{{endpoint}}) is already used by \
+                         {other}; set a `name` on one of them",
+                        limit.name
+                    )
+                };
+                report.rate_limit(*i, "name", msg);
+            }
+        }
+    }
+    compiled.into_iter().map(|(_, limit)| limit).collect()
+}
+
+/// A policy name: 1 to 64 characters of printable ASCII other than space, `"`
+/// and `\`, so that `RateLimit-Policy` can carry it as an RFC 8941 string as is.
+fn check_policy_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || *c == '"' || *c == '\\')
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}: a name is printable ASCII without spaces, \" or \\"
+        ));
+    }
+    if name.len() > MAX_RATE_LIMIT_NAME {
+        return Err(format!(
+            "{name:?} is {} characters long; at most {MAX_RATE_LIMIT_NAME} are allowed",
+            name.len()
+        ));
+    }
+    if name == TOKEN_ENDPOINT_POLICY {
+        return Err(format!(
+            "{name:?} is reserved for the limit of POST /oauth/token \
+             (auth.oauth.token_endpoint_limit)"
+        ));
+    }
+    Ok(())
+}
+
+/// A rate-limit window: whole seconds, from 1 s to a day (`RateLimit-Policy`
+/// states it in seconds, and windows are aligned to the epoch).
+fn rate_limit_window(text: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(text)?;
+    if d < MIN_RATE_LIMIT_WINDOW {
+        Err(format!("window {text:?} is shorter than 1s"))
+    } else if d > MAX_RATE_LIMIT_WINDOW {
+        Err(format!("window {text:?} is longer than a day (24h)"))
+    } else if d.subsec_nanos() != 0 {
+        Err(format!("window {text:?} must be a whole number of seconds"))
+    } else {
+        Ok(d)
+    }
+}
+
 fn rate_limit(
     i: usize,
     spec: &RateLimitSpec,
@@ -596,7 +685,7 @@ fn rate_limit(
     if spec.limit == 0 {
         report.rate_limit(i, "limit", "must be > 0");
     }
-    let window = match parse_positive_duration(&spec.window) {
+    let window = match rate_limit_window(&spec.window) {
         Ok(d) => d,
         Err(msg) => {
             report.rate_limit(i, "window", msg);
@@ -637,10 +726,34 @@ fn rate_limit(
         }
         Some(b) => b,
     };
+    let name = match spec.name.as_deref().map(str::trim) {
+        Some(name) => {
+            if let Err(msg) = check_policy_name(name) {
+                report.rate_limit(i, "name", msg);
+            }
+            name.to_owned()
+        }
+        None => {
+            let derived = format!("{}:{}", scope.as_str(), spec.endpoint.trim());
+            if let Err(msg) = check_policy_name(&derived) {
+                if !report.stood_in(Entry::RateLimit(i), "scope")
+                    && !report.stood_in(Entry::RateLimit(i), "endpoint")
+                {
+                    report.rate_limit(
+                        i,
+                        "name",
+                        format!("the default name ({{scope}}:{{endpoint}}) {msg}; set a `name`"),
+                    );
+                }
+            }
+            derived
+        }
+    };
     if report.errors.len() > errors_before {
         return None;
     }
     Some(RateLimit {
+        name,
         endpoint,
         limit: spec.limit,
         window,
@@ -1407,7 +1520,7 @@ routes:
     }
 
     fn limit(body: &str) -> String {
-        format!("rate_limits:\n  - {{ endpoint: /base, limit: 1, window: 1s, scope: ip }}\n  - {{ {body} }}\n")
+        format!("rate_limits:\n  - {{ name: first, endpoint: /base, limit: 1, window: 1s, scope: ip }}\n  - {{ {body} }}\n")
     }
 
     #[test]
@@ -1509,6 +1622,133 @@ routes:
             (RateLimitScope::Client, RateLimitAlgorithm::TokenBucket)
         );
         assert_eq!(gw.rate_limits[0].burst, 1, "burst defaults to limit");
+    }
+
+    #[test]
+    fn rate_limit_windows_are_whole_seconds_from_one_second_to_a_day() {
+        for (window, fragment) in [
+            ("500ms", "window \"500ms\" is shorter than 1s"),
+            ("25h", "window \"25h\" is longer than a day (24h)"),
+            ("2d", "is longer than a day"),
+            (
+                "1500ms",
+                "window \"1500ms\" must be a whole number of seconds",
+            ),
+        ] {
+            check(
+                &limit(&format!(
+                    "endpoint: /base, limit: 1, window: {window}, scope: ip"
+                )),
+                &[("rate_limits[1].window", fragment)],
+            );
+        }
+        for (window, secs) in [("1s", 1), ("1000ms", 1), ("24h", 86_400), ("1day", 86_400)] {
+            let gw = check_ok(&limit(&format!(
+                "endpoint: /base, limit: 1, window: {window}, scope: ip"
+            )));
+            assert_eq!(
+                gw.rate_limits[1].window,
+                Duration::from_secs(secs),
+                "{window}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limit_names_default_to_scope_and_endpoint() {
+        let gw = check_ok(
+            "rate_limits:\n  - { endpoint: /base, limit: 1, window: 1s, scope: user }\n  \
+             - { endpoint: '/api/*', limit: 1, window: 1s, scope: ip }\n  \
+             - { name: search, endpoint: /base, limit: 5, window: 1m, scope: user }\n",
+        );
+        let names: Vec<&str> = gw.rate_limits.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["user:/base", "ip:/api/*", "search"]);
+    }
+
+    #[test]
+    fn rate_limit_names_are_valid_and_unique() {
+        let long = "n".repeat(65);
+        for (name, fragment) in [
+            ("''", "must not be empty"),
+            (
+                "'my search'",
+                "contains ' ': a name is printable ASCII without spaces",
+            ),
+            ("'a\"b'", "contains '\"'"),
+            ("'a\\b'", "contains '\\\\'"),
+            ("'café'", "contains 'é'"),
+            ("\"tab\\there\"", "contains '\\t'"),
+            (
+                long.as_str(),
+                "is 65 characters long; at most 64 are allowed",
+            ),
+            (
+                "oauth-token",
+                "is reserved for the limit of POST /oauth/token",
+            ),
+        ] {
+            check(
+                &limit(&format!(
+                    "name: {name}, endpoint: /base, limit: 1, window: 1s, scope: ip"
+                )),
+                &[("rate_limits[1].name", fragment)],
+            );
+        }
+        let gw = check_ok(&limit(&format!(
+            "name: '{}', endpoint: /base, limit: 1, window: 1s, scope: user",
+            "n".repeat(64)
+        )));
+        assert_eq!(gw.rate_limits[1].name.len(), 64);
+
+        let two = |second: &str| {
+            format!(
+                "rate_limits:\n  - {{ endpoint: /base, limit: 1, window: 1s, scope: ip }}\n  - {{ {second} }}\n"
+            )
+        };
+        check(
+            &two("endpoint: /base, limit: 9, window: 1m, scope: ip"),
+            &[(
+                "rate_limits[1].name",
+                "the default name \"ip:/base\" ({scope}:{endpoint}) is already used by rate_limits[0]",
+            )],
+        );
+        check(
+            &two("name: 'ip:/base', endpoint: /other, limit: 9, window: 1m, scope: user"),
+            &[(
+                "rate_limits[1].name",
+                "name \"ip:/base\" is already used by rate_limits[0]",
+            )],
+        );
+        check(
+            &limit("name: first, endpoint: /other, limit: 9, window: 1m, scope: user"),
+            &[(
+                "rate_limits[1].name",
+                "name \"first\" is already used by rate_limits[0]",
+            )],
+        );
+        // Two limits on one endpoint and scope: naming one of them is enough.
+        let gw = check_ok(&two(
+            "name: base-burst, endpoint: /base, limit: 9, window: 1m, scope: ip",
+        ));
+        assert_eq!(gw.rate_limits[0].name, "ip:/base");
+        assert_eq!(gw.rate_limits[1].name, "base-burst");
+        // An entry whose own errors are reported is not compared.
+        check(
+            &two("endpoint: /base, window: 1m, scope: ip"),
+            &[("rate_limits[1]", "missing field `limit`")],
+        );
+
+        // A default name that cannot be a header string asks for a `name`.
+        let long_path = format!("/{}", "p".repeat(70));
+        check(
+            &limit(&format!(
+                "endpoint: {long_path}, limit: 1, window: 1s, scope: ip"
+            )),
+            &[(
+                "rate_limits[1].name",
+                "the default name ({scope}:{endpoint}) \"ip:/ppp",
+            )],
+        );
     }
 
     fn jwt(keys: &str) -> String {

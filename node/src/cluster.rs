@@ -8,7 +8,8 @@ use crate::signing;
 use crate::telemetry::Metrics;
 use actix_web::web;
 use cluster_config::{GatewaySpec, NodeConfig};
-use sluice_raft::{Command, DeltaBatch, Published, RaftNode, RaftSettings, WriteError};
+use sluice_actors::limiter::{ClientLimiter, ClientLimiters, Deltas};
+use sluice_raft::{Command, Delta, DeltaBatch, Published, RaftNode, RaftSettings, WriteError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,30 @@ pub async fn start_raft(node: &NodeConfig) -> std::io::Result<Arc<RaftNode>> {
         .await
         .map_err(|e| std::io::Error::other(format!("raft: {e}")))?;
     Ok(Arc::new(raft))
+}
+
+/// The node's rate limiter, built here and nowhere else (the data plane owns it;
+/// the request path and the token endpoint ask it). This process's boot time is
+/// its incarnation: the ledger counts what an earlier life of this node was
+/// granted as spent, so a restart never hands out a fresh window.
+/// [`spawn_tasks`] starts its actor (reports, grants, eviction).
+///
+/// A restarted node may not use its floors in the window it restarted in (its
+/// earlier life may have used them); on a node's first start (an empty log)
+/// nothing came before, so it may.
+pub fn client_limiters(node: &NodeConfig, raft: &Arc<RaftNode>) -> ClientLimiters {
+    let now = sluice_actors::limiter::now_ms();
+    let first_start = raft.raft().metrics().borrow().last_log_index.is_none();
+    let limiters = if first_start {
+        ClientLimiters::first_start(node.id, now)
+    } else {
+        ClientLimiters::new(node.id, now)
+    };
+    // The configured members until Raft says (a joining node knows nothing yet).
+    if !is_joining(node) {
+        limiters.set_members(initial_members(node).len());
+    }
+    limiters
 }
 
 /// True for a node that waits to be added to a cluster rather than founding one.
@@ -62,10 +87,11 @@ pub fn spawn_tasks(
         actix_rt::spawn(seed(raft.clone(), files));
         actix_rt::spawn(seed_signing_key(raft.clone()));
     }
+    let limiter = start_limiter(&raft, &node, &plane.limiters);
     actix_rt::spawn(bootstrap(raft.clone(), node));
     actix_rt::spawn(follow_state(raft.subscribe(), plane.clone()));
     if let Some(deltas) = raft.take_deltas() {
-        actix_rt::spawn(follow_deltas(deltas));
+        actix_rt::spawn(follow_deltas(deltas, limiter));
     }
     actix_rt::spawn(follow_metrics(raft, plane));
 }
@@ -193,12 +219,45 @@ async fn follow_state(mut rx: watch::Receiver<Arc<Published>>, plane: web::Data<
     }
 }
 
-/// Hands high-churn domain changes to the actors that own them. No such domain
-/// exists yet (rate-limiter reports and webhook attempts will); today this only
-/// notes snapshot installs.
-async fn follow_deltas(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeltaBatch>) {
+/// Starts the rate limiter's actor: every `node.rate_limit_sync_interval` it
+/// proposes this node's report as a node-originated command through the
+/// command-level write path (forwarded to the leader with the cluster secret; no
+/// admin token), one at a time. A report that cannot commit (no quorum) is
+/// dropped: the node keeps enforcing within what it was granted.
+fn start_limiter(
+    raft: &Arc<RaftNode>,
+    node: &NodeConfig,
+    limiters: &ClientLimiters,
+) -> actix::Addr<ClientLimiter> {
+    let raft = raft.clone();
+    limiters.start(node.rate_limit_sync_interval, move |report| {
+        let raft = raft.clone();
+        async move {
+            let items = report.items.len();
+            if let Err(e) = raft.write_anywhere(Command::ReportLimits { report }).await {
+                debug!(error = %e, items, "rate-limit report not committed");
+            }
+        }
+    })
+}
+
+/// Hands high-churn domain changes to the actors that own them: rate-limit
+/// grants and resets to the limiter's actor.
+async fn follow_deltas(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<DeltaBatch>,
+    limiter: actix::Addr<ClientLimiter>,
+) {
     while let Some(batch) = rx.recv().await {
-        debug!(version = batch.version, deltas = ?batch.deltas, "state deltas applied");
+        let limits = batch
+            .deltas
+            .iter()
+            .any(|d| matches!(d, Delta::LimitsGranted(_) | Delta::LimitsReset { .. }));
+        if batch.deltas.contains(&Delta::StateReplaced) {
+            debug!(version = batch.version, "state replaced by a snapshot");
+        }
+        if limits {
+            limiter.do_send(Deltas(Arc::new(batch.deltas)));
+        }
     }
 }
 
@@ -223,6 +282,10 @@ async fn follow_metrics(raft: Arc<RaftNode>, plane: web::Data<DataPlane>) {
             metrics
                 .raft_quorum
                 .set(i64::from(sluice_raft::node::has_quorum(&m)));
+            let members = m.membership_config.membership().nodes().count();
+            if members > 0 {
+                plane.limiters.set_members(members);
+            }
         }
         tokio::select! {
             changed = rx.changed() => {

@@ -8,7 +8,8 @@
 //! unchanged domains behind the same `Arc`, so "did it change" is a pointer
 //! comparison):
 //! - [`GatewayPart`]: the compiled config (route table, auth settings, rate-limit
-//!   policies), the upstream pools with their actors, per-route histograms;
+//!   rules with their limiter policies), the upstream pools with their actors,
+//!   per-route histograms;
 //! - [`CredentialIndex`]: API keys by hash and the clients they belong to;
 //! - [`ClusterKeys`]: the cluster's own token signing keys (and the JWKS).
 //!
@@ -19,9 +20,11 @@
 use crate::auth::cluster::ClusterKeys;
 use crate::auth::jwt::ConfigKeys;
 use crate::auth::limiter::LocalLimiter;
+use crate::limits::LimitPolicy;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
-use cluster_config::{Gateway, GatewaySpec, Origins, Route};
+use cluster_config::{Gateway, GatewaySpec, Origins, Route, TrustedProxies};
+use sluice_actors::limiter::{ClientLimiters, Policy};
 use sluice_actors::upstream::{TargetHealth, UpstreamPool};
 use sluice_actors::{BreakerState, UpstreamEvents, UpstreamHandle};
 use sluice_raft::command::SecretHash;
@@ -65,6 +68,10 @@ pub struct GatewayPart {
     pub pools: HashMap<String, UpstreamHandle>,
     /// `auth.jwt.keys`, parsed once for this config.
     pub auth_keys: ConfigKeys,
+    /// `rate_limits`, in config order, each with its limiter policy.
+    pub limits: Vec<LimitPolicy>,
+    /// The per-client limit of `POST /oauth/token`; `None` when unlimited.
+    pub token_policy: Option<Policy>,
 }
 
 /// What building a [`GatewayPart`] needs besides the config.
@@ -127,6 +134,12 @@ impl GatewayPart {
             })
             .collect();
         let auth_keys = ConfigKeys::build(config.jwt.as_ref());
+        let limits = config
+            .rate_limits
+            .iter()
+            .map(LimitPolicy::compile)
+            .collect();
+        let token_policy = crate::limits::token_endpoint_policy(&config.oauth);
         GatewayPart {
             version,
             source,
@@ -134,6 +147,8 @@ impl GatewayPart {
             route_metrics,
             pools,
             auth_keys,
+            limits,
+            token_policy,
         }
     }
 
@@ -344,9 +359,14 @@ pub struct DataPlane {
     pub tls: bool,
     /// Per-request metrics on (default); off only to measure what they cost.
     pub request_metrics: bool,
-    /// `POST /oauth/token` requests per client.
-    pub token_limits: LocalLimiter,
-    /// Failed client authentications at the token endpoint, per source IP.
+    /// The node's rate limiter: every `rate_limits` policy and the token
+    /// endpoint's per-client limit count here (built once, in
+    /// `cluster::client_limiters`).
+    pub limiters: ClientLimiters,
+    /// `node.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Failed client authentications at the token endpoint, per client address,
+    /// on this node only (a guessing defence needs no cluster agreement).
     pub failed_logins: LocalLimiter,
 }
 
@@ -358,6 +378,7 @@ impl DataPlane {
         files: &Gateway,
         events: Arc<dyn UpstreamEvents>,
         metrics: Metrics,
+        limiters: ClientLimiters,
         node_id: u64,
         tls: bool,
     ) -> DataPlane {
@@ -406,7 +427,8 @@ impl DataPlane {
             node_id,
             tls,
             request_metrics: true,
-            token_limits: LocalLimiter::default(),
+            limiters,
+            trusted_proxies: TrustedProxies::default(),
             failed_logins: LocalLimiter::default(),
         };
         plane.publish_health();
@@ -511,7 +533,8 @@ mod tests {
         );
         let files = Gateway::compile(GatewaySpec::default(), &Origins::default(), None)
             .expect("empty config compiles");
-        let plane = DataPlane::start(&first, &files, events, metrics, 1, false);
+        let limiters = ClientLimiters::default();
+        let plane = DataPlane::start(&first, &files, events, metrics, limiters, 1, false);
         let before = plane.state.load_full();
         assert_eq!(before.gateway.config.routes.routes().len(), 1);
 

@@ -51,6 +51,12 @@ async fn ready(plane: web::Data<DataPlane>) -> HttpResponse {
 }
 
 async fn metrics(plane: web::Data<DataPlane>) -> HttpResponse {
+    // Read at scrape time: the limiter owns the keys, the gauge only mirrors them.
+    let keys = plane.limiters.active_keys();
+    plane
+        .metrics
+        .rate_limit_keys
+        .set(i64::try_from(keys).unwrap_or(i64::MAX));
     match plane.metrics.render() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

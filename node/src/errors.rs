@@ -32,8 +32,6 @@ pub enum Source {
     Internal,
 }
 
-// 429 is produced by the rate-limit step, which arrives with its own issue.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A request the gateway will not route (e.g. an encoded slash in the path).
@@ -103,6 +101,9 @@ pub struct GatewayError {
     /// A refusal's reason from a closed set, as a metric label
     /// (`gateway_auth_failures_total{reason}`).
     pub reason: Option<&'static str>,
+    /// A rate-limit refusal's `Retry-After` in seconds, repeated in the body
+    /// (`retry_after`) for clients that read only the body.
+    pub retry_after: Option<u64>,
 }
 
 impl GatewayError {
@@ -115,6 +116,7 @@ impl GatewayError {
             cause: None,
             headers: Vec::new(),
             reason: None,
+            retry_after: None,
         }
     }
 
@@ -140,6 +142,23 @@ impl GatewayError {
             format!("circuit breaker for service {service} is open; retry in {secs}s"),
         )
         .header(header::RETRY_AFTER, secs.to_string())
+    }
+
+    /// A rate limit refused the request: 429 with `Retry-After` (whole seconds,
+    /// at least 1) and `retry_after` in the body.
+    pub fn rate_limited(policy: &str, limit: u64, window_secs: u64, retry_after: u64) -> Self {
+        let secs = retry_after.max(1);
+        let mut e = Self::new(
+            Kind::TooManyRequests,
+            Source::Client,
+            format!(
+                "rate limit {policy:?} exceeded ({limit} requests per {window_secs}s); \
+                 retry in {secs}s"
+            ),
+        )
+        .header(header::RETRY_AFTER, secs.to_string());
+        e.retry_after = Some(secs);
+        e
     }
 
     pub fn retryable(mut self) -> Self {
@@ -173,7 +192,14 @@ impl GatewayError {
         for (name, value) in &self.headers {
             b.insert_header((name.clone(), value.as_str()));
         }
-        error_response::<()>(b, self.kind.code(), &self.message, request_id, None)
+        json_error::<()>(
+            b,
+            self.kind.code(),
+            &self.message,
+            request_id,
+            None,
+            self.retry_after,
+        )
     }
 }
 
@@ -199,11 +225,23 @@ impl std::error::Error for GatewayError {
 /// plus `errors` (a list of problems) where there are several. Sets
 /// `X-Request-ID` so the client can quote it and operators find the log line.
 pub fn error_response<T: Serialize>(
+    b: HttpResponseBuilder,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    errors: Option<&T>,
+) -> HttpResponse {
+    json_error(b, code, message, request_id, errors, None)
+}
+
+/// [`error_response`], plus `retry_after` (seconds) when set: a 429's body.
+fn json_error<T: Serialize>(
     mut b: HttpResponseBuilder,
     code: &str,
     message: &str,
     request_id: &str,
     errors: Option<&T>,
+    retry_after: Option<u64>,
 ) -> HttpResponse {
     #[derive(Serialize)]
     struct Body<'a, T: Serialize> {
@@ -212,6 +250,8 @@ pub fn error_response<T: Serialize>(
         request_id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         errors: Option<&'a T>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     }
     b.insert_header((X_REQUEST_ID, request_id));
     b.json(Body {
@@ -219,6 +259,7 @@ pub fn error_response<T: Serialize>(
         message,
         request_id,
         errors,
+        retry_after,
     })
 }
 
@@ -242,6 +283,40 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("rid-1")
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_rate_limit_refusal_says_when_to_come_back() {
+        let e = GatewayError::rate_limited("search", 100, 60, 0);
+        let resp = e.response("rid-2");
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1"),
+            "Retry-After is at least 1"
+        );
+        let body = actix_web::body::to_bytes(resp.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"], "rate_limited");
+        assert_eq!(body["request_id"], "rid-2");
+        assert_eq!(body["retry_after"], 1);
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("\"search\"")),
+            "{body}"
+        );
+        // Other errors have no `retry_after`.
+        let resp = GatewayError::not_found().response("rid-3");
+        let body = actix_web::body::to_bytes(resp.into_body())
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert!(body.get("retry_after").is_none(), "{body}");
     }
 
     #[test]

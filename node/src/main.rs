@@ -2,7 +2,9 @@
 //!
 //! This crate owns the process's edges: the CLI, the HTTP listeners, the request
 //! lifecycle (`proxy.rs`, read it top to bottom; its server-independent decisions
-//! are in `phases.rs`), the data plane's view of the replicated state
+//! are in `phases.rs`, the rate-limit step's in `limits.rs`, the client address
+//! behind trusted proxies in `forwarded.rs`), the data plane's view of the
+//! replicated state
 //! (`dataplane.rs`, kept current by `cluster.rs`), the admin API (`admin/`, a
 //! module per area), the generation of the cluster's signing keys (`signing.rs`),
 //! the built-in endpoints and signal handling. The config model
@@ -21,7 +23,9 @@ mod dataplane;
 mod echo;
 mod endpoints;
 mod errors;
+mod forwarded;
 mod headers;
+mod limits;
 mod load;
 mod path;
 mod phases;

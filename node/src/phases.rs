@@ -12,7 +12,8 @@
 use crate::dataplane::DataPlaneState;
 use crate::errors::GatewayError;
 use cluster_config::Method;
-use cluster_config::{Route, RouteMatch};
+use cluster_config::{RateLimitScope, Route, RouteMatch, TrustedProxies};
+use sluice_actors::limiter::ClientLimiters;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,10 +21,15 @@ use std::sync::Arc;
 pub trait HeaderLookup {
     /// The value of header `name` (lower-case) if present and valid text.
     fn get_str(&self, name: &str) -> Option<&str>;
+
+    /// Every value of header `name`, in the order received (lines that are not
+    /// valid text left out).
+    fn get_all_str(&self, name: &str) -> Vec<&str> {
+        self.get_str(name).into_iter().collect()
+    }
 }
 
 /// What the decisions see of a request.
-#[allow(dead_code)] // `peer` is read by the rate-limit step (its own issue)
 pub struct RequestHead<'a> {
     pub method: &'a Method,
     /// The request path as routed: normalised (`crate::path`), no query string.
@@ -31,6 +37,16 @@ pub struct RequestHead<'a> {
     pub headers: &'a dyn HeaderLookup,
     /// The TCP peer (the client, or the load balancer in front of us).
     pub peer: Option<IpAddr>,
+    /// `node.trusted_proxies`: the peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: &'a TrustedProxies,
+}
+
+impl RequestHead<'_> {
+    /// The client's address: the peer, or what a trusted proxy forwarded (see
+    /// [`crate::forwarded`]). The `ip` rate-limit scope keys on it.
+    pub fn client_addr(&self) -> Option<IpAddr> {
+        crate::forwarded::client_addr(self.peer, self.headers, self.trusted_proxies)
+    }
 }
 
 /// Who is calling, as established by [`authenticate`]; upstreams receive it as
@@ -44,14 +60,27 @@ pub struct Identity {
     pub client_id: Option<String>,
 }
 
-/// The verdict of the rate-limit step for an admitted request: the policy closest
-/// to refusing, reported in the `X-RateLimit-*` headers of the response.
+/// The verdict of the rate-limit step: on a refusal the policy that refused, else
+/// the policy closest to refusing (fewest requests left). Every response of the
+/// request reports it (`X-RateLimit-*`, `RateLimit-Policy`, `RateLimit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitDecision {
+    /// The policy's name (`rate_limits[].name`).
+    pub policy: Arc<str>,
+    /// The scope the key was taken from: the policy's, or `ip` when the request
+    /// had no key for it (an anonymous caller under a `user` or `client` policy).
+    pub scope: RateLimitScope,
     pub limit: u64,
     pub remaining: u64,
-    /// When the current window ends (Unix seconds).
+    /// The policy's window, in seconds.
+    pub window_secs: u64,
+    /// Seconds until the window ends (token bucket: until the bucket is full),
+    /// rounded up.
+    pub reset_secs: u64,
+    /// When that is (Unix seconds).
     pub reset_at: u64,
+    /// `Some(seconds, >= 1)` when the request was refused: when to try again.
+    pub retry_after: Option<u64>,
 }
 
 /// Step 1: the route for this method and path. 404 when no path matches, 405 (with
@@ -74,16 +103,16 @@ pub fn authenticate(
     crate::auth::authenticate(state, route, head)
 }
 
-/// Step 3: whether the cluster-wide limits that apply to this request admit it.
-/// `Ok(None)`: no limit applies.
-///
-/// Pass-through today: limits arrive with their own issue (per-client limiter
-/// actors answering from memory).
+/// Step 3: whether every rate limit that applies to this request admits it (see
+/// [`crate::limits`]); `None` when none applies. A refusal is a decision too
+/// (`retry_after` set), so the 429 can carry the same headers as an admission.
+/// The limiter answers from memory: nothing here waits.
 pub fn rate_limit(
-    _state: &DataPlaneState,
-    _route: &Route,
-    _identity: Option<&Identity>,
-    _head: &RequestHead<'_>,
-) -> Result<Option<LimitDecision>, GatewayError> {
-    Ok(None)
+    state: &DataPlaneState,
+    limiters: &ClientLimiters,
+    route: &Route,
+    identity: Option<&Identity>,
+    head: &RequestHead<'_>,
+) -> Option<LimitDecision> {
+    crate::limits::decide(&state.gateway.limits, limiters, route, identity, head)
 }

@@ -5,13 +5,15 @@
 //! One [`RequestCtx`] travels through the steps and collects what each decided.
 //! `route`, `authenticate` and `rate_limit` are decisions free of actix types
 //! ([`crate::phases`]), so a hyper listener can reuse them. `response_filter` adds
-//! the headers every response carries, and `record` always runs, whatever the
-//! outcome. Nothing here waits on Raft, disk or another node: the state comes from
-//! one `ArcSwap` load, the breaker verdict from atomics, and outcomes go back to
-//! the service's actor without waiting.
+//! the headers every response carries (the rate-limit headers too, whoever
+//! answered: upstream, 429 or a later error), and `record` always runs, whatever
+//! the outcome. Nothing here waits on Raft, disk or another node: the state comes
+//! from one `ArcSwap` load, limits and the breaker verdict from memory, and
+//! outcomes go back to the service's actor without waiting.
 
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
+use crate::forwarded::X_FORWARDED_FOR;
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
@@ -32,12 +34,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_USER_ID: &str = "x-user-id";
 const X_USER_ROLES: &str = "x-user-roles";
 const X_CLIENT_ID: &str = "x-client-id";
+const FORWARDED: &str = "forwarded";
+const X_REAL_IP: &str = "x-real-ip";
 
 /// What one request has been decided so far; each step fills in its part.
 pub struct RequestCtx {
@@ -50,8 +53,14 @@ pub struct RequestCtx {
     pub normalized: Option<String>,
     /// The data-plane state this request is served with, start to end.
     pub state: Arc<DataPlaneState>,
+    /// Whether the TCP peer is one of `node.trusted_proxies`: then its
+    /// `X-Forwarded-For` (extended with the peer), `Forwarded` and `X-Real-IP` go
+    /// upstream; anyone else's are replaced by the peer's address or dropped.
+    pub peer_trusted: bool,
     pub route: Option<Arc<Route>>,
     pub identity: Option<Identity>,
+    /// The rate-limit step's decision (admitted or refused), reported on every
+    /// response of the request.
     pub limit: Option<LimitDecision>,
     /// The breaker's verdict (a probe reports back differently).
     pub admission: Option<Admission>,
@@ -74,6 +83,10 @@ impl RequestCtx {
             started: Instant::now(),
             normalized: None,
             state: plane.state.load_full(),
+            peer_trusted: !plane.trusted_proxies.is_empty()
+                && req
+                    .peer_addr()
+                    .is_some_and(|a| plane.trusted_proxies.contains(a.ip())),
             route: None,
             identity: None,
             limit: None,
@@ -130,6 +143,7 @@ async fn lifecycle(
         path: &routed,
         headers: req.headers(),
         peer: req.peer_addr().map(|a| a.ip()),
+        trusted_proxies: &plane.trusted_proxies,
     };
     let route = phases::route(&state, &head)?;
     ctx.route = Some(route.clone());
@@ -141,7 +155,7 @@ async fn lifecycle(
         ));
     }
     ctx.identity = phases::authenticate(&state, &route, &head)?;
-    ctx.limit = phases::rate_limit(&state, &route, ctx.identity.as_ref(), &head)?;
+    rate_limit(ctx, plane, &route, &head)?;
     if let std::borrow::Cow::Owned(p) = routed {
         ctx.normalized = Some(p);
     }
@@ -169,6 +183,34 @@ impl HeaderLookup for HeaderMap {
     fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| v.to_str().ok())
     }
+
+    fn get_all_str(&self, name: &str) -> Vec<&str> {
+        self.get_all(name).filter_map(|v| v.to_str().ok()).collect()
+    }
+}
+
+/// Step 3: the rate limits that apply ([`phases::rate_limit`]). The decision is
+/// kept for the response headers whatever happens next; a refusal ends the
+/// request with 429.
+fn rate_limit(
+    ctx: &mut RequestCtx,
+    plane: &DataPlane,
+    route: &Route,
+    head: &RequestHead<'_>,
+) -> Result<(), GatewayError> {
+    let decision = phases::rate_limit(
+        &ctx.state,
+        &plane.limiters,
+        route,
+        ctx.identity.as_ref(),
+        head,
+    );
+    let refusal = decision.as_ref().and_then(|d| {
+        d.retry_after
+            .map(|secs| GatewayError::rate_limited(&d.policy, d.limit, d.window_secs, secs))
+    });
+    ctx.limit = decision;
+    refusal.map_or(Ok(()), Err)
 }
 
 /// Step 4: the route's service and its breaker's published verdict (atomics
@@ -383,6 +425,7 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
             || name == X_FORWARDED_FOR
             || name == X_FORWARDED_PROTO
             || name == X_FORWARDED_HOST
+            || (!ctx.peer_trusted && (name == FORWARDED || name == X_REAL_IP))
             || crate::headers::is_identity_header(name.as_str())
             || (!keep_credentials
                 && (name == header::AUTHORIZATION || name == crate::auth::X_API_KEY))
@@ -408,16 +451,18 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
             }
         }
     }
-    let peer = req.peer_addr().map(|a| a.ip().to_string());
-    let prior = req
-        .headers()
-        .get(X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok());
-    let xff = match (prior, peer) {
-        (Some(p), Some(ip)) => format!("{p}, {ip}"),
-        (None, Some(ip)) => ip,
-        (Some(p), None) => p.to_owned(),
-        (None, None) => String::new(),
+    // A trusted proxy's list is extended; anyone else's is replaced, so an
+    // upstream never reads an address the client chose as the client's.
+    let peer = req.peer_addr().map(|a| a.ip().to_canonical().to_string());
+    let prior = if ctx.peer_trusted {
+        req.headers().get_all_str(X_FORWARDED_FOR).join(", ")
+    } else {
+        String::new()
+    };
+    let xff = match (prior.is_empty(), peer) {
+        (false, Some(ip)) => format!("{prior}, {ip}"),
+        (true, Some(ip)) => ip,
+        (_, None) => prior,
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         if !xff.is_empty() {
@@ -470,7 +515,8 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// Step 6: headers every response carries, whoever produced it: the request id,
-/// and the rate-limit headers of a limited route.
+/// and on a limited route the rate-limit headers of the step's decision (the
+/// upstream's own headers of these names are replaced).
 fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -484,6 +530,14 @@ fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
         ] {
             headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
         }
+        for (name, value) in [
+            ("ratelimit-policy", crate::limits::policy_header(limit)),
+            ("ratelimit", crate::limits::ratelimit_header(limit)),
+        ] {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
     }
 }
 
@@ -496,6 +550,11 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
         .as_ref()
         .map_or(UNMATCHED, |r| r.template.as_str());
     let m = &plane.metrics;
+    if let Some(limit) = ctx.limit.as_ref().filter(|l| l.retry_after.is_some()) {
+        m.rate_limit_violations
+            .with_label_values(&[route, limit.scope.as_str()])
+            .inc();
+    }
     if plane.request_metrics {
         m.in_flight.dec();
         m.requests_total

@@ -32,15 +32,18 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     let published = raft.subscribe().borrow().clone();
     let version = published.version;
     let events: Arc<dyn sluice_actors::UpstreamEvents> = Arc::new(metrics.events());
+    let limiters = cluster::client_limiters(&node, &raft);
     let mut plane = DataPlane::start(
         &published,
         &loaded.gateway,
         events,
         metrics,
+        limiters,
         node.id,
         node.tls.is_some(),
     );
     plane.request_metrics = node.request_metrics;
+    plane.trusted_proxies = node.trusted_proxies.clone();
     crate::auth::jwt::set_cache(node.jwt_cache);
     let plane = web::Data::new(plane);
 

@@ -50,6 +50,11 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     pub breaker_transitions: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    /// Requests refused by a rate limit, by route and the scope the key was taken
+    /// from (`ip` for a `user`/`client` policy on an anonymous request).
+    pub rate_limit_violations: IntCounterVec,
+    /// Keys with limiter state on this node; set at each scrape.
+    pub rate_limit_keys: IntGauge,
     pub raft_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -162,6 +167,19 @@ impl Metrics {
             &["route", "reason"],
         )?;
         registry.register(Box::new(auth_failures.clone()))?;
+        let rate_limit_violations = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limit_violations_total",
+                "Requests refused by a rate limit (429), by route and the scope counted",
+            ),
+            &["route", "scope"],
+        )?;
+        let rate_limit_keys = IntGauge::new(
+            "gateway_rate_limit_keys",
+            "Rate-limit keys (policy and client) with state on this node",
+        )?;
+        registry.register(Box::new(rate_limit_violations.clone()))?;
+        registry.register(Box::new(rate_limit_keys.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -186,6 +204,8 @@ impl Metrics {
             breaker_state,
             breaker_transitions,
             auth_failures,
+            rate_limit_violations,
+            rate_limit_keys,
             raft_leader,
             raft_term,
             raft_applied_index,

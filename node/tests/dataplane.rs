@@ -117,6 +117,8 @@ async fn sets_request_id_and_forwarding_headers() {
         .get(gw.url("/api/v1/users/1"))
         .insert_header(("x-request-id", "req-abc-123"))
         .insert_header(("x-forwarded-for", "203.0.113.9"))
+        .insert_header(("forwarded", "for=203.0.113.9"))
+        .insert_header(("x-real-ip", "203.0.113.9"))
         .insert_header(("host", "shop.example.test"))
         .insert_header(("x-user-id", "mallory"))
         .insert_header(("x-user-roles", "admin"))
@@ -130,7 +132,11 @@ async fn sets_request_id_and_forwarding_headers() {
     let b: Value = r.json().await.expect("json");
     let h = &b["headers"];
     assert_eq!(h["x-request-id"], "req-abc-123");
-    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    // The peer is no trusted proxy: what it claims about the client is replaced
+    // (`X-Forwarded-For`) or dropped (`Forwarded`, `X-Real-IP`).
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert!(h.get("forwarded").is_none(), "{h}");
+    assert!(h.get("x-real-ip").is_none(), "{h}");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "shop.example.test");
     assert!(
@@ -164,6 +170,38 @@ async fn sets_request_id_and_forwarding_headers() {
         .to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(sent_back.as_deref(), Some(id.as_str()));
+}
+
+/// Behind a trusted proxy (`node.trusted_proxies`), the proxy's forwarding
+/// headers go upstream, `X-Forwarded-For` extended with the proxy's address.
+#[actix_rt::test]
+async fn a_trusted_proxys_forwarding_headers_are_kept() {
+    let echo = echo();
+    let gw = Gateway::start_with(
+        &[
+            ("services.yaml", &services_yaml(&echo)),
+            ("routes.yaml", ROUTES),
+        ],
+        "  trusted_proxies: [127.0.0.0/8]\n",
+    );
+    let mut r = client()
+        .get(gw.url("/api/v1/users/1"))
+        .append_header(("x-forwarded-for", "198.51.100.1, 203.0.113.9"))
+        .append_header(("x-forwarded-for", "10.0.0.7"))
+        .insert_header(("forwarded", "for=203.0.113.9"))
+        .insert_header(("x-real-ip", "203.0.113.9"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.expect("json");
+    let h = &b["headers"];
+    assert_eq!(
+        h["x-forwarded-for"], "198.51.100.1, 203.0.113.9, 10.0.0.7, 127.0.0.1",
+        "every line, in order, then the peer: {h}"
+    );
+    assert_eq!(h["forwarded"], "for=203.0.113.9", "{h}");
+    assert_eq!(h["x-real-ip"], "203.0.113.9", "{h}");
 }
 
 #[actix_rt::test]

@@ -114,13 +114,31 @@ pub struct Terms {
     pub limit: u64,
     pub window_ms: u64,
     pub algo: Algo,
+    /// Members of the cluster as the deciding side knows them (the node: its
+    /// Raft membership; the ledger: the membership the entry was applied under).
+    /// Not carried in reports. 1 makes the floor the whole limit.
+    #[serde(skip)]
+    pub members: u32,
 }
 
 impl Terms {
     /// What every member may admit per window without any grant: 1 % of the
-    /// limit, rounded down (0 below a limit of 100).
+    /// limit, rounded down; 1 for limits from 10 to 99 (so a client's first
+    /// request is not refused while its node waits for a grant); 0 below 10.
+    /// Exact as long as members × floor ≤ limit: always for limits ≥ 100, and
+    /// for up to 10 members below that.
+    ///
+    /// A cluster of one member reserves it the whole sliding-window limit: no
+    /// other node can take any of it, so that is exact and needs no grant.
     pub fn floor(&self) -> u64 {
-        self.limit / 100
+        if self.members == 1 && self.algo == Algo::SlidingWindow {
+            return self.limit;
+        }
+        match self.limit {
+            0..=9 => 0,
+            10..=99 => 1,
+            l => l / 100,
+        }
     }
 
     fn window_ms(&self) -> u64 {
@@ -140,10 +158,21 @@ impl Terms {
         self.window_start(window.saturating_add(1))
     }
 
-    /// The smallest amount worth asking for: keeps keys far from their limit
-    /// from reporting often.
+    /// The most one node can hold in a window: the limit, or a bucket's burst.
+    fn capacity(&self) -> u64 {
+        match self.algo {
+            Algo::SlidingWindow => self.limit,
+            Algo::TokenBucket { burst } => burst,
+        }
+        .max(1)
+    }
+
+    /// The smallest amount worth asking for: a tenth of the capacity, at least 10
+    /// (or all of it when smaller), so a burst of a few requests fits in one
+    /// grant and keys far from their limit report seldom.
     fn min_want(&self) -> u64 {
-        (self.limit / 10).max(1)
+        let cap = self.capacity();
+        (cap / 10).max(cap.min(10))
     }
 }
 
@@ -385,13 +414,20 @@ impl Ledger {
         let ledger = match self.keys.get_mut(&item.key) {
             Some(l) => l,
             None if open => {
-                let l = KeyLedger::new(item.terms, item.window, now);
+                let terms = Terms {
+                    members: u32::try_from(members.len()).unwrap_or(u32::MAX),
+                    ..item.terms
+                };
+                let l = KeyLedger::new(terms, item.window, now);
                 self.expiry.insert((expiry_of(&l), item.key.clone()));
                 self.keys.entry(item.key.clone()).or_insert(l)
             }
             None => return None,
         };
-        ledger.terms = item.terms;
+        ledger.terms = Terms {
+            members: u32::try_from(members.len()).unwrap_or(u32::MAX),
+            ..item.terms
+        };
         if item.window + 1 == ledger.window {
             // Late hits of the previous window: they weigh on the sliding estimate.
             ledger.previous = ledger.previous.saturating_add(item.hits);
@@ -620,7 +656,10 @@ impl LocalKey {
     fn want(&self, terms: &Terms, now_ms: u64, boot_ms: u64) -> u64 {
         let since = now_ms.saturating_sub(self.last_report_ms).max(1);
         let expected = u128::from(self.attempts) * u128::from(LOOKAHEAD_MS) / u128::from(since);
-        let expected = (expected as u64).max(terms.min_want()).min(terms.limit);
+        let expected = u64::try_from(expected)
+            .unwrap_or(u64::MAX)
+            .max(terms.min_want())
+            .min(terms.capacity());
         let headroom = self
             .granted
             .saturating_add(self.floor(terms, boot_ms))

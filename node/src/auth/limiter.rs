@@ -1,24 +1,17 @@
-//! Attempt limits for the token endpoint: requests per client and failed client
-//! authentications per source IP, over a sliding window (the times of the last
-//! `count` attempts are kept, so "10 per minute" is exact, also across a minute
-//! boundary; the quotas here are small, so that is a few entries per key).
+//! Failed client authentications at the token endpoint, per client address, over
+//! a sliding window (the times of the last `count` attempts are kept, so "20 per
+//! minute" is exact, also across a minute boundary; that is a few entries per key).
 //!
-//! These count on this node only; [`AttemptLimiter`] is the seam where the
-//! cluster-wide limiter (its own issue) takes over, so the token endpoint does not
-//! change when it does. Nothing here waits on anything but a short local lock.
+//! This counts on this node only, on purpose: it slows down guessing of client
+//! secrets, which needs no cluster agreement, and it must keep working when the
+//! node is cut off. (The token endpoint's per-client request limit is a cluster
+//! rate-limit policy instead: see `crate::limits::token_endpoint_policy`.) Nothing
+//! here waits on anything but a short local lock.
 
 use cluster_config::Quota;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Decides whether one more attempt for `key` fits `quota`; `Err` says when the
-/// current window ends.
-pub trait AttemptLimiter: Send + Sync {
-    fn admit(&self, key: &str, quota: Quota) -> Result<(), Duration>;
-    /// Whether `key` is already over `quota`, without counting an attempt.
-    fn exhausted(&self, key: &str, quota: Quota) -> Option<Duration>;
-}
 
 /// Keys kept before those with no recent attempt are swept.
 const SWEEP_ABOVE: usize = 10_000;
@@ -46,8 +39,10 @@ fn full(times: &mut VecDeque<Instant>, quota: Quota, now: Instant) -> Option<Dur
     }
 }
 
-impl AttemptLimiter for LocalLimiter {
-    fn admit(&self, key: &str, quota: Quota) -> Result<(), Duration> {
+impl LocalLimiter {
+    /// Counts one attempt for `key` if it fits `quota`; `Err` says when the oldest
+    /// counted attempt leaves the window.
+    pub fn admit(&self, key: &str, quota: Quota) -> Result<(), Duration> {
         let now = Instant::now();
         let Ok(mut attempts) = self.attempts.lock() else {
             return Ok(());
@@ -63,7 +58,8 @@ impl AttemptLimiter for LocalLimiter {
         Ok(())
     }
 
-    fn exhausted(&self, key: &str, quota: Quota) -> Option<Duration> {
+    /// Whether `key` is already over `quota`, without counting an attempt.
+    pub fn exhausted(&self, key: &str, quota: Quota) -> Option<Duration> {
         let now = Instant::now();
         let mut attempts = self.attempts.lock().ok()?;
         attempts.get_mut(key).and_then(|t| full(t, quota, now))

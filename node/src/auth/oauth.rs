@@ -5,24 +5,27 @@
 //! form fields (not both), its secret checked against the replicated SHA-256 in
 //! constant time. The token is an ES256 JWT signed with the cluster's active key,
 //! so every node verifies what any node issued. Requests are limited per client
-//! (`auth.oauth.token_endpoint_limit`) and failed client authentications per
-//! source IP, on this node until the cluster-wide limiter takes over the
-//! [`AttemptLimiter`] seam. Errors are RFC 6749 §5.2 JSON.
+//! (`auth.oauth.token_endpoint_limit`) by the node's rate limiter, under the
+//! reserved policy `oauth-token` (cluster-wide with the cluster limiter), and
+//! failed client authentications per client address on this node
+//! ([`super::limiter`]). Errors are RFC 6749 §5.2 JSON.
 
-use super::limiter::AttemptLimiter;
 use crate::dataplane::DataPlane;
+use crate::phases::RequestHead;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use cluster_config::Quota;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
+use sluice_actors::limiter::Verdict;
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// Failed client authentications one source IP may make per minute on a node
-/// before the endpoint answers 429 (password guessing).
+/// Failed client authentications one client address (the peer, or what a trusted
+/// proxy forwarded) may make per minute on a node before the endpoint answers
+/// 429 (password guessing).
 const FAILED_LOGINS: Quota = Quota {
     count: 20,
     per: Duration::from_secs(60),
@@ -91,9 +94,16 @@ fn client_credentials(
 
 async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) -> HttpResponse {
     let state = plane.state.load_full();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    let head = RequestHead {
+        method: req.method(),
+        path: req.path(),
+        headers: req.headers(),
+        peer: req.peer_addr().map(|a| a.ip()),
+        trusted_proxies: &plane.trusted_proxies,
+    };
+    let ip = head
+        .client_addr()
+        .map(|a| a.to_string())
         .unwrap_or_default();
     if let Some(wait) = plane.failed_logins.exhausted(&ip, FAILED_LOGINS) {
         return too_many(
@@ -153,9 +163,13 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
             )
         }
     }
-    if let Some(quota) = state.gateway.config.oauth.token_endpoint_limit {
-        if let Err(wait) = plane.token_limits.admit(&client_id, quota) {
-            return too_many(wait, "token requests for this client are over the limit");
+    if let Some(policy) = &state.gateway.token_policy {
+        let key = crate::limits::token_endpoint_key(&client_id);
+        if let Verdict::Refused { retry_after, .. } = plane.limiters.acquire(policy, &key) {
+            return too_many(
+                retry_after,
+                "token requests for this client are over the limit",
+            );
         }
     }
     let scopes: Vec<String> = match form.get("scope") {

@@ -12,6 +12,7 @@ fn sliding(limit: u64) -> Terms {
         limit,
         window_ms: W,
         algo: Algo::SlidingWindow,
+        members: 0,
     }
 }
 
@@ -20,6 +21,7 @@ fn bucket(limit: u64, burst: u64) -> Terms {
         limit,
         window_ms: W,
         algo: Algo::TokenBucket { burst },
+        members: 0,
     }
 }
 
@@ -54,7 +56,9 @@ fn keys_split_back() {
 
 #[test]
 fn floor_is_one_percent_rounded_down() {
-    assert_eq!(sliding(99).floor(), 0);
+    assert_eq!(sliding(9).floor(), 0);
+    assert_eq!(sliding(10).floor(), 1);
+    assert_eq!(sliding(99).floor(), 1);
     assert_eq!(sliding(100).floor(), 1);
     assert_eq!(sliding(1999).floor(), 19);
 }
@@ -88,22 +92,22 @@ fn grants_follow_demand_shares() {
 fn the_sliding_cap_weighs_the_previous_window() {
     let t = sliding(100);
     let mut l = Ledger::default();
-    let m = members(1);
+    let m = members(2);
     // 100 hits reported in window 5.
     l.apply(&report(1, 5 * W, vec![item(t, 5, 100, 0)]), &m);
     // A quarter into window 6: the previous window still weighs 75.
     let g = l.apply(&report(1, 6 * W + W / 4, vec![item(t, 6, 0, 100)]), &m);
-    assert_eq!(g.grants[0].granted, 100 - 75 - 1);
+    assert_eq!(g.grants[0].granted, 100 - 75 - 2);
     // Later in the window more is free; earlier grants stand.
     let g = l.apply(&report(1, 6 * W + W / 2, vec![item(t, 6, 0, 100)]), &m);
-    assert_eq!(g.grants[0].granted, 100 - 50 - 1);
+    assert_eq!(g.grants[0].granted, 100 - 50 - 2);
 }
 
 #[test]
 fn ended_windows_get_no_grant_and_are_never_recreated() {
     let t = sliding(100);
     let mut l = Ledger::default();
-    let m = members(1);
+    let m = members(2);
     l.apply(&report(1, 5 * W, vec![item(t, 5, 10, 10)]), &m);
     // Another node's clock says window 5 is over.
     l.apply(&report(2, 6 * W, vec![]), &m);
@@ -143,6 +147,22 @@ fn the_bucket_refills_at_the_rate() {
     // A tenth of a window later, a tenth of (limit − floor) more.
     let g = l.apply(&report(1, 5 * W + W / 10, vec![item(t, 5, 20, 1000)]), &m);
     assert_eq!(g.grants[0].granted, 20 + 9);
+}
+
+#[test]
+fn a_single_member_owns_the_whole_sliding_limit_as_its_floor() {
+    let mut t = sliding(5);
+    t.members = 1;
+    assert_eq!(t.floor(), 5);
+    let mut k = LocalKey::default();
+    for _ in 0..5 {
+        assert!(k.admit(&t, 5 * W, 0).admitted);
+    }
+    assert!(!k.admit(&t, 5 * W, 0).admitted);
+    // And the ledger grants it nothing more.
+    let mut l = Ledger::default();
+    let g = l.apply(&report(1, 5 * W, vec![item(t, 5, 5, 10)]), &members(1));
+    assert_eq!(g.grants[0].granted, 0);
 }
 
 #[test]

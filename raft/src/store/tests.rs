@@ -266,6 +266,7 @@ async fn the_ledger_survives_a_snapshot_and_a_restart() {
         limit: 100,
         window_ms: 60_000,
         algo: Algo::SlidingWindow,
+        members: 0,
     };
     let now = 1_700_000_000_000;
     let report = Report {
