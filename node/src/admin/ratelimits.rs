@@ -22,7 +22,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use cluster_config::{Gateway, RateLimitAlgorithm, RateLimitEndpoint, RateLimitScope};
 use serde::Serialize;
 use serde_json::json;
-use sluice_raft::limits::{ledger_key, Algo, KeyLedger};
+use sluice_actors::limiter::Algorithm;
+use sluice_raft::limits::{ledger_key, Algo, KeyLedger, Terms};
 use sluice_raft::Command;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,9 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/rate-limits/{scope}/{key:.*}", web::delete().to(reset_key));
 }
 
-/// The policy name of the token endpoint's per-client limit
-/// (`auth.oauth.token_endpoint_limit`), reserved in `rate_limits`.
-const TOKEN_ENDPOINT_POLICY: &str = "oauth-token";
+/// Where the token endpoint's limit applies (its policy has no `endpoint`).
 const TOKEN_ENDPOINT_PATH: &str = "/oauth/token";
 
 /// A policy a scoped key is counted under, as the config states it.
@@ -51,18 +50,26 @@ struct Policy {
     burst: Option<u64>,
 }
 
+impl Policy {
+    fn terms(&self, window_ms: u64, members: u32) -> Terms {
+        Terms {
+            limit: self.limit,
+            window_ms,
+            algo: match (self.algorithm, self.burst) {
+                (RateLimitAlgorithm::TokenBucket, Some(burst)) => Algo::TokenBucket { burst },
+                _ => Algo::SlidingWindow,
+            },
+            members,
+        }
+    }
+}
+
 /// A `rate_limits[].endpoint` as written: the key of the `endpoint` scope.
 fn endpoint_text(endpoint: &RateLimitEndpoint) -> String {
     match endpoint {
         RateLimitEndpoint::Route(path) | RateLimitEndpoint::Path(path) => path.clone(),
         RateLimitEndpoint::Prefix(prefix) => format!("{prefix}*"),
     }
-}
-
-/// The name a `rate_limits` entry is known by (`rate_limits[].name`; until that
-/// setting lands, its documented default `{scope}:{endpoint}`).
-fn policy_name(scope: RateLimitScope, endpoint: &RateLimitEndpoint) -> String {
-    format!("{}:{}", scope.as_str(), endpoint_text(endpoint))
 }
 
 /// Every policy of `gateway` that counts `key` (unscoped) of `scope`, in config
@@ -75,7 +82,7 @@ fn policies_for(gateway: &Gateway, scope: RateLimitScope, key: &str) -> Vec<Poli
         .filter(|rl| rl.scope == scope)
         .filter(|rl| scope != RateLimitScope::Endpoint || endpoint_text(&rl.endpoint) == key)
         .map(|rl| Policy {
-            name: policy_name(rl.scope, &rl.endpoint),
+            name: rl.name.clone(),
             endpoint: endpoint_text(&rl.endpoint),
             limit: rl.limit,
             window: rl.window,
@@ -84,14 +91,18 @@ fn policies_for(gateway: &Gateway, scope: RateLimitScope, key: &str) -> Vec<Poli
         })
         .collect();
     if scope == RateLimitScope::Client {
-        if let Some(quota) = gateway.oauth.token_endpoint_limit {
+        if let Some(p) = crate::limits::token_endpoint_policy(&gateway.oauth) {
+            let (algorithm, burst) = match p.algorithm {
+                Algorithm::SlidingWindow => (RateLimitAlgorithm::SlidingWindow, None),
+                Algorithm::TokenBucket { burst } => (RateLimitAlgorithm::TokenBucket, Some(burst)),
+            };
             out.push(Policy {
-                name: TOKEN_ENDPOINT_POLICY.to_owned(),
+                name: p.name.to_string(),
                 endpoint: TOKEN_ENDPOINT_PATH.to_owned(),
-                limit: quota.count,
-                window: quota.per,
-                algorithm: RateLimitAlgorithm::SlidingWindow,
-                burst: None,
+                limit: p.limit,
+                window: p.window,
+                algorithm,
+                burst,
             });
         }
     }
@@ -167,7 +178,9 @@ struct PolicyView {
     stranded: u64,
     /// Every grant of the window, stranded ones included.
     granted: u64,
-    /// Every member may also admit its floor (1 % of the limit) without a grant.
+    /// What every member may admit per window without a grant (its floor: 1 %
+    /// of the limit, 1 for limits from 10 to 99; a one-node cluster's whole
+    /// sliding limit), by the cluster's current membership.
     floor_per_node: u64,
     /// What the cluster has left as the ledger sees it: for the sliding window
     /// `limit − ⌊previous × overlap⌋ − count`; for a token bucket its level at
@@ -187,8 +200,9 @@ struct KeyView {
     policies: Vec<PolicyView>,
 }
 
-/// What `policy` shows at `now_ms` given the ledger's entry for the key.
-fn view(policy: &Policy, ledger: Option<&KeyLedger>, now_ms: u64) -> PolicyView {
+/// What `policy` shows at `now_ms` given the ledger's entry for the key, in a
+/// cluster of `members` nodes.
+fn view(policy: &Policy, ledger: Option<&KeyLedger>, now_ms: u64, members: u32) -> PolicyView {
     let window_ms = ledger
         .map_or(policy.window.as_millis() as u64, |l| l.terms.window_ms)
         .max(1);
@@ -256,7 +270,7 @@ fn view(policy: &Policy, ledger: Option<&KeyLedger>, now_ms: u64) -> PolicyView 
         previous,
         stranded,
         granted,
-        floor_per_node: policy.limit / 100,
+        floor_per_node: policy.terms(window_ms, members).floor(),
         remaining,
         leases,
     }
@@ -325,10 +339,20 @@ async fn get_key(
             .collect()
     };
     let now = now_ms();
+    let members = admin
+        .raft
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .count();
+    let members = u32::try_from(members).unwrap_or(u32::MAX);
     let views = policies
         .iter()
         .zip(&found)
-        .map(|(p, l)| view(p, l.as_ref(), now))
+        .map(|(p, l)| view(p, l.as_ref(), now, members))
         .collect();
     Ok(read(
         published.version,
@@ -418,7 +442,7 @@ mod tests {
         // The token endpoint's limit is a client policy too (10/min by default).
         assert_eq!(
             names(RateLimitScope::Client, "c1"),
-            ["client:/a", TOKEN_ENDPOINT_POLICY]
+            ["client:/a", cluster_config::TOKEN_ENDPOINT_POLICY]
         );
         let bucket = &policies_for(&g, RateLimitScope::User, "x")[1];
         assert_eq!(bucket.burst, Some(8));
@@ -477,6 +501,7 @@ mod tests {
                 limit: 100,
                 window_ms: 10_000,
                 algo: Algo::SlidingWindow,
+                members: 3,
             },
             window,
             shares: vec![
@@ -508,11 +533,16 @@ mod tests {
     #[test]
     fn a_current_window_shows_counts_and_leases() {
         // 2.5 s into window 100 (1000..1010 s): 75 % of `previous` still weighs.
-        let v = view(&sliding(100), Some(&ledger(100, 42, 20)), 1_002_500);
+        let v = view(&sliding(100), Some(&ledger(100, 42, 20)), 1_002_500, 3);
         assert_eq!((v.window_start, v.window_end), (1000, 1010));
         assert_eq!((v.count, v.previous, v.stranded), (42, 20, 5));
         assert_eq!(v.granted, 65);
         assert_eq!(v.floor_per_node, 1);
+        // Floors as the nodes reserve them.
+        assert_eq!(view(&sliding(50), None, 0, 3).floor_per_node, 1);
+        assert_eq!(view(&sliding(5), None, 0, 3).floor_per_node, 0);
+        assert_eq!(view(&sliding(1000), None, 0, 3).floor_per_node, 10);
+        assert_eq!(view(&sliding(50), None, 0, 1).floor_per_node, 50);
         assert_eq!(v.remaining, 100 - 15 - 42);
         assert_eq!(
             v.leases,
@@ -541,15 +571,15 @@ mod tests {
     #[test]
     fn an_ended_window_rolls_and_no_state_is_an_empty_window() {
         // The ledger still holds window 99; now is in window 100.
-        let v = view(&sliding(100), Some(&ledger(99, 42, 20)), 1_005_000);
+        let v = view(&sliding(100), Some(&ledger(99, 42, 20)), 1_005_000, 3);
         assert_eq!((v.window_start, v.count, v.previous), (1000, 0, 42));
         assert_eq!((v.stranded, v.granted), (0, 0));
         assert!(v.leases.is_empty());
         assert_eq!(v.remaining, 100 - 21);
         // Two windows later nothing weighs.
-        let v = view(&sliding(100), Some(&ledger(98, 42, 20)), 1_005_000);
+        let v = view(&sliding(100), Some(&ledger(98, 42, 20)), 1_005_000, 3);
         assert_eq!((v.count, v.previous, v.remaining), (0, 0, 100));
-        let v = view(&sliding(100), None, 1_005_000);
+        let v = view(&sliding(100), None, 1_005_000, 3);
         assert_eq!((v.window_start, v.window_end), (1000, 1010));
         assert_eq!(
             (v.count, v.previous, v.granted, v.remaining),
@@ -568,9 +598,9 @@ mod tests {
         let mut l = ledger(100, 4, 0);
         l.terms.algo = Algo::TokenBucket { burst: 30 };
         l.bucket_milli = 12_900;
-        assert_eq!(view(&p, Some(&l), 1_001_000).remaining, 12);
-        assert_eq!(view(&p, None, 1_001_000).remaining, 30);
-        let shown = serde_json::to_value(view(&p, None, 1_001_000)).expect("json");
+        assert_eq!(view(&p, Some(&l), 1_001_000, 3).remaining, 12);
+        assert_eq!(view(&p, None, 1_001_000, 3).remaining, 30);
+        let shown = serde_json::to_value(view(&p, None, 1_001_000, 3)).expect("json");
         assert_eq!(shown["burst"], 30);
         assert_eq!(shown["algorithm"], "token_bucket");
     }
