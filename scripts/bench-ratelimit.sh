@@ -24,9 +24,12 @@
 #          target <= 1.01 (the invariant: <= 1.0 with no rounding term);
 #      (d) Raft traffic with KEYS_SMALL (10,000) and KEYS_LARGE (100,000) active keys:
 #          the ip scope under bench-keys (1000 per 60 s: the keys never run out),
-#          each request naming one of the keys in X-Forwarded-For, the keys cycled
-#          by three paced wrk (one per node) at KEYS_RATE req/s in all; after
-#          KEYS_WARMUP, for KEYS_SECONDS (one window by default): Raft entries/s
+#          each request naming one of the keys in X-Forwarded-For, every key
+#          cycled through by each of three paced wrk (one per node, from different
+#          starts) at KEYS_RATE req/s in all (so every node sees every key, as with
+#          DNS round-robin); after a warm-up (KEYS_WARMUP, or the time each node
+#          takes to see every key, if longer), for KEYS_SECONDS (one window by
+#          default): Raft entries/s
 #          (the leader's last_log_index), Raft RPC bytes/s (request bytes received
 #          on the three admin/Raft listeners: reports forwarded to the leader and
 #          AppendEntries to the two followers, HTTP framing included; per TCP
@@ -54,7 +57,7 @@
 #   ACC_LIMIT [1000], ACC_WINDOW [10], ACC_FACTOR [20], ACC_DELAY_MS [10]    part (b)
 #                            (each paced connection waits ACC_DELAY_MS between its
 #                            requests; the connection count makes up the rate)
-#   KEYS_SMALL [10000], KEYS_LARGE [100000], KEYS_RATE [3000], KEYS_WARMUP [10],
+#   KEYS_SMALL [10000], KEYS_LARGE [100000], KEYS_RATE [6000], KEYS_WARMUP [10],
 #   KEYS_SECONDS [60], KEYS_IDLE_SECONDS [10]                                part (d)
 #   RSS_KEYS ["100000 1000000"], RSS_DEADLINE [600] (seconds per step),
 #   RSS_MAX_MIB [6144] (a step stops early when a node's RSS passes it)     part (c)
@@ -78,7 +81,7 @@ ACC_FACTOR="${ACC_FACTOR:-20}"
 ACC_DELAY_MS="${ACC_DELAY_MS:-10}"
 KEYS_SMALL="${KEYS_SMALL:-10000}"
 KEYS_LARGE="${KEYS_LARGE:-100000}"
-KEYS_RATE="${KEYS_RATE:-3000}"
+KEYS_RATE="${KEYS_RATE:-6000}"
 KEYS_WARMUP="${KEYS_WARMUP:-10}"
 KEYS_SECONDS="${KEYS_SECONDS:-60}"
 KEYS_IDLE_SECONDS="${KEYS_IDLE_SECONDS:-10}"
@@ -207,6 +210,10 @@ node_pid() { cat "$SLUICE_CLUSTER_DIR/run/node-$1.pid"; }
 # rss_kib N FIELD : VmRSS or VmHWM of node N, KiB.
 rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$(node_pid "$1")/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+
+# cpu_ticks N : user+system clock ticks of node N so far (all its threads).
+HZ="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$(node_pid "$1")/stat"; }
 
 # dir_bytes N : apparent size of node N's data dir.
 dir_bytes() { du -sb "$SLUICE_CLUSTER_DIR/data/node-$1" | awk '{ print $1 }'; }
@@ -459,7 +466,7 @@ WARNINGS=()
 # ------------------------------------------------------------ (a) overhead ----
 part_a() {
     log "(a) overhead: /open/x vs /lim/x on node 1, $ROUNDS rounds of $DURATION"
-    local round target path out rps p99 non2xx
+    local round target path out rps p99 non2xx reqs t0 t1 cpu_us
     : >"$TMP/a-open.tsv"
     : >"$TMP/a-lim.tsv"
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -469,30 +476,37 @@ part_a() {
                 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "http://127.0.0.1:$(data_port 1)$path" >/dev/null 2>&1
             fi
             out="$TMP/wrk/a-$target-$round.txt"
+            t0="$(cpu_ticks 1)"
             wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
                 "http://127.0.0.1:$(data_port 1)$path" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+            t1="$(cpu_ticks 1)"
             rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
             p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
             non2xx="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
-            printf '%s\t%s\t%s\n' "$rps" "$p99" "${non2xx:-0}" >>"$TMP/a-$target.tsv"
-            printf '  round %s %-4s %8.0f req/s  p99 %-9s non-2xx %s\n' "$round" "$target" "$rps" \
-                "$(fmt_ms "$p99")" "${non2xx:-0}" >&2
+            reqs="$(awk '/requests in/ { print $1 }' "$out")"
+            cpu_us="$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
+            printf '%s\t%s\t%s\t%s\n' "$rps" "$p99" "${non2xx:-0}" "$cpu_us" >>"$TMP/a-$target.tsv"
+            printf '  round %s %-4s %8.0f req/s  p99 %-9s node 1 CPU %6s us/req  non-2xx %s\n' "$round" \
+                "$target" "$rps" "$(fmt_ms "$p99")" "$cpu_us" "${non2xx:-0}" >&2
         done
     done
-    local o_rps o_p99 l_rps l_p99 l_bad r_rps r_p99 verdict
+    local o_rps o_p99 o_cpu l_rps l_p99 l_cpu l_bad r_rps r_p99 r_cpu verdict
     o_rps="$(cut -f1 "$TMP/a-open.tsv" | median)"
     o_p99="$(cut -f2 "$TMP/a-open.tsv" | median)"
+    o_cpu="$(cut -f4 "$TMP/a-open.tsv" | median)"
     l_rps="$(cut -f1 "$TMP/a-lim.tsv" | median)"
     l_p99="$(cut -f2 "$TMP/a-lim.tsv" | median)"
+    l_cpu="$(cut -f4 "$TMP/a-lim.tsv" | median)"
     l_bad="$(awk -F'\t' '{ s += $3 } END { print s + 0 }' "$TMP/a-lim.tsv")"
     r_rps="$(ratio "$l_rps" "$o_rps")"
     r_p99="$(ratio "$l_p99" "$o_p99")"
-    verdict="$(awk -v r="$r_rps" 'BEGIN { print (r >= 0.9 ? "meets >= 0.9" : "MISSES >= 0.9") }')"
-    ROWS_A+=("unlimited /open/x|$(printf '%.0f' "$o_rps")|$(fmt_ms "$o_p99")|")
-    ROWS_A+=("limited /lim/x|$(printf '%.0f' "$l_rps")|$(fmt_ms "$l_p99")|$l_bad non-2xx")
-    ROWS_A+=("limited / unlimited|$r_rps|$r_p99|$verdict")
+    r_cpu="$(ratio "$l_cpu" "$o_cpu")"
+    verdict="$(awk -v r="$r_rps" 'BEGIN { print (r >= 0.9 ? "req/s meets >= 0.9" : "req/s MISSES >= 0.9") }')"
+    ROWS_A+=("unlimited /open/x|$(printf '%.0f' "$o_rps")|$(fmt_ms "$o_p99")|$o_cpu|")
+    ROWS_A+=("limited /lim/x|$(printf '%.0f' "$l_rps")|$(fmt_ms "$l_p99")|$l_cpu|$l_bad non-2xx")
+    ROWS_A+=("limited / unlimited|$r_rps|$r_p99|$r_cpu|$verdict")
     ((l_bad == 0)) || WARNINGS+=("(a) the limited route refused $l_bad requests (it should never refuse)")
-    SUMMARY+=("(a) limited/unlimited req/s $r_rps, p99 x$r_p99")
+    SUMMARY+=("(a) limited/unlimited req/s $r_rps, p99 x$r_p99, CPU/req x$r_cpu")
 }
 
 # ------------------------------------------------------------ (b) accuracy ----
@@ -544,8 +558,10 @@ raft_measure() { # LABEL KEYS : KEYS=0 measures idle heartbeats
     local label="$1" keys="$2" lead secs n out conns e0 e1 d0 d1 bytes ok req codes
     lead="$(leader)" || die "no leader"
     local pids=()
+    local warmup=$((3 * keys / KEYS_RATE + 2))
+    ((warmup >= KEYS_WARMUP)) || warmup="$KEYS_WARMUP"
     if ((keys > 0)); then
-        secs=$((KEYS_WARMUP + KEYS_SECONDS + 5))
+        secs=$((warmup + KEYS_SECONDS + 5))
         # Per node KEYS_RATE/3 req/s: connections each sending one request every 10 ms.
         conns=$(((KEYS_RATE * 10 + 1500) / 3000))
         ((conns >= 2)) || conns=2
@@ -554,7 +570,7 @@ raft_measure() { # LABEL KEYS : KEYS=0 measures idle heartbeats
                 BENCH_KEY_START="$(((n - 1) * keys / 3))" BENCH_DELAY_MS=10
             pids+=("$LAST_WRK")
         done
-        sleep "$KEYS_WARMUP"
+        sleep "$warmup"
         secs="$KEYS_SECONDS"
     else
         secs="$KEYS_IDLE_SECONDS"
@@ -582,8 +598,10 @@ raft_measure() { # LABEL KEYS : KEYS=0 measures idle heartbeats
     bps="$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.0f", b / s }')"
     dps="$(awk -v a="$d0" -v b="$d1" -v s="$secs" 'BEGIN { printf "%.0f", (b - a) / s }')"
     offered="-"
-    ((keys == 0)) || offered="$(awk -v r="$req" -v s="$((KEYS_WARMUP + KEYS_SECONDS + 5))" 'BEGIN { printf "%.0f", r / s }')"
-    ROWS_D+=("$label|$offered|$active|$eps|$bps|$dps|${codes:-}")
+    ((keys == 0)) || offered="$(awk -v r="$req" -v s="$((warmup + KEYS_SECONDS + 5))" 'BEGIN { printf "%.0f", r / s }')"
+    local per_key="-"
+    ((keys == 0)) || per_key="$(awk -v r="$offered" -v k="$keys" 'BEGIN { printf "%.1f", r * 60 / k }')"
+    ROWS_D+=("$label|$offered|$per_key|$active|$eps|$bps|$dps|${codes:-}")
     printf '  %s: offered %s req/s, node 1 holds %s keys, %s entries/s, %s B/s Raft RPC, %s B/s leader data dir%s\n' \
         "$label" "$offered" "$active" "$eps" "$bps" "$dps" "${codes:+, non-2xx $codes}" >&2
     [[ -z "$codes" ]] || WARNINGS+=("(d) $label: non-2xx answers $codes")
@@ -669,10 +687,10 @@ for p in $PARTS; do "part_$p"; done
 printf '\nRate-limit benchmark: 3 local nodes, %s cores, release build\n' "$(nproc 2>/dev/null || echo '?')"
 if ((${#ROWS_A[@]})); then
     printf '\n(a) overhead, wrk -t%s -c%s against node 1, median of %s x %s\n' "$THREADS" "$CONNECTIONS" "$ROUNDS" "$DURATION"
-    printf '  %-22s %10s %10s  %s\n' route req/s p99 note
+    printf '  %-22s %10s %10s %14s  %s\n' route req/s p99 "CPU us/req" note
     for r in "${ROWS_A[@]}"; do
-        IFS='|' read -r a b c d <<<"$r"
-        printf '  %-22s %10s %10s  %s\n' "$a" "$b" "$c" "$d"
+        IFS='|' read -r a b c d e <<<"$r"
+        printf '  %-22s %10s %10s %14s  %s\n' "$a" "$b" "$c" "$d" "$e"
     done
 fi
 if ((${#ROWS_B[@]})); then
@@ -685,11 +703,12 @@ if ((${#ROWS_B[@]})); then
     done
 fi
 if ((${#ROWS_D[@]})); then
-    printf '\n(d) Raft traffic, policy 1000 per 60s (ip), %s s measured after %s s of load\n' "$KEYS_SECONDS" "$KEYS_WARMUP"
-    printf '  %-14s %9s %12s %10s %14s %16s\n' load req/s "node 1 keys" entries/s "Raft RPC B/s" "leader disk B/s"
+    printf '\n(d) Raft traffic, policy 1000 per 60s (ip), every key on every node, %s s measured after a warm-up\n' "$KEYS_SECONDS"
+    printf '  %-14s %9s %14s %12s %10s %14s %16s\n' load req/s "hits/key/min" "node 1 keys" \
+        entries/s "Raft RPC B/s" "leader disk B/s"
     for r in "${ROWS_D[@]}"; do
-        IFS='|' read -r a b c d e f _ <<<"$r"
-        printf '  %-14s %9s %12s %10s %14s %16s\n' "$a" "$b" "$c" "$d" "$e" "$f"
+        IFS='|' read -r a b c d e f g _ <<<"$r"
+        printf '  %-14s %9s %14s %12s %10s %14s %16s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
     done
 fi
 if ((${#ROWS_C[@]})); then

@@ -636,6 +636,13 @@ async fn a_node_restarted_mid_window_does_not_reset_the_count() {
     // Serving the config and the API key again (from its own disk and the log).
     c.wait_version(&[busy], version, 10).await;
     let restarted = Instant::now();
+    assert!(
+        restarted + Duration::from_secs(3) < w.end(),
+        "node {busy} took until {:?} into the 10 s window to restart and catch up: no time \
+         left to check it (machine overloaded?)\n{}",
+        restarted - w.start,
+        c.logs()
+    );
     let after = paced(
         &c,
         c.client(),
