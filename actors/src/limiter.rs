@@ -117,10 +117,13 @@ pub struct ClientLimiters {
 }
 
 impl Default for ClientLimiters {
-    /// A limiter for a node that never reports (tests, `sluice validate`): it
-    /// admits floors only. Nodes use [`ClientLimiters::new`].
+    /// A limiter on its own (no cluster, nothing reported): a one-member first
+    /// start, which owns every sliding-window limit whole. Nodes use
+    /// [`ClientLimiters::new`] / [`ClientLimiters::first_start`].
     fn default() -> ClientLimiters {
-        ClientLimiters::new(0, 0)
+        let l = ClientLimiters::first_start(0, 0);
+        l.set_members(1);
+        l
     }
 }
 
