@@ -61,6 +61,16 @@
 //!   last one window (unused tokens are lost, never handed out twice). Per fixed
 //!   window: `Σ admitted ≤ burst + limit`.
 //!
+//! # Asking ahead
+//!
+//! A node starts each window with only its floor until its first grant for it
+//! arrives (a report's round trip). So that a busy key does not meet that gap
+//! at every window start, a node whose key is busy asks, within
+//! [`LOOKAHEAD_MS`] of the window's end, for the next window too; the ledger
+//! grants it from what the next window is sure to have free (its limit less
+//! everything the current window may still admit) and hands those grants over
+//! as the window begins.
+//!
 //! # Raft traffic
 //!
 //! A key is reported only when its node needs more allowance (headroom below
@@ -248,6 +258,10 @@ pub struct KeyLedger {
     /// Token bucket level in thousandths of a token, as of `bucket_at_ms`.
     pub bucket_milli: u64,
     pub bucket_at_ms: u64,
+    /// Grants already made for `window + 1` (asked for ahead, so a busy key does
+    /// not start each window on its floor), and those of restarted incarnations.
+    pub upcoming: Vec<Share>,
+    pub upcoming_stranded: u64,
 }
 
 impl KeyLedger {
@@ -265,6 +279,8 @@ impl KeyLedger {
             previous: 0,
             bucket_milli,
             bucket_at_ms: now_ms,
+            upcoming: Vec::new(),
+            upcoming_stranded: 0,
         }
     }
 
@@ -275,9 +291,16 @@ impl KeyLedger {
         } else {
             0
         };
+        if window == self.window + 1 {
+            self.shares = std::mem::take(&mut self.upcoming);
+            self.stranded = std::mem::take(&mut self.upcoming_stranded);
+        } else {
+            self.shares.clear();
+            self.stranded = 0;
+            self.upcoming.clear();
+            self.upcoming_stranded = 0;
+        }
         self.window = window;
-        self.shares.clear();
-        self.stranded = 0;
         self.count = 0;
     }
 
@@ -331,6 +354,28 @@ impl KeyLedger {
                 .sliding_cap(now_ms)
                 .saturating_sub(self.reserved(members))
                 .saturating_sub(self.granted_total()),
+            Algo::TokenBucket { .. } => self.bucket_milli / 1000,
+        }
+    }
+
+    /// What may be granted now for the next window. Its sliding cap at its start
+    /// is `limit − count(window)`, and `count(window)` can reach everything the
+    /// current window's holders may admit (floors and grants): that bound is used.
+    fn free_upcoming(&self, members: &BTreeSet<NodeId>) -> u64 {
+        match self.terms.algo {
+            Algo::SlidingWindow => {
+                let upcoming = self
+                    .upcoming
+                    .iter()
+                    .map(|s| s.granted)
+                    .fold(self.upcoming_stranded, u64::saturating_add);
+                self.terms
+                    .limit
+                    .saturating_sub(self.reserved(members))
+                    .saturating_sub(self.reserved(members))
+                    .saturating_sub(self.granted_total())
+                    .saturating_sub(upcoming)
+            }
             Algo::TokenBucket { .. } => self.bucket_milli / 1000,
         }
     }
@@ -436,73 +481,48 @@ impl Ledger {
         if item.window < ledger.window {
             return None;
         }
-        if item.window > ledger.window {
+        // Asked ahead for the next window, before it began by any clock seen.
+        let ahead = item.window == ledger.window + 1
+            && now < item.terms.window_start(item.window)
+            && item.hits == 0;
+        if item.window > ledger.window && !ahead {
             if !open {
                 return None;
             }
             ledger.roll(item.window);
             self.expiry.insert((expiry_of(ledger), item.key.clone()));
         }
-        ledger.count = ledger.count.saturating_add(item.hits);
         ledger.refill(members, now);
-        let i = match ledger.shares.iter().position(|s| s.node == report.node) {
-            Some(i) => i,
-            None => {
-                ledger.shares.push(Share {
-                    node: report.node,
-                    incarnation: report.incarnation,
-                    granted: 0,
-                    reported: 0,
-                    want: 0,
-                    want_at_ms: now,
-                });
-                ledger.shares.len() - 1
-            }
+        let free = if !open {
+            0
+        } else if ahead {
+            ledger.free_upcoming(members)
+        } else {
+            ledger.free(members, now)
         };
-        let share = &mut ledger.shares[i];
-        if share.incarnation > report.incarnation {
-            // A report of an earlier life, delivered late: its hits were within
-            // grants already counted as spent.
-            return None;
+        if !ahead {
+            ledger.count = ledger.count.saturating_add(item.hits);
         }
-        if share.incarnation < report.incarnation {
-            ledger.stranded = ledger.stranded.saturating_add(share.granted);
-            *share = Share {
-                node: report.node,
-                incarnation: report.incarnation,
-                granted: 0,
-                reported: 0,
-                want: 0,
-                want_at_ms: now,
-            };
-        }
-        share.reported = share.reported.saturating_add(item.hits);
-        share.want = item.want;
-        share.want_at_ms = now;
-        let wanted = item.want;
-        if wanted > 0 && open {
-            let free = ledger.free(members, now);
-            let demand: u64 = ledger
-                .shares
-                .iter()
-                .filter(|s| {
-                    s.node == report.node || now.saturating_sub(s.want_at_ms) <= DEMAND_FRESH_MS
-                })
-                .map(|s| s.want)
-                .fold(0, u64::saturating_add);
-            let share_of_free =
-                (u128::from(free) * u128::from(wanted) / u128::from(demand.max(1))) as u64;
-            let add = wanted.min(share_of_free.max(1)).min(free);
-            ledger.shares[i].granted = ledger.shares[i].granted.saturating_add(add);
-            if let Algo::TokenBucket { .. } = ledger.terms.algo {
-                ledger.bucket_milli = ledger.bucket_milli.saturating_sub(add.saturating_mul(1000));
-            }
+        let (shares, stranded) = if ahead {
+            (&mut ledger.upcoming, &mut ledger.upcoming_stranded)
+        } else {
+            (&mut ledger.shares, &mut ledger.stranded)
+        };
+        let (granted, added) = grant(shares, stranded, report, item, now, free)?;
+        if let Algo::TokenBucket { .. } = ledger.terms.algo {
+            ledger.bucket_milli = ledger
+                .bucket_milli
+                .saturating_sub(added.saturating_mul(1000));
         }
         Some(Grant {
             key: item.key.clone(),
-            window: ledger.window,
-            granted: ledger.shares[i].granted,
-            remaining: ledger.remaining(now),
+            window: item.window,
+            granted,
+            remaining: if ahead {
+                free.saturating_sub(added)
+            } else {
+                ledger.remaining(now)
+            },
         })
     }
 
@@ -544,6 +564,70 @@ impl Ledger {
     }
 }
 
+/// Records `item` in the reporter's share of one window and grants it
+/// `min(want, its demand share of free)` (at least 1 while anything is free).
+/// Returns the share's total grant and what this call added; `None` for a
+/// report of an earlier incarnation.
+fn grant(
+    shares: &mut Vec<Share>,
+    stranded: &mut u64,
+    report: &Report,
+    item: &Item,
+    now: u64,
+    free: u64,
+) -> Option<(u64, u64)> {
+    let i = match shares.iter().position(|s| s.node == report.node) {
+        Some(i) => i,
+        None => {
+            shares.push(Share {
+                node: report.node,
+                incarnation: report.incarnation,
+                granted: 0,
+                reported: 0,
+                want: 0,
+                want_at_ms: now,
+            });
+            shares.len() - 1
+        }
+    };
+    let share = &mut shares[i];
+    if share.incarnation > report.incarnation {
+        // A report of an earlier life, delivered late: its hits were within
+        // grants already counted as spent.
+        return None;
+    }
+    if share.incarnation < report.incarnation {
+        *stranded = stranded.saturating_add(share.granted);
+        *share = Share {
+            node: report.node,
+            incarnation: report.incarnation,
+            granted: 0,
+            reported: 0,
+            want: 0,
+            want_at_ms: now,
+        };
+    }
+    share.reported = share.reported.saturating_add(item.hits);
+    share.want = item.want;
+    share.want_at_ms = now;
+    let wanted = item.want;
+    let mut added = 0;
+    if wanted > 0 && free > 0 {
+        let demand: u64 = shares
+            .iter()
+            .filter(|s| {
+                s.node == report.node || now.saturating_sub(s.want_at_ms) <= DEMAND_FRESH_MS
+            })
+            .map(|s| s.want)
+            .fold(0, u64::saturating_add);
+        let share_of_free = u128::from(free) * u128::from(wanted) / u128::from(demand.max(1));
+        let share_of_free = u64::try_from(share_of_free).unwrap_or(u64::MAX);
+        added = wanted.min(share_of_free.max(1)).min(free);
+        shares[i].granted = shares[i].granted.saturating_add(added);
+    }
+    Some((shares[i].granted, added))
+}
+
 fn expiry_of(l: &KeyLedger) -> u64 {
     l.expires_at()
 }
@@ -576,6 +660,11 @@ pub struct LocalKey {
     pub last_report_ms: u64,
     /// Last use: idle keys are evicted.
     pub last_seen_ms: u64,
+    /// Attempts in the current window (its rate sizes the next window's ask).
+    pub window_attempts: u64,
+    /// Whether the next window's allowance was asked for, and what it is.
+    pub asked_ahead: bool,
+    pub next: Option<(u64, u64)>,
 }
 
 impl LocalKey {
@@ -589,7 +678,8 @@ impl LocalKey {
 
     fn roll_to(&mut self, terms: &Terms, now_ms: u64) {
         let w = terms.window_of(now_ms);
-        if w == self.window {
+        // A clock that stepped back keeps counting in the window it was in.
+        if w <= self.window {
             return;
         }
         if self.unreported > 0 && w == self.window + 1 {
@@ -597,8 +687,13 @@ impl LocalKey {
         } else {
             self.tail = None;
         }
+        let granted = match self.next {
+            Some((next, granted)) if next == w => granted,
+            _ => 0,
+        };
         *self = LocalKey {
             window: w,
+            granted,
             tail: self.tail,
             last_report_ms: self.last_report_ms,
             last_seen_ms: self.last_seen_ms,
@@ -606,11 +701,34 @@ impl LocalKey {
         };
     }
 
+    /// Whether to ask now for the next window's allowance: the key is busy in
+    /// this window, which ends within a lookahead.
+    fn ask_ahead(&self, terms: &Terms, now_ms: u64) -> bool {
+        let lead = LOOKAHEAD_MS.min(terms.window_ms() / 4);
+        !self.asked_ahead
+            && self.window_attempts > 0
+            && now_ms.saturating_add(lead) >= terms.window_end(self.window)
+    }
+
+    /// What to ask for the next window: this window's rate over a lookahead.
+    fn want_ahead(&self, terms: &Terms, now_ms: u64) -> u64 {
+        let elapsed = now_ms
+            .saturating_sub(terms.window_start(self.window))
+            .max(1);
+        let rate =
+            u128::from(self.window_attempts) * u128::from(LOOKAHEAD_MS) / u128::from(elapsed);
+        u64::try_from(rate)
+            .unwrap_or(u64::MAX)
+            .max(terms.min_want())
+            .min(terms.capacity())
+    }
+
     /// Counts one request if this node's allowance admits it.
     pub fn admit(&mut self, terms: &Terms, now_ms: u64, boot_ms: u64) -> LocalVerdict {
         self.roll_to(terms, now_ms);
         self.last_seen_ms = now_ms;
         self.attempts = self.attempts.saturating_add(1);
+        self.window_attempts = self.window_attempts.saturating_add(1);
         let budget = self.granted.saturating_add(self.floor(terms, boot_ms));
         let reset_ms = terms.window_end(self.window);
         let admitted = self.admitted < budget;
@@ -671,7 +789,7 @@ impl LocalKey {
     /// or a window ended with hits not reported.
     pub fn due(&mut self, terms: &Terms, now_ms: u64, boot_ms: u64) -> bool {
         self.roll_to(terms, now_ms);
-        if self.tail.is_some() {
+        if self.tail.is_some() || self.ask_ahead(terms, now_ms) {
             return true;
         }
         if self.attempts == 0 {
@@ -714,6 +832,16 @@ impl LocalKey {
                 want: self.want(terms, now_ms, boot_ms),
             });
         }
+        if self.ask_ahead(terms, now_ms) {
+            self.asked_ahead = true;
+            out.push(Item {
+                key: key.to_owned(),
+                terms: *terms,
+                window: self.window + 1,
+                hits: 0,
+                want: self.want_ahead(terms, now_ms),
+            });
+        }
         self.unreported = 0;
         self.attempts = 0;
         self.last_report_ms = now_ms;
@@ -721,6 +849,14 @@ impl LocalKey {
 
     /// A grant for this node (its incarnation already checked) arrived.
     pub fn apply_grant(&mut self, grant: &Grant) {
+        if grant.window == self.window + 1 {
+            let before = self
+                .next
+                .filter(|(w, _)| *w == grant.window)
+                .map_or(0, |n| n.1);
+            self.next = Some((grant.window, before.max(grant.granted)));
+            return;
+        }
         if grant.window != self.window {
             return;
         }
