@@ -259,9 +259,16 @@ pub struct KeyLedger {
     pub bucket_milli: u64,
     pub bucket_at_ms: u64,
     /// Grants already made for `window + 1` (asked for ahead, so a busy key does
-    /// not start each window on its floor), and those of restarted incarnations.
-    pub upcoming: Vec<Share>,
-    pub upcoming_stranded: u64,
+    /// not start each window on its floor). Boxed: most keys never have any.
+    pub upcoming: Option<Box<Upcoming>>,
+}
+
+/// A key's grants for the window after its current one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upcoming {
+    pub shares: Vec<Share>,
+    /// Grants of incarnations that restarted since.
+    pub stranded: u64,
 }
 
 impl KeyLedger {
@@ -279,8 +286,7 @@ impl KeyLedger {
             previous: 0,
             bucket_milli,
             bucket_at_ms: now_ms,
-            upcoming: Vec::new(),
-            upcoming_stranded: 0,
+            upcoming: None,
         }
     }
 
@@ -291,15 +297,10 @@ impl KeyLedger {
         } else {
             0
         };
-        if window == self.window + 1 {
-            self.shares = std::mem::take(&mut self.upcoming);
-            self.stranded = std::mem::take(&mut self.upcoming_stranded);
-        } else {
-            self.shares.clear();
-            self.stranded = 0;
-            self.upcoming.clear();
-            self.upcoming_stranded = 0;
-        }
+        let upcoming = self.upcoming.take().filter(|_| window == self.window + 1);
+        let upcoming = upcoming.map(|u| *u).unwrap_or_default();
+        self.shares = upcoming.shares;
+        self.stranded = upcoming.stranded;
         self.window = window;
         self.count = 0;
     }
@@ -364,11 +365,12 @@ impl KeyLedger {
     fn free_upcoming(&self, members: &BTreeSet<NodeId>) -> u64 {
         match self.terms.algo {
             Algo::SlidingWindow => {
-                let upcoming = self
-                    .upcoming
-                    .iter()
-                    .map(|s| s.granted)
-                    .fold(self.upcoming_stranded, u64::saturating_add);
+                let upcoming = self.upcoming.as_ref().map_or(0, |u| {
+                    u.shares
+                        .iter()
+                        .map(|s| s.granted)
+                        .fold(u.stranded, u64::saturating_add)
+                });
                 self.terms
                     .limit
                     .saturating_sub(self.reserved(members))
@@ -417,11 +419,17 @@ pub struct Ledger {
     /// The latest proposer clock seen (Unix ms): never goes back, so "this window
     /// has ended" never becomes false again.
     pub clock_ms: u64,
-    /// Keys by the ledger clock at which they may be dropped (checked lazily;
-    /// derived data, rebuilt by [`Ledger::reindex`] after decoding).
+    /// Where the next sweep for expired keys starts (not replicated: whether an
+    /// expired key is still held or already dropped makes no difference to any
+    /// later apply, since an expired key behaves exactly as a new one).
     #[serde(skip)]
-    expiry: BTreeSet<(u64, String)>,
+    sweep_from: Option<String>,
 }
+
+/// Keys examined for expiry per applied report, besides a few per item: the
+/// sweep keeps up with the keys reports create.
+const SWEEP_BASE: usize = 64;
+const SWEEP_PER_ITEM: usize = 4;
 
 impl Ledger {
     /// Applies one report; `members` are the cluster's members (voters and
@@ -435,7 +443,7 @@ impl Ledger {
                 grants.push(g);
             }
         }
-        self.purge(now);
+        self.purge(now, SWEEP_BASE + SWEEP_PER_ITEM * report.items.len());
         Granted {
             node: report.node,
             incarnation: report.incarnation,
@@ -464,7 +472,6 @@ impl Ledger {
                     ..item.terms
                 };
                 let l = KeyLedger::new(terms, item.window, now);
-                self.expiry.insert((expiry_of(&l), item.key.clone()));
                 self.keys.entry(item.key.clone()).or_insert(l)
             }
             None => return None,
@@ -490,7 +497,6 @@ impl Ledger {
                 return None;
             }
             ledger.roll(item.window);
-            self.expiry.insert((expiry_of(ledger), item.key.clone()));
         }
         ledger.refill(members, now);
         let free = if !open {
@@ -504,7 +510,8 @@ impl Ledger {
             ledger.count = ledger.count.saturating_add(item.hits);
         }
         let (shares, stranded) = if ahead {
-            (&mut ledger.upcoming, &mut ledger.upcoming_stranded)
+            let u = ledger.upcoming.get_or_insert_with(Box::default);
+            (&mut u.shares, &mut u.stranded)
         } else {
             (&mut ledger.shares, &mut ledger.stranded)
         };
@@ -526,23 +533,37 @@ impl Ledger {
         })
     }
 
-    /// Drops keys whose windows are over for good.
-    fn purge(&mut self, now: u64) {
-        while let Some((at, key)) = self.expiry.first().cloned() {
-            if at > now {
+    /// Drops keys whose windows are over for good, a slice of the key space per
+    /// call (a sweep that wraps around).
+    fn purge(&mut self, now: u64, budget: usize) {
+        use std::ops::Bound;
+        let mut expired = Vec::new();
+        let mut seen = 0;
+        // From the cursor to the end, then (if budget is left) from the start.
+        for pass in 0..2 {
+            let start = match (&self.sweep_from, pass) {
+                (Some(k), 0) => Bound::Excluded(k.clone()),
+                _ => Bound::Unbounded,
+            };
+            let mut last = None;
+            for (k, l) in self
+                .keys
+                .range::<String, _>((start, Bound::Unbounded))
+                .take(budget - seen)
+            {
+                if l.expires_at() <= now {
+                    expired.push(k.clone());
+                }
+                last = Some(k);
+                seen += 1;
+            }
+            self.sweep_from = last.cloned();
+            if seen >= budget || pass == 1 && self.sweep_from.is_none() {
                 break;
             }
-            self.expiry.pop_first();
-            let Some(l) = self.keys.get(&key) else {
-                continue;
-            };
-            let at = l.expires_at();
-            if at <= now {
-                self.keys.remove(&key);
-            } else {
-                // Rolled to a later window since it was indexed.
-                self.expiry.insert((at, key));
-            }
+        }
+        for k in expired {
+            self.keys.remove(&k);
         }
     }
 
@@ -552,15 +573,6 @@ impl Ledger {
         keys.iter()
             .filter(|k| self.keys.remove(*k).is_some())
             .count()
-    }
-
-    /// Rebuilds the expiry index (after decoding: it is derived data).
-    pub fn reindex(&mut self) {
-        self.expiry = self
-            .keys
-            .iter()
-            .map(|(k, l)| (expiry_of(l), k.clone()))
-            .collect();
     }
 }
 
@@ -579,6 +591,8 @@ fn grant(
     let i = match shares.iter().position(|s| s.node == report.node) {
         Some(i) => i,
         None => {
+            // Most keys are only ever used through one node: no spare room.
+            shares.reserve_exact(1);
             shares.push(Share {
                 node: report.node,
                 incarnation: report.incarnation,
@@ -628,10 +642,6 @@ fn grant(
     Some((shares[i].granted, added))
 }
 
-fn expiry_of(l: &KeyLedger) -> u64 {
-    l.expires_at()
-}
-
 /// A node's decision for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalVerdict {
@@ -654,7 +664,8 @@ pub struct LocalKey {
     pub unreported: u64,
     pub attempts: u64,
     /// Hits of the previous window not yet reported when it ended.
-    pub tail: Option<(u64, u64)>,
+    /// (Of `window − 1`; 0: none.)
+    pub tail: u64,
     /// The cluster's `remaining` at the last grant, and `admitted` then.
     pub remaining_seen: Option<(u64, u64)>,
     pub last_report_ms: u64,
@@ -664,7 +675,8 @@ pub struct LocalKey {
     pub window_attempts: u64,
     /// Whether the next window's allowance was asked for, and what it is.
     pub asked_ahead: bool,
-    pub next: Option<(u64, u64)>,
+    /// Granted for `window + 1` (0: nothing yet).
+    pub next: u64,
 }
 
 impl LocalKey {
@@ -683,14 +695,11 @@ impl LocalKey {
             return;
         }
         if self.unreported > 0 && w == self.window + 1 {
-            self.tail = Some((self.window, self.unreported));
+            self.tail = self.unreported;
         } else {
-            self.tail = None;
+            self.tail = 0;
         }
-        let granted = match self.next {
-            Some((next, granted)) if next == w => granted,
-            _ => 0,
-        };
+        let granted = if w == self.window + 1 { self.next } else { 0 };
         *self = LocalKey {
             window: w,
             granted,
@@ -789,7 +798,7 @@ impl LocalKey {
     /// or a window ended with hits not reported.
     pub fn due(&mut self, terms: &Terms, now_ms: u64, boot_ms: u64) -> bool {
         self.roll_to(terms, now_ms);
-        if self.tail.is_some() || self.ask_ahead(terms, now_ms) {
+        if self.tail > 0 || self.ask_ahead(terms, now_ms) {
             return true;
         }
         if self.attempts == 0 {
@@ -814,12 +823,12 @@ impl LocalKey {
         out: &mut Vec<Item>,
     ) {
         self.roll_to(terms, now_ms);
-        if let Some((window, hits)) = self.tail.take() {
+        if self.tail > 0 {
             out.push(Item {
                 key: key.to_owned(),
                 terms: *terms,
-                window,
-                hits,
+                window: self.window - 1,
+                hits: std::mem::take(&mut self.tail),
                 want: 0,
             });
         }
@@ -850,11 +859,7 @@ impl LocalKey {
     /// A grant for this node (its incarnation already checked) arrived.
     pub fn apply_grant(&mut self, grant: &Grant) {
         if grant.window == self.window + 1 {
-            let before = self
-                .next
-                .filter(|(w, _)| *w == grant.window)
-                .map_or(0, |n| n.1);
-            self.next = Some((grant.window, before.max(grant.granted)));
+            self.next = self.next.max(grant.granted);
             return;
         }
         if grant.window != self.window {
