@@ -711,11 +711,11 @@ impl LocalKey {
     }
 
     /// Whether to ask now for the next window's allowance: the key is busy in
-    /// this window, which ends within a lookahead.
+    /// this window (beyond what its floor covers), which ends within a lookahead.
     fn ask_ahead(&self, terms: &Terms, now_ms: u64) -> bool {
         let lead = LOOKAHEAD_MS.min(terms.window_ms() / 4);
         !self.asked_ahead
-            && self.window_attempts > 0
+            && self.window_attempts > terms.floor()
             && now_ms.saturating_add(lead) >= terms.window_end(self.window)
     }
 
