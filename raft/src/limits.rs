@@ -642,6 +642,10 @@ fn grant(
     Some((shares[i].granted, added))
 }
 
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// A node's decision for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalVerdict {
@@ -662,17 +666,18 @@ pub struct LocalKey {
     pub granted: u64,
     /// Hits admitted since the last report, and attempts (admitted or not).
     pub unreported: u64,
-    pub attempts: u64,
+    pub attempts: u32,
     /// Hits of the previous window not yet reported when it ended.
     /// (Of `window − 1`; 0: none.)
     pub tail: u64,
     /// The cluster's `remaining` at the last grant, and `admitted` then.
-    pub remaining_seen: Option<(u64, u64)>,
+    /// (Kept in 32 bits, saturated: they size headers, not decisions.)
+    pub remaining_seen: Option<(u32, u32)>,
     pub last_report_ms: u64,
     /// Last use: idle keys are evicted.
     pub last_seen_ms: u64,
     /// Attempts in the current window (its rate sizes the next window's ask).
-    pub window_attempts: u64,
+    pub window_attempts: u32,
     /// Whether the next window's allowance was asked for, and what it is.
     pub asked_ahead: bool,
     /// Granted for `window + 1` (0: nothing yet).
@@ -715,7 +720,7 @@ impl LocalKey {
     fn ask_ahead(&self, terms: &Terms, now_ms: u64) -> bool {
         let lead = LOOKAHEAD_MS.min(terms.window_ms() / 4);
         !self.asked_ahead
-            && self.window_attempts > terms.floor()
+            && u64::from(self.window_attempts) > terms.floor()
             && now_ms.saturating_add(lead) >= terms.window_end(self.window)
     }
 
@@ -746,7 +751,9 @@ impl LocalKey {
             self.unreported += 1;
         }
         let remaining = match self.remaining_seen {
-            Some((r, at)) => r.saturating_sub(self.admitted - at),
+            Some((r, at)) => {
+                u64::from(r).saturating_sub(self.admitted.saturating_sub(u64::from(at)))
+            }
             None => terms.limit.saturating_sub(self.admitted),
         };
         let remaining = if admitted {
@@ -866,10 +873,8 @@ impl LocalKey {
             return;
         }
         self.granted = self.granted.max(grant.granted);
-        self.remaining_seen = Some((
-            grant.remaining,
-            self.admitted.saturating_sub(self.unreported),
-        ));
+        let at = self.admitted.saturating_sub(self.unreported);
+        self.remaining_seen = Some((saturate(grant.remaining), saturate(at)));
     }
 
     /// The key was reset by an admin: a fresh window.
