@@ -83,7 +83,6 @@ const SHARDS: usize = 32;
 const EVICT_EVERY: Duration = Duration::from_secs(5);
 
 struct Entry {
-    terms: Terms,
     local: LocalKey,
     /// Listed in the shard's `dirty` (checked by the next report).
     dirty: bool,
@@ -91,7 +90,12 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    keys: HashMap<Box<str>, Entry>,
+    /// Entries boxed: the table then holds a pointer per slot, and its spare
+    /// slots (a hash table runs up to half empty) cost 8 bytes, not an entry.
+    keys: HashMap<Box<str>, Box<Entry>>,
+    /// The terms of each policy the shard's keys belong to (a key's policy is
+    /// the name part of its ledger key), kept once rather than in every entry.
+    policies: HashMap<Arc<str>, Terms>,
     /// Keys used since the last report: the only ones a report looks at.
     dirty: Vec<Box<str>>,
 }
@@ -117,10 +121,13 @@ pub struct ClientLimiters {
 }
 
 impl Default for ClientLimiters {
-    /// A limiter for a node that never reports (tests, `sluice validate`): it
-    /// admits floors only. Nodes use [`ClientLimiters::new`].
+    /// A limiter on its own (no cluster, nothing reported): a one-member first
+    /// start, which owns every sliding-window limit whole. Nodes use
+    /// [`ClientLimiters::new`] / [`ClientLimiters::first_start`].
     fn default() -> ClientLimiters {
-        ClientLimiters::new(0, 0)
+        let l = ClientLimiters::first_start(0, 0);
+        l.set_members(1);
+        l
     }
 }
 
@@ -189,15 +196,21 @@ impl ClientLimiters {
         let lkey = limits::ledger_key(&policy.name, key);
         let mut shard = self.lock(self.shard_of(&lkey));
         let shard = &mut *shard;
+        match shard.policies.get_mut(&policy.name) {
+            Some(t) => *t = terms,
+            None => {
+                shard.policies.insert(policy.name.clone(), terms);
+            }
+        }
         let entry = match shard.keys.get_mut(lkey.as_str()) {
             Some(e) => e,
-            None => shard.keys.entry(lkey.clone().into()).or_insert(Entry {
-                terms,
-                local: LocalKey::default(),
-                dirty: false,
+            None => shard.keys.entry(lkey.clone().into()).or_insert_with(|| {
+                Box::new(Entry {
+                    local: LocalKey::default(),
+                    dirty: false,
+                })
             }),
         };
-        entry.terms = terms;
         let v = entry.local.admit(&terms, now, self.inner.floor_from_ms);
         if !entry.dirty {
             entry.dirty = true;
@@ -243,7 +256,9 @@ impl ClientLimiters {
             let Some(e) = shard.keys.get_mut(&key) else {
                 continue;
             };
-            let terms = e.terms;
+            let Some(terms) = shard.policies.get(limits::split_key(&key).0).copied() else {
+                continue;
+            };
             if e.local.due(&terms, now, boot) {
                 e.local.take_items(&key, &terms, now, boot, out);
             }
@@ -307,11 +322,17 @@ impl ClientLimiters {
         let mut evicted = 0;
         for i in 0..SHARDS {
             let mut shard = self.lock(i);
+            let shard = &mut *shard;
             let before = shard.keys.len();
-            shard.keys.retain(|_, e| {
-                let idle =
-                    now.saturating_sub(e.local.last_seen_ms) > e.terms.window_ms.saturating_mul(2);
-                !(idle && e.local.unreported == 0 && e.local.tail.is_none() && !e.dirty)
+            let policies = &shard.policies;
+            // Idle for two windows: its window is over, so a new entry for the
+            // key starts in a later one (never reusing this window's floor).
+            shard.keys.retain(|k, e| {
+                let window = policies
+                    .get(limits::split_key(k).0)
+                    .map_or(u64::MAX, |t| t.window_ms);
+                let idle = now.saturating_sub(e.local.last_seen_ms) > window.saturating_mul(2);
+                !(idle && e.local.unreported == 0 && e.local.tail == 0 && !e.dirty)
             });
             evicted += before - shard.keys.len();
         }

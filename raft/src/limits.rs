@@ -61,6 +61,16 @@
 //!   last one window (unused tokens are lost, never handed out twice). Per fixed
 //!   window: `Σ admitted ≤ burst + limit`.
 //!
+//! # Asking ahead
+//!
+//! A node starts each window with only its floor until its first grant for it
+//! arrives (a report's round trip). So that a busy key does not meet that gap
+//! at every window start, a node whose key is busy asks, within
+//! [`LOOKAHEAD_MS`] of the window's end, for the next window too; the ledger
+//! grants it from what the next window is sure to have free (its limit less
+//! everything the current window may still admit) and hands those grants over
+//! as the window begins.
+//!
 //! # Raft traffic
 //!
 //! A key is reported only when its node needs more allowance (headroom below
@@ -248,6 +258,17 @@ pub struct KeyLedger {
     /// Token bucket level in thousandths of a token, as of `bucket_at_ms`.
     pub bucket_milli: u64,
     pub bucket_at_ms: u64,
+    /// Grants already made for `window + 1` (asked for ahead, so a busy key does
+    /// not start each window on its floor). Boxed: most keys never have any.
+    pub upcoming: Option<Box<Upcoming>>,
+}
+
+/// A key's grants for the window after its current one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upcoming {
+    pub shares: Vec<Share>,
+    /// Grants of incarnations that restarted since.
+    pub stranded: u64,
 }
 
 impl KeyLedger {
@@ -265,6 +286,7 @@ impl KeyLedger {
             previous: 0,
             bucket_milli,
             bucket_at_ms: now_ms,
+            upcoming: None,
         }
     }
 
@@ -275,9 +297,11 @@ impl KeyLedger {
         } else {
             0
         };
+        let upcoming = self.upcoming.take().filter(|_| window == self.window + 1);
+        let upcoming = upcoming.map(|u| *u).unwrap_or_default();
+        self.shares = upcoming.shares;
+        self.stranded = upcoming.stranded;
         self.window = window;
-        self.shares.clear();
-        self.stranded = 0;
         self.count = 0;
     }
 
@@ -335,6 +359,29 @@ impl KeyLedger {
         }
     }
 
+    /// What may be granted now for the next window. Its sliding cap at its start
+    /// is `limit − count(window)`, and `count(window)` can reach everything the
+    /// current window's holders may admit (floors and grants): that bound is used.
+    fn free_upcoming(&self, members: &BTreeSet<NodeId>) -> u64 {
+        match self.terms.algo {
+            Algo::SlidingWindow => {
+                let upcoming = self.upcoming.as_ref().map_or(0, |u| {
+                    u.shares
+                        .iter()
+                        .map(|s| s.granted)
+                        .fold(u.stranded, u64::saturating_add)
+                });
+                self.terms
+                    .limit
+                    .saturating_sub(self.reserved(members))
+                    .saturating_sub(self.reserved(members))
+                    .saturating_sub(self.granted_total())
+                    .saturating_sub(upcoming)
+            }
+            Algo::TokenBucket { .. } => self.bucket_milli / 1000,
+        }
+    }
+
     /// What is left of the window for everybody, as far as reports tell.
     fn remaining(&self, now_ms: u64) -> u64 {
         match self.terms.algo {
@@ -372,11 +419,17 @@ pub struct Ledger {
     /// The latest proposer clock seen (Unix ms): never goes back, so "this window
     /// has ended" never becomes false again.
     pub clock_ms: u64,
-    /// Keys by the ledger clock at which they may be dropped (checked lazily;
-    /// derived data, rebuilt by [`Ledger::reindex`] after decoding).
+    /// Where the next sweep for expired keys starts (not replicated: whether an
+    /// expired key is still held or already dropped makes no difference to any
+    /// later apply, since an expired key behaves exactly as a new one).
     #[serde(skip)]
-    expiry: BTreeSet<(u64, String)>,
+    sweep_from: Option<String>,
 }
+
+/// Keys examined for expiry per applied report, besides a few per item: the
+/// sweep keeps up with the keys reports create.
+const SWEEP_BASE: usize = 64;
+const SWEEP_PER_ITEM: usize = 4;
 
 impl Ledger {
     /// Applies one report; `members` are the cluster's members (voters and
@@ -390,7 +443,7 @@ impl Ledger {
                 grants.push(g);
             }
         }
-        self.purge(now);
+        self.purge(now, SWEEP_BASE + SWEEP_PER_ITEM * report.items.len());
         Granted {
             node: report.node,
             incarnation: report.incarnation,
@@ -419,7 +472,6 @@ impl Ledger {
                     ..item.terms
                 };
                 let l = KeyLedger::new(terms, item.window, now);
-                self.expiry.insert((expiry_of(&l), item.key.clone()));
                 self.keys.entry(item.key.clone()).or_insert(l)
             }
             None => return None,
@@ -436,93 +488,82 @@ impl Ledger {
         if item.window < ledger.window {
             return None;
         }
-        if item.window > ledger.window {
+        // Asked ahead for the next window, before it began by any clock seen.
+        let ahead = item.window == ledger.window + 1
+            && now < item.terms.window_start(item.window)
+            && item.hits == 0;
+        if item.window > ledger.window && !ahead {
             if !open {
                 return None;
             }
             ledger.roll(item.window);
-            self.expiry.insert((expiry_of(ledger), item.key.clone()));
         }
-        ledger.count = ledger.count.saturating_add(item.hits);
         ledger.refill(members, now);
-        let i = match ledger.shares.iter().position(|s| s.node == report.node) {
-            Some(i) => i,
-            None => {
-                ledger.shares.push(Share {
-                    node: report.node,
-                    incarnation: report.incarnation,
-                    granted: 0,
-                    reported: 0,
-                    want: 0,
-                    want_at_ms: now,
-                });
-                ledger.shares.len() - 1
-            }
+        let free = if !open {
+            0
+        } else if ahead {
+            ledger.free_upcoming(members)
+        } else {
+            ledger.free(members, now)
         };
-        let share = &mut ledger.shares[i];
-        if share.incarnation > report.incarnation {
-            // A report of an earlier life, delivered late: its hits were within
-            // grants already counted as spent.
-            return None;
+        if !ahead {
+            ledger.count = ledger.count.saturating_add(item.hits);
         }
-        if share.incarnation < report.incarnation {
-            ledger.stranded = ledger.stranded.saturating_add(share.granted);
-            *share = Share {
-                node: report.node,
-                incarnation: report.incarnation,
-                granted: 0,
-                reported: 0,
-                want: 0,
-                want_at_ms: now,
-            };
-        }
-        share.reported = share.reported.saturating_add(item.hits);
-        share.want = item.want;
-        share.want_at_ms = now;
-        let wanted = item.want;
-        if wanted > 0 && open {
-            let free = ledger.free(members, now);
-            let demand: u64 = ledger
-                .shares
-                .iter()
-                .filter(|s| {
-                    s.node == report.node || now.saturating_sub(s.want_at_ms) <= DEMAND_FRESH_MS
-                })
-                .map(|s| s.want)
-                .fold(0, u64::saturating_add);
-            let share_of_free =
-                (u128::from(free) * u128::from(wanted) / u128::from(demand.max(1))) as u64;
-            let add = wanted.min(share_of_free.max(1)).min(free);
-            ledger.shares[i].granted = ledger.shares[i].granted.saturating_add(add);
-            if let Algo::TokenBucket { .. } = ledger.terms.algo {
-                ledger.bucket_milli = ledger.bucket_milli.saturating_sub(add.saturating_mul(1000));
-            }
+        let (shares, stranded) = if ahead {
+            let u = ledger.upcoming.get_or_insert_with(Box::default);
+            (&mut u.shares, &mut u.stranded)
+        } else {
+            (&mut ledger.shares, &mut ledger.stranded)
+        };
+        let (granted, added) = grant(shares, stranded, report, item, now, free)?;
+        if let Algo::TokenBucket { .. } = ledger.terms.algo {
+            ledger.bucket_milli = ledger
+                .bucket_milli
+                .saturating_sub(added.saturating_mul(1000));
         }
         Some(Grant {
             key: item.key.clone(),
-            window: ledger.window,
-            granted: ledger.shares[i].granted,
-            remaining: ledger.remaining(now),
+            window: item.window,
+            granted,
+            remaining: if ahead {
+                free.saturating_sub(added)
+            } else {
+                ledger.remaining(now)
+            },
         })
     }
 
-    /// Drops keys whose windows are over for good.
-    fn purge(&mut self, now: u64) {
-        while let Some((at, key)) = self.expiry.first().cloned() {
-            if at > now {
+    /// Drops keys whose windows are over for good, a slice of the key space per
+    /// call (a sweep that wraps around).
+    fn purge(&mut self, now: u64, budget: usize) {
+        use std::ops::Bound;
+        let mut expired = Vec::new();
+        let mut seen = 0;
+        // From the cursor to the end, then (if budget is left) from the start.
+        for pass in 0..2 {
+            let start = match (&self.sweep_from, pass) {
+                (Some(k), 0) => Bound::Excluded(k.clone()),
+                _ => Bound::Unbounded,
+            };
+            let mut last = None;
+            for (k, l) in self
+                .keys
+                .range::<String, _>((start, Bound::Unbounded))
+                .take(budget - seen)
+            {
+                if l.expires_at() <= now {
+                    expired.push(k.clone());
+                }
+                last = Some(k);
+                seen += 1;
+            }
+            self.sweep_from = last.cloned();
+            if seen >= budget || pass == 1 && self.sweep_from.is_none() {
                 break;
             }
-            self.expiry.pop_first();
-            let Some(l) = self.keys.get(&key) else {
-                continue;
-            };
-            let at = l.expires_at();
-            if at <= now {
-                self.keys.remove(&key);
-            } else {
-                // Rolled to a later window since it was indexed.
-                self.expiry.insert((at, key));
-            }
+        }
+        for k in expired {
+            self.keys.remove(&k);
         }
     }
 
@@ -533,19 +574,76 @@ impl Ledger {
             .filter(|k| self.keys.remove(*k).is_some())
             .count()
     }
-
-    /// Rebuilds the expiry index (after decoding: it is derived data).
-    pub fn reindex(&mut self) {
-        self.expiry = self
-            .keys
-            .iter()
-            .map(|(k, l)| (expiry_of(l), k.clone()))
-            .collect();
-    }
 }
 
-fn expiry_of(l: &KeyLedger) -> u64 {
-    l.expires_at()
+/// Records `item` in the reporter's share of one window and grants it
+/// `min(want, its demand share of free)` (at least 1 while anything is free).
+/// Returns the share's total grant and what this call added; `None` for a
+/// report of an earlier incarnation.
+fn grant(
+    shares: &mut Vec<Share>,
+    stranded: &mut u64,
+    report: &Report,
+    item: &Item,
+    now: u64,
+    free: u64,
+) -> Option<(u64, u64)> {
+    let i = match shares.iter().position(|s| s.node == report.node) {
+        Some(i) => i,
+        None => {
+            // Most keys are only ever used through one node: no spare room.
+            shares.reserve_exact(1);
+            shares.push(Share {
+                node: report.node,
+                incarnation: report.incarnation,
+                granted: 0,
+                reported: 0,
+                want: 0,
+                want_at_ms: now,
+            });
+            shares.len() - 1
+        }
+    };
+    let share = &mut shares[i];
+    if share.incarnation > report.incarnation {
+        // A report of an earlier life, delivered late: its hits were within
+        // grants already counted as spent.
+        return None;
+    }
+    if share.incarnation < report.incarnation {
+        *stranded = stranded.saturating_add(share.granted);
+        *share = Share {
+            node: report.node,
+            incarnation: report.incarnation,
+            granted: 0,
+            reported: 0,
+            want: 0,
+            want_at_ms: now,
+        };
+    }
+    share.reported = share.reported.saturating_add(item.hits);
+    share.want = item.want;
+    share.want_at_ms = now;
+    let wanted = item.want;
+    let mut added = 0;
+    if wanted > 0 && free > 0 {
+        let demand: u64 = shares
+            .iter()
+            .filter(|s| {
+                s.node == report.node || now.saturating_sub(s.want_at_ms) <= DEMAND_FRESH_MS
+            })
+            .map(|s| s.want)
+            .fold(0, u64::saturating_add);
+        let share_of_free = u128::from(free) * u128::from(wanted) / u128::from(demand.max(1));
+        let share_of_free = u64::try_from(share_of_free).unwrap_or(u64::MAX);
+        added = wanted.min(share_of_free.max(1)).min(free);
+        shares[i].granted = shares[i].granted.saturating_add(added);
+    }
+    Some((shares[i].granted, added))
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A node's decision for one request.
@@ -568,14 +666,22 @@ pub struct LocalKey {
     pub granted: u64,
     /// Hits admitted since the last report, and attempts (admitted or not).
     pub unreported: u64,
-    pub attempts: u64,
+    pub attempts: u32,
     /// Hits of the previous window not yet reported when it ended.
-    pub tail: Option<(u64, u64)>,
+    /// (Of `window − 1`; 0: none.)
+    pub tail: u64,
     /// The cluster's `remaining` at the last grant, and `admitted` then.
-    pub remaining_seen: Option<(u64, u64)>,
+    /// (Kept in 32 bits, saturated: they size headers, not decisions.)
+    pub remaining_seen: Option<(u32, u32)>,
     pub last_report_ms: u64,
     /// Last use: idle keys are evicted.
     pub last_seen_ms: u64,
+    /// Attempts in the current window (its rate sizes the next window's ask).
+    pub window_attempts: u32,
+    /// Whether the next window's allowance was asked for, and what it is.
+    pub asked_ahead: bool,
+    /// Granted for `window + 1` (0: nothing yet).
+    pub next: u64,
 }
 
 impl LocalKey {
@@ -589,16 +695,19 @@ impl LocalKey {
 
     fn roll_to(&mut self, terms: &Terms, now_ms: u64) {
         let w = terms.window_of(now_ms);
-        if w == self.window {
+        // A clock that stepped back keeps counting in the window it was in.
+        if w <= self.window {
             return;
         }
         if self.unreported > 0 && w == self.window + 1 {
-            self.tail = Some((self.window, self.unreported));
+            self.tail = self.unreported;
         } else {
-            self.tail = None;
+            self.tail = 0;
         }
+        let granted = if w == self.window + 1 { self.next } else { 0 };
         *self = LocalKey {
             window: w,
+            granted,
             tail: self.tail,
             last_report_ms: self.last_report_ms,
             last_seen_ms: self.last_seen_ms,
@@ -606,11 +715,34 @@ impl LocalKey {
         };
     }
 
+    /// Whether to ask now for the next window's allowance: the key is busy in
+    /// this window (beyond what its floor covers), which ends within a lookahead.
+    fn ask_ahead(&self, terms: &Terms, now_ms: u64) -> bool {
+        let lead = LOOKAHEAD_MS.min(terms.window_ms() / 4);
+        !self.asked_ahead
+            && u64::from(self.window_attempts) > terms.floor()
+            && now_ms.saturating_add(lead) >= terms.window_end(self.window)
+    }
+
+    /// What to ask for the next window: this window's rate over a lookahead.
+    fn want_ahead(&self, terms: &Terms, now_ms: u64) -> u64 {
+        let elapsed = now_ms
+            .saturating_sub(terms.window_start(self.window))
+            .max(1);
+        let rate =
+            u128::from(self.window_attempts) * u128::from(LOOKAHEAD_MS) / u128::from(elapsed);
+        u64::try_from(rate)
+            .unwrap_or(u64::MAX)
+            .max(terms.min_want())
+            .min(terms.capacity())
+    }
+
     /// Counts one request if this node's allowance admits it.
     pub fn admit(&mut self, terms: &Terms, now_ms: u64, boot_ms: u64) -> LocalVerdict {
         self.roll_to(terms, now_ms);
         self.last_seen_ms = now_ms;
         self.attempts = self.attempts.saturating_add(1);
+        self.window_attempts = self.window_attempts.saturating_add(1);
         let budget = self.granted.saturating_add(self.floor(terms, boot_ms));
         let reset_ms = terms.window_end(self.window);
         let admitted = self.admitted < budget;
@@ -619,7 +751,9 @@ impl LocalKey {
             self.unreported += 1;
         }
         let remaining = match self.remaining_seen {
-            Some((r, at)) => r.saturating_sub(self.admitted - at),
+            Some((r, at)) => {
+                u64::from(r).saturating_sub(self.admitted.saturating_sub(u64::from(at)))
+            }
             None => terms.limit.saturating_sub(self.admitted),
         };
         let remaining = if admitted {
@@ -671,7 +805,7 @@ impl LocalKey {
     /// or a window ended with hits not reported.
     pub fn due(&mut self, terms: &Terms, now_ms: u64, boot_ms: u64) -> bool {
         self.roll_to(terms, now_ms);
-        if self.tail.is_some() {
+        if self.tail > 0 || self.ask_ahead(terms, now_ms) {
             return true;
         }
         if self.attempts == 0 {
@@ -696,12 +830,12 @@ impl LocalKey {
         out: &mut Vec<Item>,
     ) {
         self.roll_to(terms, now_ms);
-        if let Some((window, hits)) = self.tail.take() {
+        if self.tail > 0 {
             out.push(Item {
                 key: key.to_owned(),
                 terms: *terms,
-                window,
-                hits,
+                window: self.window - 1,
+                hits: std::mem::take(&mut self.tail),
                 want: 0,
             });
         }
@@ -714,6 +848,16 @@ impl LocalKey {
                 want: self.want(terms, now_ms, boot_ms),
             });
         }
+        if self.ask_ahead(terms, now_ms) {
+            self.asked_ahead = true;
+            out.push(Item {
+                key: key.to_owned(),
+                terms: *terms,
+                window: self.window + 1,
+                hits: 0,
+                want: self.want_ahead(terms, now_ms),
+            });
+        }
         self.unreported = 0;
         self.attempts = 0;
         self.last_report_ms = now_ms;
@@ -721,14 +865,16 @@ impl LocalKey {
 
     /// A grant for this node (its incarnation already checked) arrived.
     pub fn apply_grant(&mut self, grant: &Grant) {
+        if grant.window == self.window + 1 {
+            self.next = self.next.max(grant.granted);
+            return;
+        }
         if grant.window != self.window {
             return;
         }
         self.granted = self.granted.max(grant.granted);
-        self.remaining_seen = Some((
-            grant.remaining,
-            self.admitted.saturating_sub(self.unreported),
-        ));
+        let at = self.admitted.saturating_sub(self.unreported);
+        self.remaining_seen = Some((saturate(grant.remaining), saturate(at)));
     }
 
     /// The key was reset by an admin: a fresh window.

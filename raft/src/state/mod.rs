@@ -191,11 +191,7 @@ pub fn encode_snapshot(state: &ClusterState, ledger: &Ledger) -> Result<Vec<u8>,
 /// had no ledger: an empty one stands in).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(ClusterState, Ledger), CodecError> {
     match codec::decode::<SnapshotOwned>(bytes) {
-        Ok(s) => {
-            let mut ledger = s.ledger;
-            ledger.reindex();
-            Ok((s.state, ledger))
-        }
+        Ok(s) => Ok((s.state, s.ledger)),
         Err(current) => ClusterState::decode_snapshot(bytes)
             .map(|state| (state, Ledger::default()))
             .map_err(|_| current),
