@@ -23,7 +23,7 @@ use cluster_config::{Gateway, RateLimitAlgorithm, RateLimitEndpoint, RateLimitSc
 use serde::Serialize;
 use serde_json::json;
 use sluice_actors::limiter::Algorithm;
-use sluice_raft::limits::{ledger_key, Algo, KeyLedger, Terms};
+use sluice_raft::limits::{ledger_key, Algo, KeyLedger, Share, Terms, Upcoming};
 use sluice_raft::Command;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -187,6 +187,9 @@ struct PolicyView {
     /// the last report.
     remaining: u64,
     leases: Vec<LeaseView>,
+    /// Grants already made for the window after this one (a busy node asks
+    /// ahead, so it does not start that window on its floor).
+    next_leases: Vec<LeaseView>,
 }
 
 /// The answer of `GET /admin/rate-limits/{scope}/{key}`.
@@ -208,37 +211,41 @@ fn view(policy: &Policy, ledger: Option<&KeyLedger>, now_ms: u64, members: u32) 
         .max(1);
     let current = now_ms / window_ms;
     // The ledger's window if it is current (or ahead of this node's clock); a
-    // window that has ended is rolled as the next report would roll it.
-    let (window, count, previous, stranded, leases, bucket) = match ledger {
+    // window that has ended is rolled as the next report would roll it (the
+    // grants made ahead for the window after it become its leases).
+    let no_upcoming = Upcoming::default();
+    let (window, count, previous, stranded, leases, next, bucket) = match ledger {
         Some(l) if l.window >= current => (
             l.window,
             l.count,
             l.previous,
             l.stranded,
-            l.shares
-                .iter()
-                .map(|s| LeaseView {
-                    node: s.node,
-                    incarnation: s.incarnation,
-                    granted: s.granted,
-                    reported: s.reported,
-                    want: s.want,
-                })
-                .collect(),
+            leases_of(&l.shares),
+            leases_of(&l.upcoming.as_deref().unwrap_or(&no_upcoming).shares),
             Some(l.bucket_milli / 1000),
         ),
-        Some(l) => {
-            let previous = if l.window + 1 == current { l.count } else { 0 };
+        Some(l) if l.window + 1 == current => {
+            let up = l.upcoming.as_deref().unwrap_or(&no_upcoming);
             (
                 current,
                 0,
-                previous,
-                0,
+                l.count,
+                up.stranded,
+                leases_of(&up.shares),
                 Vec::new(),
                 Some(l.bucket_milli / 1000),
             )
         }
-        None => (current, 0, 0, 0, Vec::new(), None),
+        Some(l) => (
+            current,
+            0,
+            0,
+            0,
+            Vec::new(),
+            Vec::new(),
+            Some(l.bucket_milli / 1000),
+        ),
+        None => (current, 0, 0, 0, Vec::new(), Vec::new(), None),
     };
     let start_ms = window.saturating_mul(window_ms);
     let granted = leases
@@ -273,7 +280,21 @@ fn view(policy: &Policy, ledger: Option<&KeyLedger>, now_ms: u64, members: u32) 
         floor_per_node: policy.terms(window_ms, members).floor(),
         remaining,
         leases,
+        next_leases: next,
     }
+}
+
+fn leases_of(shares: &[Share]) -> Vec<LeaseView> {
+    shares
+        .iter()
+        .map(|s| LeaseView {
+            node: s.node,
+            incarnation: s.incarnation,
+            granted: s.granted,
+            reported: s.reported,
+            want: s.want,
+        })
+        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -402,7 +423,6 @@ async fn reset_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_raft::limits::{Share, Terms};
 
     fn gateway(json: &str) -> Gateway {
         let spec = cluster_config::parse_gateway_json(json.as_bytes()).expect("spec");
@@ -527,6 +547,7 @@ mod tests {
             previous,
             bucket_milli: 0,
             bucket_at_ms: 0,
+            upcoming: None,
         }
     }
 
@@ -566,6 +587,34 @@ mod tests {
         let shown = serde_json::to_value(&v).expect("json");
         assert_eq!(shown["algorithm"], "sliding_window");
         assert!(shown.get("burst").is_none());
+    }
+
+    #[test]
+    fn grants_made_ahead_show_as_next_leases_then_as_leases() {
+        let mut l = ledger(100, 42, 20);
+        let ahead = Share {
+            node: 3,
+            incarnation: 9,
+            granted: 25,
+            reported: 0,
+            want: 30,
+            want_at_ms: 0,
+        };
+        l.upcoming = Some(Box::new(Upcoming {
+            shares: vec![ahead.clone()],
+            stranded: 2,
+        }));
+        let v = view(&sliding(100), Some(&l), 1_009_000, 3);
+        assert_eq!(v.leases.len(), 2);
+        assert_eq!(v.next_leases.len(), 1);
+        assert_eq!((v.next_leases[0].node, v.next_leases[0].granted), (3, 25));
+        // Once window 100 has ended, they are the current window's leases.
+        let v = view(&sliding(100), Some(&l), 1_011_000, 3);
+        assert_eq!((v.window_start, v.count, v.previous), (1010, 0, 42));
+        assert_eq!((v.stranded, v.granted), (2, 27));
+        assert_eq!(v.leases.len(), 1);
+        assert_eq!((v.leases[0].node, v.leases[0].granted), (3, 25));
+        assert!(v.next_leases.is_empty());
     }
 
     #[test]
