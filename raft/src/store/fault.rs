@@ -110,3 +110,16 @@ mod tests {
         assert_eq!(Faults::parse("drop-apply:1"), Faults::default());
     }
 }
+
+#[cfg(all(test, not(debug_assertions)))]
+mod release_tests {
+    use super::Faults;
+
+    /// `cargo test --release`: nothing to switch on, whatever the environment says.
+    #[test]
+    fn release_builds_cannot_be_broken() {
+        assert_eq!(std::mem::size_of::<Faults>(), 0);
+        let f = Faults::from_env();
+        assert!(!f.skip_flush() && !f.drop_apply(25));
+    }
+}
