@@ -10,7 +10,7 @@
 #   scripts/docker-image.sh --tag NAME:TAG  another tag than sluice:latest
 #
 # The image holds:
-#   /usr/local/bin/sluice        the release binary, stripped
+#   /usr/local/bin/sluice        the binary (release, or --binary), stripped
 #   the shared libraries `ldd` lists for it, and the dynamic loader, at their paths
 #   /etc/ssl/certs/ca-certificates.crt   CA certificates (HTTPS upstreams, webhooks)
 #   /etc/passwd, /etc/group      user and group `sluice` (uid/gid 10001); the image
