@@ -52,6 +52,10 @@
 #   SLUICE_ADMIN_TOKEN                the admin token (else one is generated, printed)
 #   SLUICE_LOG_LEVEL [info]           written into a new node.yaml
 #   SLUICE_START_DEADLINE [60]        seconds `up` waits for a leader
+#   SLUICE_FAULT                      handed to new node containers: a debug-build
+#                                     image runs a deliberately broken store
+#                                     (skip-flush, drop-apply[:N]; see
+#                                     raft/src/store/fault.rs); release builds ignore it
 #   SLUICE_LOG_LINES [50]             lines `logs` prints
 set -euo pipefail
 
@@ -202,13 +206,18 @@ create_node() { # N
     local n="$1" c="$NAME-$1"
     if ! exists container "$c"; then
         log "creating $c: data 127.0.0.1:$(data_port "$n"), admin 127.0.0.1:$(admin_port "$n"), volume $c-data"
+        local fault=()
+        if [[ -n "${SLUICE_FAULT:-}" ]]; then
+            warn "$c gets SLUICE_FAULT=$SLUICE_FAULT: a debug build runs a deliberately broken store"
+            fault=(-e "SLUICE_FAULT=$SLUICE_FAULT")
+        fi
         # Created on the public network (which therefore carries the published
         # ports and the default route), then joined to the internal cluster network.
         docker create --name "$c" --hostname "$c" \
             --network "$PUBLIC" --network-alias gateway \
             -p "127.0.0.1:$(data_port "$n"):8080" -p "127.0.0.1:$(admin_port "$n"):9080" \
             -v "$c-data:/var/lib/sluice" -v "$CFG:/etc/sluice:ro" \
-            --env-file "$SECRETS" -e "SLUICE_NODE_ID=$n" \
+            --env-file "$SECRETS" -e "SLUICE_NODE_ID=$n" ${fault[@]+"${fault[@]}"} \
             --stop-timeout 10 --label "sluice.cluster=$NAME" --label "sluice.node=$n" \
             "$IMAGE" run --config /etc/sluice >/dev/null
         docker network connect --alias "$c.cluster" "$CLUSTER" "$c"
@@ -334,8 +343,17 @@ cmd_status() {
 
 cmd_down() {
     local n c
-    for c in "$NAME-1" "$NAME-2" "$NAME-3" "$NAME-upstream"; do
-        exists container "$c" && { log "removing $c"; docker rm -f "$c" >/dev/null; }
+    # The nodes and the upstream, anything else labelled as this cluster's (the
+    # chaos tests' load client), and whatever is still attached to its networks
+    # (a network with a container on it cannot be removed).
+    local containers=("$NAME-1" "$NAME-2" "$NAME-3" "$NAME-upstream")
+    containers+=($(docker ps -aq --filter "label=sluice.cluster=$NAME" 2>/dev/null || true))
+    for c in "$PUBLIC" "$CLUSTER"; do
+        exists network "$c" || continue
+        containers+=($(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' "$c" 2>/dev/null || true))
+    done
+    for c in $(printf '%s\n' "${containers[@]}" | awk 'NF && !seen[$0]++'); do
+        exists container "$c" && { log "removing $c"; docker rm -f "$c" >/dev/null 2>&1 || true; }
     done
     for n in "${NODES[@]}"; do
         exists volume "$NAME-$n-data" && { log "removing volume $NAME-$n-data"; docker volume rm "$NAME-$n-data" >/dev/null; }

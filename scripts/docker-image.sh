@@ -2,10 +2,15 @@
 # Build the container image sluice:latest FROM scratch (no base image: no registry is
 # needed, and nothing but Sluice and what it links against is in the image).
 #
-#   scripts/docker-image.sh            cargo build --release -p sluice, then the image
+#   scripts/docker-image.sh                 cargo build --release -p sluice, then the image
+#   scripts/docker-image.sh --binary PATH   the image from a binary already built (no
+#                                           cargo): CI makes its test image from the
+#                                           debug build `cargo test --workspace` left
+#                                           in ${CARGO_TARGET_DIR:-target}/debug/sluice
+#   scripts/docker-image.sh --tag NAME:TAG  another tag than sluice:latest
 #
 # The image holds:
-#   /usr/local/bin/sluice        the release binary, stripped
+#   /usr/local/bin/sluice        the binary (release, or --binary), stripped
 #   the shared libraries `ldd` lists for it, and the dynamic loader, at their paths
 #   /etc/ssl/certs/ca-certificates.crt   CA certificates (HTTPS upstreams, webhooks)
 #   /etc/passwd, /etc/group      user and group `sluice` (uid/gid 10001); the image
@@ -23,8 +28,11 @@
 # reuses its layers, so a second run with no change takes seconds.
 #
 # Environment (defaults in brackets):
-#   SLUICE_IMAGE [sluice:latest]   tag to build
-#   SLUICE_BIN     use this binary instead of building one (it is still stripped)
+#   SLUICE_IMAGE [sluice:latest]   tag to build (--tag)
+#   SLUICE_BIN     use this binary instead of building one (--binary; a stripped
+#                  copy goes into the image, the file itself is left alone). A debug
+#                  binary honours SLUICE_FAULT (a deliberately broken store, for the
+#                  chaos suite's demonstration); a release binary never does.
 #   SKIP_BUILD [0] 1 = do not run cargo; use ${CARGO_TARGET_DIR:-target}/release/sluice
 #   SLUICE_UID [10001]             uid and gid of the user `sluice`
 set -euo pipefail
@@ -37,11 +45,16 @@ CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'docker-image: error: %s\n' "$*" >&2; exit 1; }
 
-case "${1:-}" in
-    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    "") ;;
-    *) die "unexpected argument '$1' (see --help)" ;;
-esac
+while (($# > 0)); do
+    case "$1" in
+        -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        --binary) (($# > 1)) || die "--binary needs a path"; SLUICE_BIN="$2"; shift 2 ;;
+        --binary=*) SLUICE_BIN="${1#--binary=}"; shift ;;
+        --tag) (($# > 1)) || die "--tag needs a name"; IMAGE="$2"; shift 2 ;;
+        --tag=*) IMAGE="${1#--tag=}"; shift ;;
+        *) die "unexpected argument '$1' (see --help)" ;;
+    esac
+done
 
 command -v docker >/dev/null || die "docker is required"
 command -v ldd >/dev/null || die "ldd is required"
@@ -54,6 +67,7 @@ docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker 
 start=$SECONDS
 if [[ -n "${SLUICE_BIN:-}" ]]; then
     BIN="$SLUICE_BIN"
+    log "image from the given binary $BIN (no cargo build)"
 else
     target="${CARGO_TARGET_DIR:-target}"
     [[ "$target" = /* ]] || target="$ROOT/$target"

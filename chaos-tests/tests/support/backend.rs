@@ -71,6 +71,15 @@ pub trait Backend {
     /// and data dir are free for a restart.
     fn kill(&mut self, id: u64) -> Result<(), BackendError>;
 
+    /// [`Backend::kill`] of every node in `ids`, as close to simultaneously as the
+    /// backend can (one after the other by default).
+    fn kill_many(&mut self, ids: &[u64]) -> Result<(), BackendError> {
+        for id in ids {
+            self.kill(*id)?;
+        }
+        Ok(())
+    }
+
     /// Freezes node `id` (SIGSTOP, `docker pause`): it keeps its sockets, memory
     /// and disk but answers nothing, to peers and clients alike, until resumed.
     fn pause(&mut self, id: u64) -> Result<(), BackendError>;

@@ -18,7 +18,23 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub const IMAGE: &str = "sluice:latest";
+/// The image the nodes and the load client run: `SLUICE_IMAGE`, else
+/// `sluice:latest` (what `scripts/docker-cluster.sh` uses too).
+pub fn image() -> String {
+    std::env::var("SLUICE_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sluice:latest".into())
+}
+
+/// The deliberately broken store the nodes run, if any: `SLUICE_CHAOS_FAULT`
+/// (`skip-flush`, `drop-apply[:N]`), handed to them as `SLUICE_FAULT`. Only a
+/// debug-build image honours it.
+pub fn fault() -> Option<String> {
+    std::env::var("SLUICE_CHAOS_FAULT")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
 
 pub struct Docker {
     /// Prefix of the containers, networks and volumes (`NAME-1`, `NAME-public`).
@@ -62,9 +78,10 @@ pub fn unavailable() -> Option<String> {
         Ok(o) if o.status.success() => {}
         _ => return Some("no Docker engine answers (`docker version` failed)".into()),
     }
-    if docker(&["image", "inspect", IMAGE]).is_err() {
+    let image = image();
+    if docker(&["image", "inspect", &image]).is_err() {
         return Some(format!(
-            "no image {IMAGE}: build it with scripts/docker-image.sh"
+            "no image {image}: build it with scripts/docker-image.sh"
         ));
     }
     None
@@ -116,8 +133,14 @@ impl Docker {
     }
 
     fn script(&self, cmd: &str) -> std::process::Output {
-        Command::new("bash")
-            .arg(script())
+        let mut c = Command::new("bash");
+        // Never a broken store by accident: only SLUICE_CHAOS_FAULT asks for one.
+        match fault() {
+            Some(f) => c.env("SLUICE_FAULT", f),
+            None => c.env_remove("SLUICE_FAULT"),
+        };
+        c.arg(script())
+            .env("SLUICE_IMAGE", image())
             .arg(cmd)
             .env("SLUICE_DOCKER_NAME", &self.name)
             .env("SLUICE_DOCKER_DIR", &self.dir)
@@ -238,6 +261,28 @@ impl Backend for Docker {
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// One `docker kill` of them all (the CLI kills in parallel).
+    fn kill_many(&mut self, ids: &[u64]) -> Result<(), BackendError> {
+        let names: Vec<String> = ids.iter().map(|id| self.container(*id)).collect();
+        let mut args = vec!["kill"];
+        args.extend(names.iter().map(String::as_str));
+        docker(&args)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for id in ids {
+            self.running.remove(id);
+            while self.state(*id) == "running" {
+                if Instant::now() > deadline {
+                    return Err(BackendError::Failed(format!(
+                        "{} still running after docker kill",
+                        self.container(*id)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Ok(())
     }

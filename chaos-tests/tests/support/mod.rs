@@ -124,6 +124,15 @@ impl Cluster {
         self.expect(r, "kill -9", id);
     }
 
+    /// SIGKILL to every node in `ids` at once (a crash of them all), as far as the
+    /// backend can; returns when all are gone.
+    pub fn kill9_many(&mut self, ids: &[u64]) {
+        let r = self.backend.kill_many(ids);
+        if let Err(e) = r {
+            panic!("kill -9 nodes {ids:?}: {e}\n{}", self.logs());
+        }
+    }
+
     /// Freezes node `id`: it answers nothing, to peers or clients, until resumed.
     pub fn pause(&mut self, id: u64) {
         let r = self.backend.pause(id);
@@ -191,16 +200,7 @@ impl Cluster {
     /// `GET /admin/cluster` on node `id`, or `None` if it does not answer 200
     /// within 2 s.
     pub async fn info(&self, id: u64) -> Option<Info> {
-        let a = send(
-            self.client
-                .get(self.admin_url(id, "/admin/cluster"))
-                .bearer_auth(TOKEN)
-                .timeout(Duration::from_secs(2)),
-            None,
-        )
-        .await
-        .ok()?;
-        (a.status == 200).then_some(a.body).and_then(Info::parse)
+        info_at(&self.client, &self.backend.addresses(id).admin).await
     }
 
     /// `info` of every node in `ids` (all must answer).
@@ -491,6 +491,21 @@ pub fn brief(infos: &Option<Vec<Info>>) -> String {
             .collect::<Vec<_>>()
             .join(" "),
     }
+}
+
+/// `GET /admin/cluster` on the admin API at `admin` (a base URL), or `None` if it
+/// does not answer 200 within 2 s.
+pub async fn info_at(client: &awc::Client, admin: &str) -> Option<Info> {
+    let a = send(
+        client
+            .get(format!("{admin}/admin/cluster"))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(2)),
+        None,
+    )
+    .await
+    .ok()?;
+    (a.status == 200).then_some(a.body).and_then(Info::parse)
 }
 
 /// `PUT` a JSON body to `path` on the admin API at `admin` (a base URL).

@@ -4,6 +4,7 @@
 //! order), value = the codec-encoded `Entry`. Tree `meta`: the vote, the last
 //! purged log id and the committed hint, each codec-encoded under a fixed key.
 
+use super::fault::Faults;
 use crate::codec;
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -24,6 +25,8 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     db: sled::Db,
+    /// Empty in release builds; `skip-flush` acknowledges appends unflushed.
+    faults: Faults,
 }
 
 /// What is on disk, for `/admin/cluster`, metrics and the bounded-disk test.
@@ -52,11 +55,12 @@ fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 }
 
 impl LogStore {
-    pub(super) fn new(db: &sled::Db) -> Result<LogStore, sled::Error> {
+    pub(super) fn new(db: &sled::Db, faults: Faults) -> Result<LogStore, sled::Error> {
         Ok(LogStore {
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
             db: db.clone(),
+            faults,
         })
     }
 
@@ -226,7 +230,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Err(StorageIOError::write_logs(&e).into());
         }
         // Only a flushed append may be acknowledged: openraft counts this node
-        // towards a commit quorum as soon as the callback fires.
+        // towards a commit quorum as soon as the callback fires. (Unless the store
+        // is broken on purpose: a debug build with SLUICE_FAULT=skip-flush.)
+        if self.faults.skip_flush() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         match self.flush().await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

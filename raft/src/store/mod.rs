@@ -10,6 +10,7 @@
 //! start from the last snapshot plus the committed log tail, which openraft
 //! re-applies.
 
+mod fault;
 mod log;
 mod state_machine;
 
@@ -48,16 +49,18 @@ pub fn open(
         path: shown.clone(),
         source,
     };
+    // Debug builds may be broken on purpose (SLUICE_FAULT, see fault.rs).
+    let faults = fault::Faults::from_env();
     let db = sled::Config::new()
         .path(&path)
         .cache_capacity(cache_bytes)
         // Durability comes from explicit flushes; the background flush only bounds
         // how much of the (non-critical) `committed` hint a crash can lose.
-        .flush_every_ms(Some(500))
+        .flush_every_ms((!faults.skip_flush()).then_some(500))
         .open()
         .map_err(sled_err)?;
-    let log = LogStore::new(&db).map_err(sled_err)?;
-    let sm = StateMachineStore::new(&db, validator).map_err(|e| OpenError::Corrupt {
+    let log = LogStore::new(&db, faults).map_err(sled_err)?;
+    let sm = StateMachineStore::new(&db, validator, faults).map_err(|e| OpenError::Corrupt {
         path: shown.clone(),
         message: e.to_string(),
     })?;

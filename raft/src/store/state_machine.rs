@@ -5,6 +5,7 @@
 //! behind a snapshot, so an unflushed snapshot would lose data). On open the state
 //! is restored from it; openraft then re-applies the committed log tail.
 
+use super::fault::Faults;
 use crate::codec;
 use crate::command::Response;
 use crate::limits::Ledger;
@@ -63,6 +64,8 @@ pub struct StateMachineStore {
     deltas_rx: Option<mpsc::UnboundedReceiver<DeltaBatch>>,
     /// Makes snapshot ids unique when two snapshots share a last log id.
     snapshot_seq: u64,
+    /// Empty in release builds; `drop-apply` skips some commands.
+    faults: Faults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,7 @@ impl StateMachineStore {
     pub(super) fn new(
         db: &sled::Db,
         validator: Validator,
+        faults: Faults,
     ) -> Result<StateMachineStore, SmOpenError> {
         let tree = db.open_tree("sm")?;
         let (applied, ledger) = match tree.get(SNAPSHOT)? {
@@ -104,6 +108,7 @@ impl StateMachineStore {
             deltas,
             deltas_rx: Some(deltas_rx),
             snapshot_seq: 0,
+            faults,
         })
     }
 
@@ -223,6 +228,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Applied,
+                // Broken on purpose (debug build, SLUICE_FAULT=drop-apply): the
+                // command is skipped and reported applied.
+                EntryPayload::Normal(_) if self.faults.drop_apply(entry.log_id.index) => {
+                    Response::Applied
+                }
                 EntryPayload::Normal(command) => {
                     let response = self.applied.state.apply(&command, &mut ctx);
                     if let Response::Rejected { problems } = &response {
