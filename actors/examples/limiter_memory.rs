@@ -9,6 +9,10 @@ use sluice_raft::limits::Ledger;
 use sluice_raft::Delta;
 use std::time::Duration;
 
+// The node's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -36,6 +40,46 @@ fn main() {
     let mut ledger = Ledger::default();
     let members = [1, 2, 3].into();
     let before = rss_kib();
+    if std::env::args().nth(2).as_deref() == Some("ledger") {
+        // The ledger alone, as on a node that got none of the traffic.
+        let terms = sluice_raft::limits::Terms {
+            limit: 100,
+            window_ms: 60_000,
+            algo: sluice_raft::limits::Algo::SlidingWindow,
+            members: 3,
+        };
+        let now = now_ms();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            let items = chunk
+                .iter()
+                .map(|i| sluice_raft::limits::Item {
+                    key: sluice_raft::limits::ledger_key(
+                        "per-ip",
+                        &format!("ip:10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                    ),
+                    terms,
+                    window: terms.window_of(now),
+                    hits: 1,
+                    want: 10,
+                })
+                .collect();
+            let r = sluice_raft::limits::Report {
+                node: 2,
+                incarnation: 1,
+                now_ms: now,
+                items,
+            };
+            ledger.apply(&r, &members);
+        }
+        let after = rss_kib();
+        println!(
+            "ledger alone: {} keys, rss +{} MiB ({} bytes/key)",
+            ledger.keys.len(),
+            (after - before) / 1024,
+            (after - before) * 1024 / n as u64
+        );
+        return;
+    }
     for i in 0..n {
         let key = format!("ip:10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         let v = limiters.acquire(&policy, &key);
@@ -48,9 +92,10 @@ fn main() {
         }
     }
     let after = rss_kib();
+    let local = limiters.active_keys();
     println!(
         "keys {n}: local {} ledger {} rss +{} MiB ({} bytes/key)",
-        limiters.active_keys(),
+        local,
         ledger.keys.len(),
         (after - before) / 1024,
         (after - before) * 1024 / n as u64

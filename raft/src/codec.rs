@@ -32,7 +32,7 @@ fn config() -> Config {
 
 /// Encoding or decoding failed. Decoding errors mean the bytes did not come from a
 /// compatible peer or file; the message says where bincode gave up.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CodecError {
     #[error("encode failed: {0}")]
     Encode(String),

@@ -415,7 +415,9 @@ impl KeyLedger {
 /// The replicated rate-limit state: every key with a current window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    pub keys: BTreeMap<String, KeyLedger>,
+    /// (Boxed: a B-tree node then holds pointers, and its spare slots cost 8
+    /// bytes rather than a ledger.)
+    pub keys: BTreeMap<String, Box<KeyLedger>>,
     /// The latest proposer clock seen (Unix ms): never goes back, so "this window
     /// has ended" never becomes false again.
     pub clock_ms: u64,
@@ -472,7 +474,7 @@ impl Ledger {
                     ..item.terms
                 };
                 let l = KeyLedger::new(terms, item.window, now);
-                self.keys.entry(item.key.clone()).or_insert(l)
+                self.keys.entry(item.key.clone()).or_insert(Box::new(l))
             }
             None => return None,
         };

@@ -356,7 +356,12 @@ async fn get_key(
             .unwrap_or_else(|p| p.into_inner());
         policies
             .iter()
-            .map(|p| ledger.keys.get(&ledger_key(&p.name, &scoped_key)).cloned())
+            .map(|p| {
+                ledger
+                    .keys
+                    .get(&ledger_key(&p.name, &scoped_key))
+                    .map(|l| (**l).clone())
+            })
             .collect()
     };
     let now = now_ms();

@@ -179,7 +179,10 @@ fn publish_of(applied: &Applied) -> Published {
 /// Builds a snapshot from a copy of the state taken when openraft asked for it.
 pub struct SnapshotBuilder {
     applied: Applied,
-    ledger: Ledger,
+    /// The ledger, encoded when the builder was made (in the state machine's
+    /// task, so it matches `applied`): copying a million keys to encode them
+    /// later would double the ledger's memory for the duration.
+    ledger: Result<Vec<u8>, codec::CodecError>,
     snapshot_id: String,
     tree: sled::Tree,
     db: sled::Db,
@@ -187,7 +190,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = state::encode_snapshot(&self.applied.state, &self.ledger)
+        let data = state::encode_snapshot_parts(&self.applied.state, &self.ledger)
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let meta = SnapshotMeta {
             last_log_id: self.applied.last_applied,
@@ -265,11 +268,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("0-0-{}", self.snapshot_seq),
         };
-        let ledger = self
-            .ledger
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let ledger = codec::encode(&*self.ledger.read().unwrap_or_else(|p| p.into_inner()));
         SnapshotBuilder {
             applied: self.applied.clone(),
             ledger,
