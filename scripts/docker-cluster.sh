@@ -169,6 +169,17 @@ routes:
   - path: /api/*
     service: demo
     auth: none
+  - path: /limited/*
+    service: demo
+    auth: none
+# One limit shared by every caller (the chaos suite checks no window ever
+# admits more than this, whatever node is killed, paused or cut off).
+rate_limits:
+  - name: limited
+    endpoint: /limited/*
+    limit: ${SLUICE_CHAOS_LIMIT:-100}
+    window: 5s
+    scope: endpoint
 EOF
     fi
     chmod 644 "$CFG"/*.yaml

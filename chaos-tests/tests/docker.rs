@@ -116,6 +116,44 @@ async fn write_loop(
     }
 }
 
+/// The `limited` policy of `scripts/docker-cluster.sh`'s seed config: every
+/// caller shares 100 requests per 5 s window on `/limited/*`.
+const LIMIT: u64 = 100;
+const LIMIT_WINDOW_SECS: u64 = 5;
+
+/// Requests to `/limited/*` at about twice the limit, over the nodes' published
+/// data ports in turn; counts the admitted ones per window, by the window end the
+/// deciding node put in `X-RateLimit-Reset`.
+async fn limited_loop(
+    datas: Vec<String>,
+    stop: Rc<Cell<bool>>,
+    admitted: Rc<RefCell<BTreeMap<u64, u64>>>,
+) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .finish();
+    let pause = Duration::from_millis(1000 * LIMIT_WINDOW_SECS / (2 * LIMIT));
+    let mut turn = 0usize;
+    while !stop.get() {
+        let data = &datas[turn % datas.len()];
+        turn += 1;
+        if let Ok(r) = client.get(format!("{data}/limited/x")).send().await {
+            if r.status() == 200 {
+                let reset = r
+                    .headers()
+                    .get("x-ratelimit-reset")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                // The reset is the window's end rounded up: the nearest multiple
+                // of the window names it.
+                let window = reset.map_or(0, |t| (t + LIMIT_WINDOW_SECS / 2) / LIMIT_WINDOW_SECS);
+                *admitted.borrow_mut().entry(window).or_default() += 1;
+            }
+        }
+        actix_rt::time::sleep(pause).await;
+    }
+}
+
 /// `sluice load` in a container on the public network, for `secs` seconds.
 fn start_load(public_network: &str, secs: u64) -> Child {
     Command::new("docker")
@@ -170,6 +208,9 @@ struct Scenario {
     stop: Rc<Cell<bool>>,
     writes: Rc<RefCell<Writes>>,
     writer: Option<actix_rt::task::JoinHandle<()>>,
+    /// Admitted `/limited/*` requests per window (see [`limited_loop`]).
+    limited: Rc<RefCell<BTreeMap<u64, u64>>>,
+    limiter: Option<actix_rt::task::JoinHandle<()>>,
     leader: u64,
     term: u64,
     /// Time from the fault on the leader to a new leader.
@@ -307,9 +348,14 @@ impl Scenario {
             stop.clone(),
             writes.clone(),
         ));
+        let limited = Rc::new(RefCell::new(BTreeMap::new()));
+        let datas: Vec<String> = ALL.iter().map(|id| c.data_url(*id, "")).collect();
+        let limiter = actix_rt::spawn(limited_loop(datas, stop.clone(), limited.clone()));
         let s = Scenario {
             name,
             fault,
+            limited,
+            limiter: Some(limiter),
             c,
             admins,
             load: Some(load),
@@ -519,8 +565,30 @@ impl Scenario {
         self.more_acks(5, 30).await;
         self.stop.set(true);
         self.writer.take().unwrap().await.expect("write loop");
+        self.limiter.take().unwrap().await.expect("limited loop");
 
         let mut problems = Vec::new();
+        // No window admitted more than the limit, whatever the fault.
+        let limited = self.limited.borrow().clone();
+        let over: Vec<String> = limited
+            .iter()
+            .filter(|(_, n)| **n > LIMIT)
+            .map(|(w, n)| format!("window ending {} admitted {n}", w * LIMIT_WINDOW_SECS))
+            .collect();
+        if !over.is_empty() {
+            problems.push(format!(
+                "rate limit {LIMIT}/{LIMIT_WINDOW_SECS}s over-admitted: {}",
+                over.join(", ")
+            ));
+        }
+        if limited.is_empty() {
+            problems.push("no /limited/* request was admitted at all".into());
+        }
+        let most = limited.values().max().copied().unwrap_or(0);
+        self.notes.push(format!(
+            "rate limit: {} windows, at most {most} of {LIMIT} admitted",
+            limited.len()
+        ));
         // Everyone applies the same index and holds the same config.
         let (applied, configs, disagree) = self.agreement().await;
         problems.extend(disagree);
