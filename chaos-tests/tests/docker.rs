@@ -36,6 +36,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::docker::{self, Docker};
 use support::{admin_put, agreed_leader, brief, info_at, Backend, Cluster};
@@ -123,35 +125,45 @@ const LIMIT_WINDOW_SECS: u64 = 5;
 
 /// Requests to `/limited/*` at about twice the limit, over the nodes' published
 /// data ports in turn; counts the admitted ones per window, by the window end the
-/// deciding node put in `X-RateLimit-Reset`.
-async fn limited_loop(
+/// deciding node put in `X-RateLimit-Reset`. On a thread of its own: the
+/// scenario's runtime blocks on `docker` commands, which would starve it.
+fn limited_loop(
     datas: Vec<String>,
-    stop: Rc<Cell<bool>>,
-    admitted: Rc<RefCell<BTreeMap<u64, u64>>>,
-) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
-    let pause = Duration::from_millis(1000 * LIMIT_WINDOW_SECS / (2 * LIMIT));
-    let mut turn = 0usize;
-    while !stop.get() {
-        let data = &datas[turn % datas.len()];
-        turn += 1;
-        if let Ok(r) = client.get(format!("{data}/limited/x")).send().await {
-            if r.status() == 200 {
-                let reset = r
-                    .headers()
-                    .get("x-ratelimit-reset")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                // The reset is the window's end rounded up: the nearest multiple
-                // of the window names it.
-                let window = reset.map_or(0, |t| (t + LIMIT_WINDOW_SECS / 2) / LIMIT_WINDOW_SECS);
-                *admitted.borrow_mut().entry(window).or_default() += 1;
+    stop: Arc<AtomicBool>,
+    admitted: Arc<Mutex<BTreeMap<u64, u64>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .finish();
+            let pause = Duration::from_millis(1000 * LIMIT_WINDOW_SECS / (2 * LIMIT));
+            let mut turn = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let data = &datas[turn % datas.len()];
+                turn += 1;
+                if let Ok(r) = client.get(format!("{data}/limited/x")).send().await {
+                    if r.status() == 200 {
+                        let reset = r
+                            .headers()
+                            .get("x-ratelimit-reset")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok());
+                        // The reset is the window's end rounded up: the nearest
+                        // multiple of the window names it.
+                        let window =
+                            reset.map_or(0, |t| (t + LIMIT_WINDOW_SECS / 2) / LIMIT_WINDOW_SECS);
+                        *admitted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(window)
+                            .or_default() += 1;
+                    }
+                }
+                actix_rt::time::sleep(pause).await;
             }
-        }
-        actix_rt::time::sleep(pause).await;
-    }
+        })
+    })
 }
 
 /// `sluice load` in a container on the public network, for `secs` seconds.
@@ -209,8 +221,9 @@ struct Scenario {
     writes: Rc<RefCell<Writes>>,
     writer: Option<actix_rt::task::JoinHandle<()>>,
     /// Admitted `/limited/*` requests per window (see [`limited_loop`]).
-    limited: Rc<RefCell<BTreeMap<u64, u64>>>,
-    limiter: Option<actix_rt::task::JoinHandle<()>>,
+    limited: Arc<Mutex<BTreeMap<u64, u64>>>,
+    limiter: Option<std::thread::JoinHandle<()>>,
+    limiter_stop: Arc<AtomicBool>,
     leader: u64,
     term: u64,
     /// Time from the fault on the leader to a new leader.
@@ -348,14 +361,16 @@ impl Scenario {
             stop.clone(),
             writes.clone(),
         ));
-        let limited = Rc::new(RefCell::new(BTreeMap::new()));
+        let limited = Arc::new(Mutex::new(BTreeMap::new()));
+        let limiter_stop = Arc::new(AtomicBool::new(false));
         let datas: Vec<String> = ALL.iter().map(|id| c.data_url(*id, "")).collect();
-        let limiter = actix_rt::spawn(limited_loop(datas, stop.clone(), limited.clone()));
+        let limiter = limited_loop(datas, limiter_stop.clone(), limited.clone());
         let s = Scenario {
             name,
             fault,
             limited,
             limiter: Some(limiter),
+            limiter_stop,
             c,
             admins,
             load: Some(load),
@@ -565,11 +580,16 @@ impl Scenario {
         self.more_acks(5, 30).await;
         self.stop.set(true);
         self.writer.take().unwrap().await.expect("write loop");
-        self.limiter.take().unwrap().await.expect("limited loop");
+        self.limiter_stop.store(true, Ordering::Relaxed);
+        self.limiter.take().unwrap().join().expect("limited loop");
 
         let mut problems = Vec::new();
         // No window admitted more than the limit, whatever the fault.
-        let limited = self.limited.borrow().clone();
+        let limited = self
+            .limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let over: Vec<String> = limited
             .iter()
             .filter(|(_, n)| **n > LIMIT)
@@ -700,6 +720,8 @@ impl Drop for Scenario {
         if let Some(h) = self.converge.take() {
             h.abort();
         }
+        // A failed scenario never reached `finish`: stop its request thread.
+        self.limiter_stop.store(true, Ordering::Relaxed);
         if let Some(mut child) = self.load.take() {
             let _ = Command::new("docker")
                 .args(["rm", "-f", &format!("{NAME}-load")])
