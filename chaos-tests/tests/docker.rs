@@ -132,37 +132,47 @@ fn limited_loop(
     stop: Arc<AtomicBool>,
     admitted: Arc<Mutex<BTreeMap<u64, u64>>>,
 ) -> std::thread::JoinHandle<()> {
+    let ports: Vec<u16> = datas
+        .iter()
+        .filter_map(|d| d.rsplit(':').next()?.trim_end_matches('/').parse().ok())
+        .collect();
     std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let client = awc::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .finish();
-            let pause = Duration::from_millis(1000 * LIMIT_WINDOW_SECS / (2 * LIMIT));
-            let mut turn = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let data = &datas[turn % datas.len()];
-                turn += 1;
-                if let Ok(r) = client.get(format!("{data}/limited/x")).send().await {
-                    if r.status() == 200 {
-                        let reset = r
-                            .headers()
-                            .get("x-ratelimit-reset")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok());
-                        // The reset is the window's end rounded up: the nearest
-                        // multiple of the window names it.
-                        let window =
-                            reset.map_or(0, |t| (t + LIMIT_WINDOW_SECS / 2) / LIMIT_WINDOW_SECS);
-                        *admitted
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(window)
-                            .or_default() += 1;
-                    }
+        let pause = Duration::from_millis(1000 * LIMIT_WINDOW_SECS / (2 * LIMIT));
+        let mut turn = 0usize;
+        let count = |key: u64| {
+            *admitted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key)
+                .or_default() += 1;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let port = ports[turn % ports.len()];
+            turn += 1;
+            // curl: a client with its own deadline that reads by Content-Length.
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "--max-time", "2"])
+                .args(["-w", "%{http_code} %header{x-ratelimit-reset}"])
+                .arg(format!("http://127.0.0.1:{port}/limited/x"))
+                .output();
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let mut words = text.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("200"), reset) => {
+                    count(u64::MAX);
+                    // The reset is the window's end rounded up: the nearest
+                    // multiple of the window names it.
+                    let reset = reset.and_then(|v| v.parse::<u64>().ok());
+                    count(reset.map_or(0, |t| (t + LIMIT_WINDOW_SECS / 2) / LIMIT_WINDOW_SECS));
                 }
-                actix_rt::time::sleep(pause).await;
+                (Some("429"), _) => count(u64::MAX - 1),
+                (Some("000") | None, _) => count(u64::MAX - 3),
+                _ => count(u64::MAX - 2),
             }
-        })
+            std::thread::sleep(pause);
+        }
     })
 }
 
@@ -580,16 +590,30 @@ impl Scenario {
         self.more_acks(5, 30).await;
         self.stop.set(true);
         self.writer.take().unwrap().await.expect("write loop");
-        self.limiter_stop.store(true, Ordering::Relaxed);
-        self.limiter.take().unwrap().join().expect("limited loop");
 
         let mut problems = Vec::new();
+        // Everyone applies the same index and holds the same config.
+        let (applied, configs, disagree) = self.agreement().await;
+        problems.extend(disagree);
+        let converged = match self.converge.take() {
+            Some(h) => h.await.ok().flatten(),
+            None => None,
+        };
+        let load = self.load.take().unwrap();
+        let report = load_report(load);
+        // The limited requests ran as long as the client traffic.
+        self.limiter_stop.store(true, Ordering::Relaxed);
+        self.limiter.take().unwrap().join().expect("limited loop");
         // No window admitted more than the limit, whatever the fault.
-        let limited = self
+        let mut limited = self
             .limited
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // The last four entries count answers by kind, not windows.
+        let kinds: Vec<u64> = (0..4)
+            .map(|k| limited.remove(&(u64::MAX - k)).unwrap_or(0))
+            .collect();
         let over: Vec<String> = limited
             .iter()
             .filter(|(_, n)| **n > LIMIT)
@@ -606,18 +630,13 @@ impl Scenario {
         }
         let most = limited.values().max().copied().unwrap_or(0);
         self.notes.push(format!(
-            "rate limit: {} windows, at most {most} of {LIMIT} admitted",
-            limited.len()
+            "rate limit: {} windows, at most {most} of {LIMIT} admitted (answers: {} 200, {} 429, {} other, {} failed)",
+            limited.len(),
+            kinds[0],
+            kinds[1],
+            kinds[2],
+            kinds[3]
         ));
-        // Everyone applies the same index and holds the same config.
-        let (applied, configs, disagree) = self.agreement().await;
-        problems.extend(disagree);
-        let converged = match self.converge.take() {
-            Some(h) => h.await.ok().flatten(),
-            None => None,
-        };
-        let load = self.load.take().unwrap();
-        let report = load_report(load);
 
         // Every acknowledged write on every node.
         let w = self.writes.borrow();
