@@ -243,6 +243,20 @@ pub struct Share {
     pub want_at_ms: u64,
 }
 
+impl Share {
+    /// The reporter's share before anything was granted or reported.
+    fn fresh(report: &Report, now: u64) -> Share {
+        Share {
+            node: report.node,
+            incarnation: report.incarnation,
+            granted: 0,
+            reported: 0,
+            want: 0,
+            want_at_ms: now,
+        }
+    }
+}
+
 /// One key: its current window, and its bucket for token buckets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyLedger {
@@ -595,14 +609,7 @@ fn grant(
         None => {
             // Most keys are only ever used through one node: no spare room.
             shares.reserve_exact(1);
-            shares.push(Share {
-                node: report.node,
-                incarnation: report.incarnation,
-                granted: 0,
-                reported: 0,
-                want: 0,
-                want_at_ms: now,
-            });
+            shares.push(Share::fresh(report, now));
             shares.len() - 1
         }
     };
@@ -614,14 +621,7 @@ fn grant(
     }
     if share.incarnation < report.incarnation {
         *stranded = stranded.saturating_add(share.granted);
-        *share = Share {
-            node: report.node,
-            incarnation: report.incarnation,
-            granted: 0,
-            reported: 0,
-            want: 0,
-            want_at_ms: now,
-        };
+        *share = Share::fresh(report, now);
     }
     share.reported = share.reported.saturating_add(item.hits);
     share.want = item.want;
