@@ -61,6 +61,7 @@
 #   KEYS_SECONDS [60], KEYS_IDLE_SECONDS [10]                                part (d)
 #   RSS_KEYS ["100000 1000000"], RSS_DEADLINE [600] (seconds per step),
 #   RSS_MAX_MIB [6144] (a step stops early when a node's RSS passes it)     part (c)
+#   RSS_SNAPSHOT_EVERY [500] (snapshot_every of the part (c) cluster)        part (c)
 #   SLUICE_PORT_BASE [18280], SLUICE_ADMIN_PORT_BASE [19280], SLUICE_UPSTREAM_PORT [19201]
 #   SLUICE_BIN               use this binary (no build)
 #   KEEP_TMP [0]             1 = keep the temp dir (cluster data, logs, raw wrk output)
@@ -98,7 +99,7 @@ NODES=(1 2 3)
 # No snapshots while the Raft log growth is measured (part d); part (c) starts
 # a fresh cluster with the default.
 SNAPSHOT_OFF=1000000000
-SNAPSHOT_DEFAULT=500
+SNAPSHOT_DEFAULT="${RSS_SNAPSHOT_EVERY:-500}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
