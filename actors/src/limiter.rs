@@ -68,6 +68,8 @@ pub struct Quota {
     pub remaining: u64,
     /// Until the current window ends.
     pub reset: Duration,
+    /// When it ends (Unix ms), by the clock that decided.
+    pub reset_at_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +222,7 @@ impl ClientLimiters {
             limit: policy.limit,
             remaining: v.remaining,
             reset: Duration::from_millis(v.reset_ms.saturating_sub(now)),
+            reset_at_ms: v.reset_ms,
         };
         if v.admitted {
             Verdict::Admitted(quota)

@@ -17,7 +17,7 @@ use cluster_config::{
 };
 use sluice_actors::limiter::{Algorithm, ClientLimiters, Policy, Quota, Verdict};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A `rate_limits` entry and the limiter policy compiled from it.
 #[derive(Debug, Clone)]
@@ -142,9 +142,6 @@ fn decision(
     quota: Quota,
     retry_after: Option<Duration>,
 ) -> LimitDecision {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     LimitDecision {
         policy: policy.name.clone(),
         scope,
@@ -152,7 +149,9 @@ fn decision(
         remaining: quota.remaining,
         window_secs: ceil_secs(policy.window),
         reset_secs: ceil_secs(quota.reset),
-        reset_at: ceil_secs(now + quota.reset),
+        // The window's end as the limiter computed it (a whole second for
+        // windows of whole seconds), not `now + reset` read off a second clock.
+        reset_at: ceil_secs(Duration::from_millis(quota.reset_at_ms)),
         retry_after: retry_after.map(|d| ceil_secs(d).max(1)),
     }
 }
@@ -320,6 +319,7 @@ mod tests {
         );
         assert_eq!(d.retry_after, None);
         assert!((1..=60).contains(&d.reset_secs), "{d:?}");
+        assert_eq!(d.reset_at % 60, 0, "the window's end, epoch-aligned: {d:?}");
         assert_eq!(policy_header(&d), "\"tight\";q=3;w=60");
         assert_eq!(
             ratelimit_header(&d),
