@@ -7,7 +7,7 @@
 use crate::admin::Admin;
 use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
-use crate::{cluster, endpoints, proxy};
+use crate::{cluster, endpoints, listener, proxy};
 use actix_web::{web, App, HttpServer};
 use cluster_config::{load_dir, LoadedConfig, NodeConfig, TlsFiles};
 use sluice_raft::RaftNode;
@@ -105,7 +105,19 @@ fn data_plane(
     plane: web::Data<DataPlane>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let pool_limit = node.upstream_pool_limit;
-    let server = HttpServer::new(move || {
+    let listen = listener::Listen {
+        addr: node.listen,
+        workers: node.workers,
+        backlog: 4096,
+        shutdown_timeout: node.shutdown_timeout.as_secs().max(1),
+        keep_alive: Duration::from_secs(75),
+        client_request_timeout: Duration::from_secs(30),
+        max_connections_per_worker: 25_000,
+        max_tls_handshakes: 1024,
+        tls: node.tls.as_ref().map(tls_config).transpose()?,
+        h2_floods: plane.metrics.h2_floods.clone(),
+    };
+    listener::serve(listen, move || {
         // One client per worker thread (awc's Client is !Send), with an explicit
         // pool limit, no redirects, no decompression (no compress features), no
         // default headers and no client-wide timeout: the proxy applies route
@@ -128,18 +140,6 @@ fn data_plane(
             .configure(endpoints::configure)
             .default_service(web::to(proxy::handle))
     })
-    .workers(node.workers)
-    .shutdown_timeout(node.shutdown_timeout.as_secs().max(1))
-    .disable_signals()
-    .backlog(4096)
-    .max_connection_rate(1024)
-    .keep_alive(Duration::from_secs(75))
-    .client_request_timeout(Duration::from_secs(30));
-    let server = match &node.tls {
-        Some(tls) => server.bind_rustls_0_23(node.listen, tls_config(tls)?)?,
-        None => server.bind_auto_h2c(node.listen)?,
-    };
-    Ok(server.run())
 }
 
 fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub rate_limit_violations: IntCounterVec,
     /// Keys with limiter state on this node; set at each scrape.
     pub rate_limit_keys: IntGauge,
+    /// Connections cut for sending too many empty HTTP/2 DATA frames (see h2guard).
+    pub h2_floods: prometheus::IntCounter,
     pub raft_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -180,6 +182,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(rate_limit_violations.clone()))?;
         registry.register(Box::new(rate_limit_keys.clone()))?;
+        let h2_floods = prometheus::IntCounter::new(
+            "gateway_h2_floods_refused_total",
+            "Connections cut for sending too many empty HTTP/2 DATA frames",
+        )?;
+        registry.register(Box::new(h2_floods.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -206,6 +213,7 @@ impl Metrics {
             auth_failures,
             rate_limit_violations,
             rate_limit_keys,
+            h2_floods,
             raft_leader,
             raft_term,
             raft_applied_index,

@@ -567,3 +567,125 @@ fn validate_prints_every_error_and_run_refuses_bad_config() {
     )));
     assert_eq!(code, 0, "the shipped config must validate: {out}");
 }
+
+/// RUSTSEC-2026-0258 (h2 0.3 queues empty DATA frames without bound), reached
+/// through the proxy: while a stream's body waits for its upstream, a client floods
+/// it with DATA frames that carry nothing. The node cuts that connection after a
+/// small budget instead of queueing millions of frames (measured before the guard:
+/// 3.1 million frames in 5 s grew the node by 700 MB), and keeps serving.
+#[actix_rt::test]
+async fn an_empty_http2_data_frame_flood_is_cut_off() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    // An upstream that accepts and never answers: the pool (one connection per
+    // worker) fills with the first requests and the flooded stream waits for one.
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = upstream.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in upstream.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start_with(
+        &[
+            (
+                "services.yaml",
+                &format!("services:\n  stalled: {{ upstreams: [http://{up}], timeout: 120s }}\n"),
+            ),
+            (
+                "routes.yaml",
+                "routes:\n  - { path: /stalled, service: stalled, methods: [POST], auth: none }\n",
+            ),
+        ],
+        "  upstream_pool_limit: 1\n",
+    );
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let mut h = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        h.write_all(b"POST /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .expect("hold");
+        holders.push(h);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+    let mut headers = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":path", "/stalled"),
+        (":scheme", "http"),
+        (":authority", "x"),
+    ] {
+        // HPACK literal without indexing, no Huffman.
+        headers.extend([0u8, n.len() as u8]);
+        headers.extend(n.as_bytes());
+        headers.push(v.len() as u8);
+        headers.extend(v.as_bytes());
+    }
+    let port = gw.port;
+    let flood = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        start.extend(frame(0x4, 0, 0, &[]));
+        start.extend(frame(0x1, 0x4, 1, &headers));
+        s.write_all(&start).expect("preface and headers");
+        let batch = frame(0x0, 0, 1, &[]).repeat(10_000);
+        let mut sent = 0u64;
+        while sent < 2_000_000 && s.write_all(&batch).is_ok() {
+            sent += 10_000;
+        }
+        // The node ends the connection: EOF or a reset, not a read timeout.
+        let mut buf = [0u8; 65536];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break Err(e)
+                }
+                Err(_) => break Ok(()),
+            }
+        };
+        (sent, closed)
+    });
+    let (sent, closed) = flood.join().expect("flood thread");
+    assert!(
+        closed.is_ok(),
+        "after {sent} empty DATA frames the connection is still open\n{}",
+        gw.proc.log_tail(20)
+    );
+    assert!(sent < 2_000_000, "all {sent} empty DATA frames were taken");
+    let (status, _, _) = get(&gw.url("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(
+        client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .body()
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        metrics.contains("gateway_h2_floods_refused_total 1"),
+        "{metrics}"
+    );
+    let peak = gw.proc.peak_rss_kib();
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
+    drop(holders);
+}
