@@ -143,26 +143,16 @@ fn data_plane(
 }
 
 fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {
-    use std::io::{BufReader, Error, ErrorKind};
-    let open = |p: &std::path::Path| {
-        std::fs::File::open(p)
-            .map(BufReader::new)
-            .map_err(|e| Error::new(e.kind(), format!("{}: {e}", p.display())))
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Error, ErrorKind};
+    let bad = |p: &std::path::Path, e: rustls::pki_types::pem::Error| {
+        Error::new(ErrorKind::InvalidData, format!("{}: {e}", p.display()))
     };
-    let certs = rustls_pemfile::certs(&mut open(&tls.cert_file)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidData,
-                format!("{}: {e}", tls.cert_file.display()),
-            )
-        })?;
-    let key = rustls_pemfile::private_key(&mut open(&tls.key_file)?)?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidData,
-            format!("{}: no private key found", tls.key_file.display()),
-        )
-    })?;
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&tls.cert_file, e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| bad(&tls.key_file, e))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
