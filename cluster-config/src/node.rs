@@ -24,6 +24,9 @@ pub struct NodeConfig {
     /// Drain limit on SIGTERM (default 30 s).
     pub shutdown_timeout: Duration,
     pub tls: Option<TlsFiles>,
+    /// `node.admin_tls`: TLS on the admin listener (admin API and Raft RPC), and
+    /// the CA that node-to-node calls verify peers with.
+    pub admin_tls: Option<AdminTls>,
     /// Upstream connections per worker thread (default 512): beyond it requests queue.
     pub upstream_pool_limit: usize,
     /// `node.request_metrics` (default true): per-request metrics on the data plane.
@@ -109,6 +112,21 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// `node.admin_tls`. Every node of a cluster sets it, or none does: peers are
+/// called over `https` with the certificate checked against `ca_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// This node's certificate (chain) and key, served on `admin_listen` and, with
+    /// `client_auth`, presented to peers.
+    pub files: TlsFiles,
+    /// PEM CA certificate(s) peers' certificates are verified with.
+    pub ca_file: PathBuf,
+    /// Mutual TLS: the admin listener refuses a client without a certificate that
+    /// `ca_file` verifies (default false; the admin token and the cluster secret
+    /// still apply either way).
+    pub client_auth: bool,
+}
+
 keywords! {
     /// `log.format`.
     #[derive(Default)]
@@ -148,6 +166,7 @@ impl Default for NodeConfig {
             workers: default_workers(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             tls: None,
+            admin_tls: None,
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
             request_metrics: true,
             jwt_cache: true,
@@ -179,6 +198,7 @@ pub(crate) struct NodeSection {
     pub workers: Option<usize>,
     pub shutdown_timeout: Option<String>,
     pub tls: Option<TlsSection>,
+    pub admin_tls: Option<AdminTlsSection>,
     pub upstream_pool_limit: Option<usize>,
     pub request_metrics: Option<bool>,
     pub jwt_cache: Option<bool>,
@@ -190,6 +210,14 @@ pub(crate) struct NodeSection {
 pub(crate) struct TlsSection {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct AdminTlsSection {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_auth: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -320,35 +348,51 @@ impl NodeSections {
                 Err(msg) => err(node_file, &format!("node.trusted_proxies[{i}]"), msg),
             }
         }
-        if let Some(tls) = &node.tls {
-            let mut file_of = |key: &str, value: &Option<String>| -> Option<PathBuf> {
-                let path = format!("node.tls.{key}");
-                match value.as_deref().map(str::trim) {
-                    None | Some("") => {
-                        err(node_file, &path, "required".into());
+        // A file named under `section`, resolved against the config dir; it must exist.
+        let mut file_of = |section: &str, key: &str, value: &Option<String>| -> Option<PathBuf> {
+            let path = format!("node.{section}.{key}");
+            match value.as_deref().map(str::trim) {
+                None | Some("") => {
+                    err(node_file, &path, "required".into());
+                    None
+                }
+                Some(name) => {
+                    let resolved = config_dir.join(name);
+                    if resolved.is_file() {
+                        Some(resolved)
+                    } else {
+                        err(
+                            node_file,
+                            &path,
+                            format!("file not found: {}", resolved.display()),
+                        );
                         None
                     }
-                    Some(name) => {
-                        let resolved = config_dir.join(name);
-                        if resolved.is_file() {
-                            Some(resolved)
-                        } else {
-                            err(
-                                node_file,
-                                &path,
-                                format!("file not found: {}", resolved.display()),
-                            );
-                            None
-                        }
-                    }
                 }
-            };
-            let cert = file_of("cert_file", &tls.cert_file);
-            let key = file_of("key_file", &tls.key_file);
+            }
+        };
+        if let Some(tls) = &node.tls {
+            let cert = file_of("tls", "cert_file", &tls.cert_file);
+            let key = file_of("tls", "key_file", &tls.key_file);
             if let (Some(cert_file), Some(key_file)) = (cert, key) {
                 cfg.tls = Some(TlsFiles {
                     cert_file,
                     key_file,
+                });
+            }
+        }
+        if let Some(tls) = &node.admin_tls {
+            let cert = file_of("admin_tls", "cert_file", &tls.cert_file);
+            let key = file_of("admin_tls", "key_file", &tls.key_file);
+            let ca = file_of("admin_tls", "ca_file", &tls.ca_file);
+            if let (Some(cert_file), Some(key_file), Some(ca_file)) = (cert, key, ca) {
+                cfg.admin_tls = Some(AdminTls {
+                    files: TlsFiles {
+                        cert_file,
+                        key_file,
+                    },
+                    ca_file,
+                    client_auth: tls.client_auth.unwrap_or(false),
                 });
             }
         }

@@ -35,6 +35,7 @@ mod proxy;
 mod server;
 mod signing;
 mod telemetry;
+mod tls;
 
 use clap::{Parser, Subcommand};
 

@@ -9,7 +9,7 @@ use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use crate::{cluster, endpoints, listener, proxy};
 use actix_web::{web, App, HttpServer};
-use cluster_config::{load_dir, LoadedConfig, NodeConfig, TlsFiles};
+use cluster_config::{load_dir, LoadedConfig, NodeConfig};
 use sluice_raft::RaftNode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -95,8 +95,13 @@ fn admin_plane(
     })
     .workers(2)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(node.admin_listen)?;
+    .shutdown_timeout(5);
+    let server = match &node.admin_tls {
+        Some(tls) => {
+            server.bind_rustls_0_23(node.admin_listen, crate::tls::admin_server_config(tls)?)?
+        }
+        None => server.bind(node.admin_listen)?,
+    };
     Ok(server.run())
 }
 
@@ -114,7 +119,11 @@ fn data_plane(
         client_request_timeout: Duration::from_secs(30),
         max_connections_per_worker: 25_000,
         max_tls_handshakes: 1024,
-        tls: node.tls.as_ref().map(tls_config).transpose()?,
+        tls: node
+            .tls
+            .as_ref()
+            .map(|files| crate::tls::server_config(files, None))
+            .transpose()?,
         h2_floods: plane.metrics.h2_floods.clone(),
     };
     listener::serve(listen, move || {
@@ -140,23 +149,6 @@ fn data_plane(
             .configure(endpoints::configure)
             .default_service(web::to(proxy::handle))
     })
-}
-
-fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use std::io::{Error, ErrorKind};
-    let bad = |p: &std::path::Path, e: rustls::pki_types::pem::Error| {
-        Error::new(ErrorKind::InvalidData, format!("{}: {e}", p.display()))
-    };
-    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(&tls.cert_file, e))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| bad(&tls.key_file, e))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("TLS config: {e}")))
 }
 
 async fn watch_signals(

@@ -526,7 +526,7 @@ impl RaftNode {
             return Err(WriteError::NoLeader);
         }
         let body = codec::encode(request).map_err(|e| WriteError::Fatal(e.to_string()))?;
-        let url = format!("http://{leader_addr}{path}");
+        let url = self.transport.url(leader_addr, path);
         let timeout = match path {
             server::MEMBERSHIP => LEARNER_CATCH_UP + self.write_timeout,
             _ => self.write_timeout + Duration::from_secs(1),

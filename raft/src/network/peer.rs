@@ -81,7 +81,9 @@ impl PeerClient {
         E: Error + DeserializeOwned,
     {
         let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}/raft/{}", self.node.addr, path);
+        let url = self
+            .transport
+            .url(&self.node.addr, &format!("/raft/{path}"));
         let answer = self
             .transport
             .post(url, self.secret.clone(), body, option.hard_ttl())
