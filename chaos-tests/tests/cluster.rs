@@ -1278,3 +1278,93 @@ async fn admin_tls_with_client_certificates_carries_the_cluster() {
     );
     drop(procs);
 }
+
+/// One admin call must not wedge the cluster (issue 14, finding 3): a malformed
+/// address is refused, an id or address already taken is refused, and a node
+/// that cannot be reached is added as a learner only — 202 with its progress,
+/// never a voter — while writes keep committing, replication to it backs off
+/// instead of flooding the log, and it is removed through the API.
+#[actix_rt::test]
+async fn a_bad_or_unreachable_new_node_cannot_wedge_the_cluster() {
+    let mut c = Cluster::configure_with_voters("wedge", 4, 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let follower = others(&ALL, &[leader])[0];
+    let post = |body: Value| {
+        let c = &c;
+        async move {
+            c.admin_call(follower, "POST", "/admin/cluster/nodes", Some(&body))
+                .await
+                .expect("POST /admin/cluster/nodes")
+        }
+    };
+
+    for (body, status) in [
+        (json!({"id": 2, "addr": "not a host:port"}), 400),
+        (json!({"id": 5, "addr": "127.0.0.1:0"}), 400),
+        (json!({"id": 5, "addr": "bad_host!:9080"}), 400),
+        (json!({"id": 0, "addr": "127.0.0.1:9"}), 400),
+        // Node 2 exists at another address; node 3's address is taken.
+        (json!({"id": 2, "addr": "127.0.0.1:9"}), 409),
+        (json!({"id": 5, "addr": c.peer_addr(3)}), 409),
+    ] {
+        let a = post(body.clone()).await;
+        assert_eq!(a.status, status, "{body}: {a:?}");
+        assert!(a.body["error"].is_string(), "{body}: {a:?}");
+    }
+    let info = c.info(leader).await.expect("leader info");
+    assert_eq!(info.raw["voters"], json!([1, 2, 3]), "{info:?}");
+    assert_eq!(info.raw["learners"], json!([]), "{info:?}");
+
+    // Node 4 is configured but never started: it cannot catch up.
+    let started = Instant::now();
+    let a = post(json!({"id": 4, "addr": c.peer_addr(4)})).await;
+    assert_eq!(a.status, 202, "{a:?}\n{}", c.logs());
+    assert_eq!(a.body["status"], "learner", "{a:?}");
+    assert_eq!(a.body["voters"], json!([1, 2, 3]), "{a:?}");
+    assert_eq!(a.body["learners"], json!([4]), "{a:?}");
+    assert!(
+        a.body["progress"]["last_log_index"].as_u64() > Some(0),
+        "{a:?}"
+    );
+    println!(
+        "MEASURED unreachable learner answered 202 after {:?}",
+        started.elapsed()
+    );
+
+    // Writes keep committing with the learner unreachable.
+    for i in 0..3 {
+        let id = format!("w{i}");
+        let w = c
+            .admin_put(follower, &format!("/admin/routes/{id}"), &route_body(&id))
+            .await
+            .expect("PUT");
+        assert_eq!(w.status, 200, "{w:?}\n{}", c.logs());
+    }
+    // Replication to it backs off: a handful of log lines in 5 s, not thousands.
+    let lines = |c: &Cluster| c.log(leader).lines().count();
+    let before = lines(&c);
+    actix_rt::time::sleep(secs(5)).await;
+    let added = lines(&c) - before;
+    println!("MEASURED leader log lines in 5 s with an unreachable learner: {added}");
+    assert!(added < 100, "{added} log lines in 5 s:\n{}", c.log(leader));
+
+    // Asking again while it is still unreachable: still a learner.
+    let again = post(json!({"id": 4, "addr": c.peer_addr(4)})).await;
+    assert_eq!(again.status, 202, "{again:?}");
+    let removed = c
+        .admin_call(follower, "DELETE", "/admin/cluster/nodes/4", None)
+        .await
+        .expect("DELETE");
+    assert_eq!(removed.status, 200, "{removed:?}\n{}", c.logs());
+    assert_eq!(removed.body["learners"], json!([]), "{removed:?}");
+    assert_eq!(removed.body["voters"], json!([1, 2, 3]), "{removed:?}");
+    let w = c
+        .admin_put(leader, "/admin/routes/after", &route_body("after"))
+        .await
+        .expect("PUT");
+    assert_eq!(w.status, 200, "{w:?}");
+}
