@@ -4,11 +4,19 @@
 //! What `HttpServer::bind_auto_h2c` and `bind_rustls_0_23` do, step for step: accept
 //! (actix-server), TLS with ALPN `h2`/`http/1.1` (actix-tls) or a peek at the h2c
 //! preface, then actix-http's `HttpService` with an actix-web `App` per worker.
-//! The only addition is the guard between the socket and the protocol.
+//! The additions: the guard between the socket and the protocol, a deadline on
+//! the first bytes (`node.client_header_timeout`: a connection that never sends a
+//! byte is closed, where actix would wait for ever on the h2c peek), a count of
+//! open connections, and malformed requests counted and logged at debug rather
+//! than at ERROR by actix-http.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use actix_http::{
     body::MessageBody, error::DispatchError, HttpService, Protocol, Request, Response,
@@ -31,15 +39,109 @@ pub struct Listen {
     pub shutdown_timeout: u64,
     /// Idle time allowed between requests on a kept-alive connection.
     pub keep_alive: Duration,
-    /// Time a new connection has to send its first request head.
+    /// Time a new connection has to send its first request head
+    /// (`node.client_header_timeout`).
     pub client_request_timeout: Duration,
-    /// Connections served at once, per worker.
+    /// Connections served at once, per worker; beyond it the worker stops
+    /// accepting and new connections wait in the kernel's backlog.
     pub max_connections_per_worker: usize,
     /// TLS handshakes in progress at once, per worker.
     pub max_tls_handshakes: usize,
     pub tls: Option<rustls::ServerConfig>,
-    /// Counts connections cut for an HTTP/2 flood.
+    pub counters: Counters,
+}
+
+/// What the listener counts (see `telemetry::Metrics`).
+#[derive(Clone)]
+pub struct Counters {
+    /// Connections cut for an HTTP/2 flood.
     pub h2_floods: prometheus::IntCounter,
+    pub malformed_requests: prometheus::IntCounter,
+    pub header_timeouts: prometheus::IntCounter,
+    /// Connections open now.
+    pub connections: prometheus::IntGauge,
+}
+
+impl Counters {
+    /// Sorts out how a connection ended. Malformed requests are the client's
+    /// business: counted, logged at debug (never at ERROR: any client could flood
+    /// the log), and the connection is closed as actix-http closes it.
+    fn ended(&self, e: DispatchError) -> DispatchError {
+        match &e {
+            DispatchError::Parse(err) => {
+                self.malformed_requests.inc();
+                tracing::debug!(error = %err, "malformed request refused");
+            }
+            DispatchError::SlowRequestTimeout => {
+                self.header_timeouts.inc();
+                tracing::debug!("connection sent no complete request head in time");
+            }
+            other => tracing::debug!(error = %other, "connection ended with an error"),
+        }
+        e
+    }
+}
+
+/// Decrements the open-connections gauge when the connection's stream is dropped.
+struct Counted<IO> {
+    io: IO,
+    gauge: prometheus::IntGauge,
+}
+
+impl<IO> Counted<IO> {
+    fn new(io: IO, gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Counted { io, gauge }
+    }
+}
+
+impl<IO> Drop for Counted<IO> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Binds the data port and returns the running server.
@@ -65,7 +167,7 @@ where
         max_connections_per_worker,
         max_tls_handshakes,
         tls,
-        h2_floods,
+        counters,
     } = listen;
     let secure = tls.is_some();
     let builder = Server::build();
@@ -85,21 +187,31 @@ where
     let builder = match tls {
         None => builder.bind("sluice-data", addr, move || {
             let http = http.clone();
-            let floods = h2_floods.clone();
+            let counters = counters.clone();
+            let ended = counters.clone();
             fn_service(move |io: TcpStream| {
-                let floods = floods.clone();
+                let counters = counters.clone();
                 async move {
-                    // The h2c prior-knowledge preface, as actix-http's `tcp_auto_h2c` reads it.
+                    let io = Counted::new(io, counters.connections.clone());
+                    // The h2c prior-knowledge preface, as actix-http's `tcp_auto_h2c`
+                    // reads it; a client that sends nothing is not waited for longer
+                    // than it would be for its request head.
                     let mut head = [0; 12];
-                    io.peek(&mut head).await?;
+                    match tokio::time::timeout(client_request_timeout, io.io.peek(&mut head)).await
+                    {
+                        Ok(read) => read?,
+                        Err(_) => return Err(DispatchError::SlowRequestTimeout),
+                    };
                     let h2 = &head == b"PRI * HTTP/2";
-                    let _ = io.set_nodelay(true);
-                    let peer = io.peer_addr().ok();
+                    let _ = io.io.set_nodelay(true);
+                    let peer = io.io.peer_addr().ok();
                     let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                    let floods = counters.h2_floods.clone();
                     Ok::<_, DispatchError>((H2Guard::new(io, h2, floods), proto, peer))
                 }
             })
             .and_then(http.service(factory()))
+            .map_err(move |e| ended.ended(e))
         })?,
         Some(mut config) => {
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -107,7 +219,9 @@ where
             actix_tls::accept::max_concurrent_tls_connect(max_tls_handshakes);
             builder.bind("sluice-data-tls", addr, move || {
                 let http = http.clone();
-                let floods = h2_floods.clone();
+                let floods = counters.h2_floods.clone();
+                let gauge = counters.connections.clone();
+                let ended = counters.clone();
                 let mut acceptor = Acceptor::new((*config).clone());
                 acceptor.set_handshake_timeout(Duration::from_secs(3));
                 acceptor
@@ -115,15 +229,19 @@ where
                     .map_err(|e| tracing::debug!("TLS handshake failed: {e:?}"))
                     .and_then(fn_service(move |io: TlsStream<TcpStream>| {
                         let floods = floods.clone();
+                        let gauge = gauge.clone();
                         async move {
                             let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
                             let _ = io.get_ref().0.set_nodelay(true);
                             let peer = io.get_ref().0.peer_addr().ok();
                             let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                            let io = Counted::new(io, gauge);
                             Ok::<_, ()>((H2Guard::new(io, h2, floods), proto, peer))
                         }
                     }))
-                    .and_then(http.service(factory()).map_err(|_| ()))
+                    .and_then(http.service(factory()).map_err(move |e| {
+                        ended.ended(e);
+                    }))
             })?
         }
     };
