@@ -117,6 +117,8 @@ pub struct GatewayError {
     pub message: String,
     /// The underlying error, for logs (never sent to the client).
     pub cause: Option<Cause>,
+    /// Internal detail for logs only, such as the upstream target's URL.
+    pub detail: Option<String>,
     /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(header::HeaderName, String)>,
     /// A refusal's reason from a closed set, as a metric label
@@ -135,6 +137,7 @@ impl GatewayError {
             retryable: false,
             message: message.into(),
             cause: None,
+            detail: None,
             headers: Vec::new(),
             reason: None,
             retry_after: None,
@@ -192,6 +195,12 @@ impl GatewayError {
         self
     }
 
+    /// Adds internal detail (an upstream URL) for the log line, never the client.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     pub fn header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
@@ -227,6 +236,9 @@ impl GatewayError {
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
         if let Some(cause) = &self.cause {
             write!(f, ": {cause}")?;
         }
