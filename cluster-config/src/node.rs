@@ -386,9 +386,9 @@ impl NodeSections {
             }
         }
         if let Some(text) = &node.client_header_timeout {
-            match crate::validate::parse_positive_duration(text).and_then(|d| {
-                crate::validate::bounded(text, d, MAX_CLIENT_HEADER_TIMEOUT)
-            }) {
+            match crate::validate::parse_positive_duration(text)
+                .and_then(|d| crate::validate::bounded(text, d, MAX_CLIENT_HEADER_TIMEOUT))
+            {
                 Ok(d) => cfg.client_header_timeout = d,
                 Err(msg) => err(node_file, "node.client_header_timeout", msg),
             }

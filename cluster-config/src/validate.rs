@@ -271,9 +271,12 @@ fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
             }
         })
         .collect();
-    let timeout = positive_or(spec.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_TIMEOUT, |msg| {
-        report.service(name, "timeout", msg)
-    });
+    let timeout = positive_or(
+        spec.timeout.as_deref(),
+        DEFAULT_TIMEOUT,
+        MAX_TIMEOUT,
+        |msg| report.service(name, "timeout", msg),
+    );
     let circuit_breaker = match &spec.circuit_breaker {
         Some(cb) => circuit_breaker(name, cb, report),
         None => CircuitBreakerConfig::default(),
@@ -383,12 +386,18 @@ fn circuit_breaker(
         }
         None => d.error_rate,
     };
-    let window = positive_or(spec.window.as_deref(), d.window, MAX_BREAKER_DURATION, |msg| {
-        report.service(name, "circuit_breaker.window", msg)
-    });
-    let open_for = positive_or(spec.open_for.as_deref(), d.open_for, MAX_BREAKER_DURATION, |msg| {
-        report.service(name, "circuit_breaker.open_for", msg)
-    });
+    let window = positive_or(
+        spec.window.as_deref(),
+        d.window,
+        MAX_BREAKER_DURATION,
+        |msg| report.service(name, "circuit_breaker.window", msg),
+    );
+    let open_for = positive_or(
+        spec.open_for.as_deref(),
+        d.open_for,
+        MAX_BREAKER_DURATION,
+        |msg| report.service(name, "circuit_breaker.open_for", msg),
+    );
     CircuitBreakerConfig {
         enabled: spec.enabled.unwrap_or(d.enabled),
         error_rate,
@@ -420,9 +429,12 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
     // short interval: `interval: 500ms` alone must not be refused over a timeout the
     // operator never wrote.
     let default_timeout = DEFAULT_HEALTH_CHECK_TIMEOUT.min(interval / 2);
-    let timeout = positive_or(spec.timeout.as_deref(), default_timeout, MAX_HEALTH_CHECK_DURATION, |msg| {
-        report.service(name, "health_check.timeout", msg)
-    });
+    let timeout = positive_or(
+        spec.timeout.as_deref(),
+        default_timeout,
+        MAX_HEALTH_CHECK_DURATION,
+        |msg| report.service(name, "health_check.timeout", msg),
+    );
     if timeout >= interval && !report.stood_in(Entry::Service(name), "health_check.interval") {
         report.service(
             name,
@@ -553,9 +565,12 @@ fn routes(
         }
 
         let service_timeout = service.map_or(DEFAULT_TIMEOUT, |s| s.timeout);
-        let timeout = positive_or(spec.timeout.as_deref(), service_timeout, MAX_TIMEOUT, |msg| {
-            report.route(i, "timeout", msg)
-        });
+        let timeout = positive_or(
+            spec.timeout.as_deref(),
+            service_timeout,
+            MAX_TIMEOUT,
+            |msg| report.route(i, "timeout", msg),
+        );
 
         let Some(template) = template else { continue };
         let seen = shapes.entry(template.shape()).or_default();
@@ -1050,9 +1065,12 @@ fn compile_oauth(spec: &OAuthSpec, report: &mut Report<'_>) -> OAuthConfig {
         }
         Some(text) => text.to_owned(),
     };
-    let token_ttl = positive_or(spec.token_ttl.as_deref(), DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, |msg| {
-        report.auth("oauth.token_ttl", msg)
-    });
+    let token_ttl = positive_or(
+        spec.token_ttl.as_deref(),
+        DEFAULT_TOKEN_TTL,
+        MAX_TOKEN_TTL,
+        |msg| report.auth("oauth.token_ttl", msg),
+    );
     let token_endpoint_limit = match spec.token_endpoint_limit.as_deref().map(str::trim) {
         None => Some(DEFAULT_TOKEN_ENDPOINT_LIMIT),
         Some("unlimited") => None,
