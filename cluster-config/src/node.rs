@@ -698,6 +698,32 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_and_timeouts() {
+        let node = load_node("node: {}\n");
+        assert_eq!(node.client_header_timeout, DEFAULT_CLIENT_HEADER_TIMEOUT);
+        assert_eq!(node.keepalive_timeout, DEFAULT_KEEPALIVE_TIMEOUT);
+        assert_eq!(node.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(node.admin_max_connections, DEFAULT_ADMIN_MAX_CONNECTIONS);
+        let node = load_node(
+            "node:\n  client_header_timeout: 2s\n  keepalive_timeout: 0s\n  max_connections: 40\n  admin_max_connections: 8\n",
+        );
+        assert_eq!(node.client_header_timeout, Duration::from_secs(2));
+        assert_eq!(node.keepalive_timeout, Duration::ZERO);
+        assert_eq!((node.max_connections, node.admin_max_connections), (40, 8));
+        check(
+            "node:\n  client_header_timeout: 0s\n  keepalive_timeout: 18446744073709551615s\n  \
+             max_connections: 0\n  admin_max_connections: 2000000\n  shutdown_timeout: 2h\n",
+            &[
+                ("node.client_header_timeout", "must be greater than 0"),
+                ("node.keepalive_timeout", "is too long; at most 1h"),
+                ("node.max_connections", "out of range"),
+                ("node.admin_max_connections", "out of range"),
+                ("node.shutdown_timeout", "is too long"),
+            ],
+        );
+    }
+
+    #[test]
     fn cluster_peers_and_secret() {
         check(
             "cluster:\n  peers: { 1: 'a:1', 2: 'b:2' }\n",

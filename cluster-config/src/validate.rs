@@ -1228,6 +1228,41 @@ routes:
     }
 
     #[test]
+    fn every_duration_has_a_bound_no_legitimate_value_reaches() {
+        let huge = "18446744073709551615s";
+        check(
+            &svc(&format!(
+                "    upstreams: [http://h:1]\n    timeout: {huge}\n    \
+                 circuit_breaker: {{ window: 2h, open_for: {huge} }}\n    \
+                 health_check: {{ interval: {huge}, timeout: 2h }}\n"
+            )),
+            &[
+                ("services.s.timeout", "is too long; at most 1day"),
+                (
+                    "services.s.circuit_breaker.window",
+                    "is too long; at most 1h",
+                ),
+                ("services.s.circuit_breaker.open_for", "is too long"),
+                ("services.s.health_check.interval", "is too long"),
+                ("services.s.health_check.timeout", "is too long"),
+            ],
+        );
+        check(
+            "services:\n  s: { upstreams: [http://h:1] }\nroutes:\n  - { path: /a, service: s, timeout: 25h }\n",
+            &[("routes[0].timeout", "is too long")],
+        );
+        // The bounds themselves are legal.
+        let gw = check_ok(&svc(
+            "    upstreams: [http://h:1]\n    timeout: 24h\n    circuit_breaker: { window: 1h, open_for: 1h }\n",
+        ));
+        assert_eq!(gw.services["s"].timeout, MAX_TIMEOUT);
+        assert_eq!(
+            gw.services["s"].circuit_breaker.open_for,
+            MAX_BREAKER_DURATION
+        );
+    }
+
+    #[test]
     fn service_timeout_and_load_balancing() {
         let base = "    upstreams: [http://h:1]\n";
         check(

@@ -117,8 +117,6 @@ pub struct GatewayError {
     pub message: String,
     /// The underlying error, for logs (never sent to the client).
     pub cause: Option<Cause>,
-    /// Internal detail for logs only, such as the upstream target's URL.
-    pub detail: Option<String>,
     /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(header::HeaderName, String)>,
     /// A refusal's reason from a closed set, as a metric label
@@ -137,7 +135,6 @@ impl GatewayError {
             retryable: false,
             message: message.into(),
             cause: None,
-            detail: None,
             headers: Vec::new(),
             reason: None,
             retry_after: None,
@@ -195,9 +192,13 @@ impl GatewayError {
         self
     }
 
-    /// Adds internal detail (an upstream URL) for the log line, never the client.
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+    /// Adds internal detail (an upstream URL) to the cause: the log line shows
+    /// it, the client never does.
+    pub fn detail(mut self, detail: &str) -> Self {
+        self.cause = Some(match self.cause.take() {
+            Some(cause) => format!("{detail}: {cause}").into(),
+            None => detail.into(),
+        });
         self
     }
 
@@ -236,9 +237,6 @@ impl GatewayError {
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(detail) = &self.detail {
-            write!(f, " ({detail})")?;
-        }
         if let Some(cause) = &self.cause {
             write!(f, ": {cause}")?;
         }
