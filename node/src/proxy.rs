@@ -20,6 +20,7 @@
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
 use crate::forwarded::X_FORWARDED_FOR;
+use crate::listener::HeadClock;
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
@@ -141,6 +142,9 @@ struct Recording {
     req: HttpRequest,
     ctx: RequestCtx,
     done: bool,
+    /// The connection's head clock (HTTP/1.1): stopped while this request is
+    /// handled, so a slow upstream does not count as a slow client.
+    clock: Option<Rc<HeadClock>>,
 }
 
 impl Recording {
@@ -148,11 +152,16 @@ impl Recording {
         if plane.request_metrics {
             plane.metrics.in_flight.inc();
         }
+        let clock = req.conn_data::<Rc<HeadClock>>().cloned();
+        if let Some(c) = &clock {
+            c.enter();
+        }
         Recording {
             ctx: RequestCtx::new(req, plane),
             plane: plane.clone(),
             req: req.clone(),
             done: false,
+            clock,
         }
     }
 
@@ -165,6 +174,9 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
+        if let Some(c) = &self.clock {
+            c.leave();
+        }
         if self.done {
             return;
         }

@@ -356,3 +356,61 @@ async fn errors_name_no_upstream_and_malformed_requests_log_no_error() {
         gw.proc.log_tail(20)
     );
 }
+
+/// Reads one HTTP/1.1 answer (head and a JSON body) off a kept-alive connection.
+fn read_answer(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("answer");
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.ends_with('}') {
+            return text.into_owned();
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_kept_alive_connection_cannot_hold_half_a_head_but_a_slow_upstream_is_waited_for() {
+    let echo = echo();
+    let cfg = format!(
+        "services:\n  svc:\n    upstreams: [{}]\n    timeout: 30s\nroutes:\n  - {{ path: /api/*, service: svc, auth: none }}\n  - {{ path: /delay/*, service: svc, auth: none }}\n",
+        echo.url()
+    );
+    let gw = Gateway::start_with(
+        &[("gw.yaml", &cfg)],
+        "  client_header_timeout: 2s\n  keepalive_timeout: 60s\n",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    // An upstream slower than client_header_timeout, twice on one connection: the
+    // head clock does not run while a request is being handled.
+    for _ in 0..2 {
+        s.write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("write");
+        let a = read_answer(&mut s);
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+    // Half of the next head, then nothing: closed after client_header_timeout,
+    // long before keepalive_timeout.
+    s.write_all(b"GET /api/x HTTP/1.1\r\nHo").expect("write");
+    let since = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf);
+    assert!(
+        !matches!(&n, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the half head was waited for: {n:?}"
+    );
+    assert!(
+        since.elapsed() < Duration::from_secs(30),
+        "closed after {:?}",
+        since.elapsed()
+    );
+}
