@@ -22,7 +22,7 @@ pub mod node;
 mod pem;
 pub mod routes;
 pub mod schema;
-mod validate;
+pub mod validate;
 
 #[cfg(test)]
 mod testutil;

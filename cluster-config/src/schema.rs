@@ -36,6 +36,10 @@ pub struct ServiceSpec {
     pub circuit_breaker: Option<CircuitBreakerSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSpec>,
+    /// Lets `upstreams` point at link-local or cloud-metadata addresses (refused
+    /// by default: an admin slip there would proxy instance credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_link_local: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

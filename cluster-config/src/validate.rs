@@ -255,6 +255,8 @@ pub(crate) fn compile(
 fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
     if name.trim().is_empty() {
         report.service(name, "", "service name must not be empty");
+    } else if let Err(msg) = check_id(name) {
+        report.service(name, "", format!("service name {msg}"));
     }
     if spec.upstreams.is_empty() {
         report.service(name, "upstreams", "at least one upstream is required");
@@ -263,11 +265,15 @@ fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
         .upstreams
         .iter()
         .enumerate()
-        .filter_map(|(i, url)| match upstream(url) {
-            Ok(u) => Some(u),
-            Err(msg) => {
-                report.service(name, &format!("upstreams[{i}]"), msg);
-                None
+        .filter_map(|(i, url)| {
+            match upstream(url)
+                .and_then(|u| check_target(&u, spec.allow_link_local.unwrap_or(false)).map(|()| u))
+            {
+                Ok(u) => Some(u),
+                Err(msg) => {
+                    report.service(name, &format!("upstreams[{i}]"), msg);
+                    None
+                }
             }
         })
         .collect();
@@ -325,7 +331,66 @@ fn positive_or(
     }
 }
 
+/// The longest service name or route id.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// A service name or route id: at most [`MAX_ID_BYTES`], no control characters
+/// (NUL, CR, LF, ...), and no `.` or `..` path segment (ids appear in admin URLs
+/// and logs; a route id defaults to its path, so `/` itself is fine).
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_ID_BYTES}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!("{id:?} contains the control character {c:?}"));
+    }
+    if id.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("{id:?} contains a . or .. segment"));
+    }
+    Ok(())
+}
+
+/// Addresses an upstream must not point at without `allow_link_local: true`:
+/// link-local ranges, where clouds serve instance metadata (credentials) —
+/// 169.254.169.254, fd00:ec2::254 — and their metadata host names.
+fn check_target(u: &Upstream, allow_link_local: bool) -> Result<(), String> {
+    let host = u
+        .authority
+        .rsplit_once(':')
+        .map_or(u.authority.as_str(), |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let link_local = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+        Err(_) => {
+            let h = host.to_ascii_lowercase();
+            h == "metadata.google.internal" || h == "metadata" || h == "instance-data"
+        }
+    };
+    if link_local && !allow_link_local {
+        return Err(format!(
+            "URL {:?} points at a link-local or cloud-metadata address; set the service's \
+             allow_link_local: true if that is really meant",
+            u.url
+        ));
+    }
+    Ok(())
+}
+
 fn upstream(text: &str) -> Result<Upstream, String> {
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("URL {text:?} contains the control character {c:?}"));
+    }
+    if text.len() > 2048 {
+        return Err(format!("URL is {} bytes long; at most 2048", text.len()));
+    }
     let url = url::Url::parse(text.trim()).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     let scheme = url.scheme();
     if scheme != "http" && scheme != "https" {
@@ -345,6 +410,9 @@ fn upstream(text: &str) -> Result<Upstream, String> {
     }
     // Both schemes have a known default port, so this never falls back.
     let port = url.port_or_known_default().unwrap_or(80);
+    if port == 0 {
+        return Err(format!("URL {text:?} has port 0"));
+    }
     Ok(Upstream {
         url: text.trim().to_owned(),
         scheme: scheme.to_owned(),
@@ -488,7 +556,12 @@ fn routes(
                 report.route(i, "id", "must not be empty");
                 id.clone()
             }
-            Some(id) => id.clone(),
+            Some(id) => {
+                if let Err(msg) = check_id(id) {
+                    report.route(i, "id", msg);
+                }
+                id.clone()
+            }
             None => spec.path.clone(),
         };
         // A stand-in id (or path, which the id defaults to) is not what was written:
@@ -1538,6 +1611,59 @@ routes:
         );
         let b = spec("/b").expect("route /b");
         assert_eq!(b.forward_credentials, Some(false));
+    }
+
+    #[test]
+    fn hostile_upstreams_and_ids_are_refused() {
+        for (url, fragment) in [
+            ("\"http://a.example\\r\\nX-Evil: 1\"", "control character"),
+            ("http://10.0.0.1:0", "port 0"),
+            (
+                "http://169.254.169.254/latest",
+                "link-local or cloud-metadata",
+            ),
+            ("http://169.254.10.1", "link-local or cloud-metadata"),
+            ("\"http://[fe80::1]:80\"", "link-local or cloud-metadata"),
+            ("\"http://[fd00:ec2::254]\"", "link-local or cloud-metadata"),
+            (
+                "http://metadata.google.internal",
+                "link-local or cloud-metadata",
+            ),
+        ] {
+            check(
+                &svc(&format!("    upstreams: [{url}]\n")),
+                &[("services.s.upstreams[0]", fragment)],
+            );
+        }
+        // Private ranges are what a gateway fronts; link-local only on request.
+        check_ok(&svc(
+            "    upstreams: [http://10.0.0.5:9000, http://192.168.1.2]\n",
+        ));
+        let gw = check_ok(&svc(
+            "    upstreams: [http://169.254.169.254]\n    allow_link_local: true\n",
+        ));
+        assert_eq!(gw.services["s"].upstreams.len(), 1);
+
+        check(
+            "services:\n  \"a\\u0000b\": { upstreams: [http://x] }\n",
+            &[("services.a\u{0}b", "control character")],
+        );
+        check(
+            &format!(
+                "services:\n  {}: {{ upstreams: [http://x] }}\n",
+                "n".repeat(300)
+            ),
+            &[(&format!("services.{}", "n".repeat(300)), "at most 256")],
+        );
+        check(
+            &route("path: /x, service: user-service, id: \"a/../b\""),
+            &[("routes[1].id", ". or .. segment")],
+        );
+        check(
+            &route("path: /x, service: user-service, id: \"a\\tb\""),
+            &[("routes[1].id", "control character")],
+        );
+        check_ok(&route("path: /, service: user-service"));
     }
 
     #[test]

@@ -414,3 +414,129 @@ async fn a_kept_alive_connection_cannot_hold_half_a_head_but_a_slow_upstream_is_
         since.elapsed()
     );
 }
+
+/// What a careless admin (or schemathesis) sends the admin API (issue 14,
+/// finding 6): each gets a clear 4xx in the JSON error shape, nothing is stored,
+/// and the node keeps serving.
+#[actix_rt::test]
+async fn bad_admin_input_gets_a_json_error_and_changes_nothing() {
+    let echo = echo();
+    let gw = Gateway::start(&[("gateway.yaml", &config(&echo, "5s"))]);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let call = |method: &str, path: &str, body: Option<Vec<u8>>| {
+        let req = client
+            .request(method.parse().expect("method"), gw.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .insert_header(("content-type", "application/json"));
+        async move {
+            let mut r = match body {
+                Some(b) => req.send_body(b).await,
+                None => req.send().await,
+            }
+            .expect("admin call");
+            let body = r.body().limit(1 << 20).await.expect("body");
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let allow = r
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (r.status().as_u16(), json, allow)
+        }
+    };
+    let put = |name: &str, upstream: &str| {
+        (
+            format!("/admin/services/{name}"),
+            serde_json::to_vec(&json!({ "upstreams": [upstream] })).unwrap(),
+        )
+    };
+    let cases: Vec<(&str, String, Option<Vec<u8>>, u16)> = vec![
+        ("GET", "/admin/nope".into(), None, 404),
+        ("PATCH", "/admin/cluster".into(), None, 405),
+        ("TRACE", "/admin/services/svc".into(), None, 405),
+        (
+            "DELETE",
+            "/admin/cluster/nodes/not-a-number".into(),
+            None,
+            404,
+        ),
+        {
+            let (p, b) = put("crlf", "http://a.example\r\nX-Evil: 1");
+            ("PUT", p, Some(b), 422)
+        },
+        {
+            let (p, b) = put("meta", "http://169.254.169.254/latest/meta-data");
+            ("PUT", p, Some(b), 422)
+        },
+        {
+            let (p, b) = put("zero", "http://10.0.0.1:0");
+            ("PUT", p, Some(b), 422)
+        },
+        {
+            let (p, b) = put("a%00b", "http://10.0.0.1");
+            ("PUT", p, Some(b), 422)
+        },
+        {
+            let (p, b) = put("..", "http://10.0.0.1");
+            ("PUT", p, Some(b), 422)
+        },
+        (
+            "POST",
+            "/admin/clients".into(),
+            Some(serde_json::to_vec(&json!({ "name": "x".repeat(10 << 20) })).unwrap()),
+            413,
+        ),
+        (
+            "POST",
+            "/admin/clients".into(),
+            Some(serde_json::to_vec(&json!({ "name": "a\u{0}b" })).unwrap()),
+            400,
+        ),
+        (
+            "POST",
+            "/admin/clients".into(),
+            Some(serde_json::to_vec(&json!({ "name": "ok", "roles": ["a,b"] })).unwrap()),
+            400,
+        ),
+        (
+            "POST",
+            "/admin/clients".into(),
+            Some(b"{not json".to_vec()),
+            400,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let (status, json, allow) = call(method, &path, body).await;
+        assert_eq!(status, want, "{method} {path}: {json}");
+        assert!(
+            json["error"].is_string() && json["request_id"].is_string(),
+            "{method} {path}: not the JSON error shape: {json}"
+        );
+        if want == 405 {
+            assert!(
+                allow.is_some_and(|a| a.contains("GET")),
+                "{method} {path}: no Allow"
+            );
+        }
+    }
+    // Nothing was stored; the node still serves.
+    let (status, json, _) = call("GET", "/admin/config", None).await;
+    assert_eq!(status, 200, "{json}");
+    let services: Vec<&String> = json["services"]
+        .as_object()
+        .expect("services")
+        .keys()
+        .collect();
+    assert_eq!(services, ["svc"], "{json}");
+    let (status, json, _) = call("GET", "/admin/clients", None).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["clients"], json!([]), "{json}");
+    assert!(exchange(
+        gw.port,
+        b"GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        false
+    )
+    .starts_with("HTTP/1.1 200"));
+}

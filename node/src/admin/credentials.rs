@@ -166,6 +166,26 @@ async fn create_client(
     if new.name.trim().is_empty() {
         return Err(AdminError::BadRequest("name must not be empty".into()));
     }
+    cluster_config::validate::check_id(&new.name)
+        .map_err(|m| AdminError::BadRequest(format!("name {m}")))?;
+    // Roles and scopes travel in `X-User-Roles` and tokens: short, printable,
+    // no commas (the header's separator) or spaces (the scope separator).
+    for (what, list) in [("roles", &new.roles), ("scopes", &new.scopes)] {
+        if list.len() > 64 {
+            return Err(AdminError::BadRequest(format!("at most 64 {what}")));
+        }
+        if let Some(bad) = list.iter().find(|r| {
+            r.is_empty()
+                || r.len() > 128
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+        }) {
+            return Err(AdminError::BadRequest(format!(
+                "{what}: {bad:?} must be 1 to 128 printable ASCII characters without spaces, commas or quotes"
+            )));
+        }
+    }
     let client_id = uuid::Uuid::new_v4().to_string();
     let secret = random_secret("cs_");
     let client = ApiClient {

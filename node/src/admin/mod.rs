@@ -309,7 +309,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 let started = Instant::now();
                 let call = srv.call(req);
                 REQUEST_ID.scope(id.clone(), async move {
-                    let mut res = call.await?;
+                    let mut res = json_errors(call.await?, &id);
                     if let Ok(v) = header::HeaderValue::from_str(&id) {
                         res.headers_mut()
                             .insert(header::HeaderName::from_static(X_REQUEST_ID), v);
@@ -326,6 +326,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     Ok(res)
                 })
             })
+            // Admin bodies are small JSON documents; larger is 413 before parsing.
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .default_service(web::to(no_such_operation))
             .route("/openapi.json", web::get().to(openapi))
             .route("/metrics", web::get().to(metrics))
             .configure(cluster::configure)
@@ -335,6 +338,108 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(signing::configure),
     )
     .configure(console::configure);
+}
+
+/// The largest admin request body (413 above it).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Errors actix itself answers (a body over the limit, a path parameter that
+/// does not parse, a missing route) come as plain text: rewritten here into the
+/// one JSON error shape, with the request id.
+fn json_errors<B: actix_web::body::MessageBody + 'static>(
+    res: actix_web::dev::ServiceResponse<B>,
+    request_id: &str,
+) -> actix_web::dev::ServiceResponse {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return res.map_into_boxed_body();
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            format!("admin request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such admin resource".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed here".to_owned())
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "send application/json".to_owned())
+        }
+        _ => ("bad_request", "malformed admin request".to_owned()),
+    };
+    let mut b = HttpResponseBuilder::new(status);
+    for (name, value) in res.headers() {
+        if name == header::ALLOW || name == header::WWW_AUTHENTICATE {
+            b.append_header((name.clone(), value.clone()));
+        }
+    }
+    let body = error_response(b, code, &message, request_id, None::<&()>);
+    res.into_response(body)
+}
+
+/// The paths and methods the OpenAPI document describes, for 405's `Allow`.
+fn documented() -> &'static [(actix_web::dev::ResourceDef, String)] {
+    static DOC: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, String)>> =
+        std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).unwrap_or_default();
+        let mut out = Vec::new();
+        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+            let methods: Vec<String> = ops
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(m, _)| m.to_ascii_uppercase())
+                .filter(|m| ["GET", "PUT", "POST", "DELETE", "PATCH"].contains(&m.as_str()))
+                .collect();
+            out.push((
+                actix_web::dev::ResourceDef::new(path.as_str()),
+                methods.join(", "),
+            ));
+        }
+        out
+    })
+}
+
+/// No route took the request: 405 with `Allow` when the path is one the API
+/// has (under other methods), else 404; both in the JSON error shape.
+async fn no_such_operation(req: HttpRequest) -> HttpResponse {
+    let request_id = current_request_id();
+    let allow = documented()
+        .iter()
+        .find(|(def, _)| def.is_match(req.path()))
+        .map(|(_, allow)| allow.clone());
+    match allow {
+        Some(allow) => {
+            let mut b = HttpResponseBuilder::new(StatusCode::METHOD_NOT_ALLOWED);
+            b.insert_header((header::ALLOW, allow.clone()));
+            error_response(
+                b,
+                "method_not_allowed",
+                &format!(
+                    "{} {} is not an operation; allowed: {allow}",
+                    req.method(),
+                    req.path()
+                ),
+                &request_id,
+                None::<&()>,
+            )
+        }
+        None => error_response(
+            HttpResponseBuilder::new(StatusCode::NOT_FOUND),
+            "not_found",
+            &format!("no admin resource at {}", req.path()),
+            &request_id,
+            None::<&()>,
+        ),
+    }
 }
 
 async fn openapi() -> HttpResponse {
