@@ -99,10 +99,26 @@ impl Admin {
     /// The state to answer a read from: the local one, or with `?consistent=true`
     /// one that includes every write committed before the request.
     pub async fn read_state(&self, req: &HttpRequest) -> Result<Arc<Published>, AdminError> {
-        let consistent = req
-            .query_string()
-            .split('&')
-            .any(|kv| kv == "consistent=true");
+        let mut consistent = None;
+        for kv in req.query_string().split('&').filter(|kv| !kv.is_empty()) {
+            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+            if key != "consistent" {
+                continue;
+            }
+            let value = match value {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(AdminError::BadRequest(format!(
+                        "consistent must be true or false, not {other:?}"
+                    )))
+                }
+            };
+            if consistent.replace(value).is_some() {
+                return Err(AdminError::BadRequest("consistent given twice".into()));
+            }
+        }
+        let consistent = consistent.unwrap_or(false);
         if consistent {
             self.raft.linearizable_barrier().await?;
         }
