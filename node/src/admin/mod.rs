@@ -119,18 +119,24 @@ impl Admin {
     /// Proposes `command` through any node; `Ok` carries the log index it was
     /// applied at. The state machine's refusal is 422 (or 404 for a missing entity).
     pub async fn write(&self, command: Command) -> Result<u64, AdminError> {
+        self.write_answer(command).await.map(|(_, version)| version)
+    }
+
+    /// [`Admin::write`] keeping the state machine's answer when it carries data
+    /// (a published event's id, a count).
+    pub async fn write_answer(&self, command: Command) -> Result<(Response, u64), AdminError> {
         let started = Instant::now();
         match self.raft.write_anywhere(command).await? {
-            (Response::Applied, version) => {
+            (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
+            (Response::NotFound { kind, id }, _) => {
+                Err(AdminError::NotFound(format!("no {kind} {id:?}")))
+            }
+            (answer, version) => {
                 self.plane
                     .metrics
                     .raft_commit_duration
                     .observe(started.elapsed().as_secs_f64());
-                Ok(version)
-            }
-            (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
-            (Response::NotFound { kind, id }, _) => {
-                Err(AdminError::NotFound(format!("no {kind} {id:?}")))
+                Ok((answer, version))
             }
         }
     }
