@@ -25,6 +25,7 @@ pub mod console;
 pub mod credentials;
 pub mod ratelimits;
 pub mod signing;
+pub mod webhooks;
 
 use crate::dataplane::DataPlane;
 use crate::errors::{error_response, X_REQUEST_ID};
@@ -338,7 +339,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(config::configure)
             .configure(credentials::configure)
             .configure(ratelimits::configure)
-            .configure(signing::configure),
+            .configure(signing::configure)
+            .configure(webhooks::configure),
     )
     .configure(console::configure);
 }
