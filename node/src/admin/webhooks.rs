@@ -52,8 +52,10 @@ const MAX_GRACE_MS: u64 = 7 * 24 * 3_600_000;
 const MAX_TYPE_LEN: usize = 128;
 const MAX_PAGE: usize = 500;
 
+/// The `webhooks:` settings the data plane runs with: the replicated config, or
+/// this node's files while the cluster has none yet.
 fn settings(admin: &Admin) -> WebhookSettings {
-    WebhookSettings::of(&admin.current().state.gateway.webhooks)
+    WebhookSettings::of(&admin.plane.state.load().gateway.config.spec.webhooks)
 }
 
 /// `250ms`, `0s`, `1m`, `5m`, `2h`, `1d`.
