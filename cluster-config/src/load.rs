@@ -10,9 +10,7 @@ use crate::gateway::Gateway;
 use crate::node::{
     AdminSection, ClusterSection, LogSection, NodeConfig, NodeSection, NodeSections,
 };
-use crate::schema::{
-    AuthSpec, GatewaySpec, RateLimitSpec, RouteSpec, ServiceSpec, WebhooksSpec,
-};
+use crate::schema::{AuthSpec, GatewaySpec, RateLimitSpec, RouteSpec, ServiceSpec, WebhooksSpec};
 use crate::validate::Reported;
 use crate::ConfigErrors;
 use config::Source;

@@ -195,10 +195,7 @@ async fn attempt(client: &awc::Client, job: &Job) -> AttemptReport {
             body_signature(&job.sub.secret, &body),
         ));
     let exchange = async {
-        let mut res = request
-            .send_body(body)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut res = request.send_body(body).await.map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let retry_after = if status == 429 || status == 503 {
             retry_after_ms(res.headers())
@@ -363,7 +360,10 @@ async fn run_session(
                     .metrics
                     .webhook_delivery_duration
                     .observe(report.attempt.latency_ms as f64 / 1000.0);
-                lanes.borrow_mut().outcomes.push((job.sub.id.clone(), report));
+                lanes
+                    .borrow_mut()
+                    .outcomes
+                    .push((job.sub.id.clone(), report));
             });
         }
         tokio::select! {
@@ -400,7 +400,8 @@ fn due_jobs(raft: &RaftNode, lanes: &Rc<RefCell<Lanes>>) -> Vec<Job> {
             full.insert(sid);
             continue;
         }
-        let busy = lanes.per_sub.get(sid).copied().unwrap_or(0) + started.get(sid).copied().unwrap_or(0);
+        let busy =
+            lanes.per_sub.get(sid).copied().unwrap_or(0) + started.get(sid).copied().unwrap_or(0);
         if sub.ordered {
             held.insert(sid);
             if busy > 0 || lanes.in_flight.contains(seq) || d.next_attempt_ms > now {
@@ -511,7 +512,10 @@ async fn gauges(raft: Arc<RaftNode>, metrics: web::Data<DataPlane>) {
                     .with_label_values(&[sub])
                     .set(s.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0);
             }
-            metrics.metrics.webhook_dead_letters.set(hooks.dead.len() as i64);
+            metrics
+                .metrics
+                .webhook_dead_letters
+                .set(hooks.dead.len() as i64);
         }
         tokio::time::sleep(GAUGES_EVERY).await;
     }
@@ -544,7 +548,9 @@ mod tests {
     #[test]
     fn secrets_are_whsec_base64_of_32_bytes() {
         let s = new_secret().expect("random");
-        let raw = B64.decode(s.strip_prefix("whsec_").expect("prefix")).expect("b64");
+        let raw = B64
+            .decode(s.strip_prefix("whsec_").expect("prefix"))
+            .expect("b64");
         assert_eq!(raw.len(), 32);
     }
 

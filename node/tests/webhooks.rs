@@ -32,7 +32,13 @@ async fn gateway(webhooks: &str) -> Gateway {
         ),
     ]);
     wait_for_async("the node to lead", WAIT, &gw, || async {
-        let a = admin(&gw, "GET", "/admin/webhooks/subscriptions?consistent=true", None).await;
+        let a = admin(
+            &gw,
+            "GET",
+            "/admin/webhooks/subscriptions?consistent=true",
+            None,
+        )
+        .await;
         (a.status == 200).then_some(()).ok_or(a.text)
     })
     .await;
@@ -145,19 +151,14 @@ impl Receiver {
     }
 
     async fn wait_hits(&self, gw: &Gateway, path: &str, n: usize) -> Vec<Hit> {
-        wait_for_async(
-            format!("{n} request(s) at {path}"),
-            WAIT,
-            gw,
-            || async {
-                let h = self.hits(path);
-                if h.len() >= n {
-                    Ok(h)
-                } else {
-                    Err(h.len())
-                }
-            },
-        )
+        wait_for_async(format!("{n} request(s) at {path}"), WAIT, gw, || async {
+            let h = self.hits(path);
+            if h.len() >= n {
+                Ok(h)
+            } else {
+                Err(h.len())
+            }
+        })
         .await
     }
 }
@@ -171,14 +172,19 @@ async fn receive(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Ht
             .to_owned()
     };
     let path = req.path().to_owned();
-    s.hits.lock().unwrap().entry(path.clone()).or_default().push(Hit {
-        id: h("webhook-id"),
-        ts: h("webhook-timestamp"),
-        sig: h("webhook-signature"),
-        xsig: h("x-webhook-signature"),
-        body: body.to_vec(),
-        at: Instant::now(),
-    });
+    s.hits
+        .lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default()
+        .push(Hit {
+            id: h("webhook-id"),
+            ts: h("webhook-timestamp"),
+            sig: h("webhook-signature"),
+            xsig: h("x-webhook-signature"),
+            body: body.to_vec(),
+            at: Instant::now(),
+        });
     let reply = {
         let mut plans = s.plans.lock().unwrap();
         let plan = plans.entry(path).or_default();
@@ -188,15 +194,14 @@ async fn receive(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Ht
             .unwrap_or(Reply::Status(200))
     };
     match reply {
-        Reply::Status(code) => HttpResponse::build(
-            awc::http::StatusCode::from_u16(code).expect("status"),
-        )
-        .body("ok"),
-        Reply::RetryAfter(code, secs) => HttpResponse::build(
-            awc::http::StatusCode::from_u16(code).expect("status"),
-        )
-        .insert_header(("retry-after", secs.to_string()))
-        .finish(),
+        Reply::Status(code) => {
+            HttpResponse::build(awc::http::StatusCode::from_u16(code).expect("status")).body("ok")
+        }
+        Reply::RetryAfter(code, secs) => {
+            HttpResponse::build(awc::http::StatusCode::from_u16(code).expect("status"))
+                .insert_header(("retry-after", secs.to_string()))
+                .finish()
+        }
         Reply::Hang => {
             actix_rt::time::sleep(Duration::from_secs(120)).await;
             HttpResponse::Ok().finish()
@@ -256,7 +261,13 @@ async fn publish(gw: &Gateway, body: Value) -> String {
 }
 
 async fn deliveries(gw: &Gateway, query: &str) -> Vec<Value> {
-    let a = admin(gw, "GET", &format!("/admin/webhooks/deliveries?{query}"), None).await;
+    let a = admin(
+        gw,
+        "GET",
+        &format!("/admin/webhooks/deliveries?{query}"),
+        None,
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.text);
     a.body["deliveries"].as_array().cloned().unwrap_or_default()
 }
@@ -302,7 +313,9 @@ async fn an_event_reaches_every_subscriber_signed_and_no_one_else() {
         assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
     }
     // The third subscriber wants another type: no delivery was even created.
-    assert!(deliveries(&gw, &format!("subscription={c}")).await.is_empty());
+    assert!(deliveries(&gw, &format!("subscription={c}"))
+        .await
+        .is_empty());
     assert!(rx.hits("/c").is_empty());
     // Both deliveries end up delivered, one attempt each.
     wait_for_async("a's delivery to be delivered", WAIT, &gw, || async {
@@ -310,10 +323,19 @@ async fn an_event_reaches_every_subscriber_signed_and_no_one_else() {
         (d.len() == 1).then_some(()).ok_or(d)
     })
     .await;
-    let sub = admin(&gw, "GET", &format!("/admin/webhooks/subscriptions/{a}"), None).await;
+    let sub = admin(
+        &gw,
+        "GET",
+        &format!("/admin/webhooks/subscriptions/{a}"),
+        None,
+    )
+    .await;
     assert_eq!(sub.body["stats"]["delivered"], 1, "{}", sub.text);
     assert_eq!(sub.body["stats"]["success_rate"], 1.0);
-    assert!(sub.body.get("secret").is_none(), "the secret is never read back");
+    assert!(
+        sub.body.get("secret").is_none(),
+        "the secret is never read back"
+    );
     assert!(!sub.text.contains(&secret_a));
 }
 
@@ -329,7 +351,10 @@ async fn a_receiver_failing_twice_gets_it_on_the_third_attempt() {
     .await;
     let id = publish(&gw, json!({"type": "thing.happened", "data": null})).await;
     let hits = rx.wait_hits(&gw, "/flaky", 3).await;
-    assert!(hits.iter().all(|h| h.id == id), "same webhook-id on every retry");
+    assert!(
+        hits.iter().all(|h| h.id == id),
+        "same webhook-id on every retry"
+    );
     let d = wait_for_async("the delivery to be delivered", WAIT, &gw, || async {
         let d = deliveries(&gw, &format!("subscription={sub}&status=delivered")).await;
         d.into_iter().next().ok_or("not yet")
@@ -384,7 +409,8 @@ async fn a_dead_letter_is_replayed_once_the_receiver_heals() {
     assert_eq!(dead["event_id"], id);
     assert_eq!(dead["attempts"].as_array().unwrap().len(), 2);
     assert_eq!(rx.hits("/down").len(), 2);
-    gw.wait_metric("gateway_webhook_dead_letters", 1.0, 30).await;
+    gw.wait_metric("gateway_webhook_dead_letters", 1.0, 30)
+        .await;
     // Heal, then replay every dead letter of the subscription.
     rx.default("/down", Reply::Status(200));
     let r = admin(
@@ -404,7 +430,8 @@ async fn a_dead_letter_is_replayed_once_the_receiver_heals() {
     })
     .await;
     assert!(deliveries(&gw, "status=dead").await.is_empty());
-    gw.wait_metric("gateway_webhook_dead_letters", 0.0, 30).await;
+    gw.wait_metric("gateway_webhook_dead_letters", 0.0, 30)
+        .await;
 }
 
 #[actix_rt::test]
@@ -416,13 +443,22 @@ async fn gone_disables_the_subscription() {
     publish(&gw, json!({"type": "t", "data": 1})).await;
     rx.wait_hits(&gw, "/gone", 1).await;
     wait_for_async("the subscription to be disabled", WAIT, &gw, || async {
-        let s = admin(&gw, "GET", &format!("/admin/webhooks/subscriptions/{sub}"), None).await;
+        let s = admin(
+            &gw,
+            "GET",
+            &format!("/admin/webhooks/subscriptions/{sub}"),
+            None,
+        )
+        .await;
         (s.body["enabled"] == false).then_some(()).ok_or(s.text)
     })
     .await;
     publish(&gw, json!({"type": "t", "data": 2})).await;
     // The second event creates no delivery for a disabled subscription.
-    assert_eq!(deliveries(&gw, &format!("subscription={sub}")).await.len(), 1);
+    assert_eq!(
+        deliveries(&gw, &format!("subscription={sub}")).await.len(),
+        1
+    );
     assert_eq!(rx.hits("/gone").len(), 1);
 }
 
@@ -478,18 +514,43 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     let rx = Receiver::start();
     for (body, what) in [
         (json!({"url": "not a url", "event_types": ["*"]}), "url"),
-        (json!({"url": "ftp://example.com/x", "event_types": ["*"]}), "scheme"),
-        (json!({"url": "http://169.254.169.254/latest/meta-data", "event_types": ["*"]}), "metadata"),
-        (json!({"url": "http://[fe80::1]/", "event_types": ["*"]}), "link-local"),
-        (json!({"url": rx.url("/x"), "event_types": ["order created"]}), "type with a space"),
+        (
+            json!({"url": "ftp://example.com/x", "event_types": ["*"]}),
+            "scheme",
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest/meta-data", "event_types": ["*"]}),
+            "metadata",
+        ),
+        (
+            json!({"url": "http://[fe80::1]/", "event_types": ["*"]}),
+            "link-local",
+        ),
+        (
+            json!({"url": rx.url("/x"), "event_types": ["order created"]}),
+            "type with a space",
+        ),
         (json!({"url": rx.url("/x"), "event_types": []}), "no types"),
-        (json!({"url": rx.url("/x"), "event_types": ["*"], "retry_schedule": ["soon"]}), "schedule"),
-        (json!({"url": rx.url("/x"), "event_types": ["*"], "timeout": "9d"}), "timeout"),
-        (json!({"url": rx.url("/x"), "event_types": ["*"], "colour": "red"}), "unknown field"),
+        (
+            json!({"url": rx.url("/x"), "event_types": ["*"], "retry_schedule": ["soon"]}),
+            "schedule",
+        ),
+        (
+            json!({"url": rx.url("/x"), "event_types": ["*"], "timeout": "9d"}),
+            "timeout",
+        ),
+        (
+            json!({"url": rx.url("/x"), "event_types": ["*"], "colour": "red"}),
+            "unknown field",
+        ),
     ] {
         let a = admin(&gw, "POST", "/admin/webhooks/subscriptions", Some(body)).await;
         assert_eq!(a.status, 400, "{what}: {}", a.text);
-        assert!(a.body["error"].is_string() && a.body["message"].is_string(), "{what}: {}", a.text);
+        assert!(
+            a.body["error"].is_string() && a.body["message"].is_string(),
+            "{what}: {}",
+            a.text
+        );
     }
     let list = admin(&gw, "GET", "/admin/webhooks/subscriptions", None).await;
     assert_eq!(list.body["subscriptions"], json!([]), "nothing stored");
@@ -498,7 +559,11 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     for (body, what, code) in [
         (json!({"type": "has space", "data": 1}), "type", 400),
         (json!({"data": 1}), "no type", 400),
-        (json!({"type": "t", "data": "x".repeat(5000)}), "oversized", 413),
+        (
+            json!({"type": "t", "data": "x".repeat(5000)}),
+            "oversized",
+            413,
+        ),
     ] {
         let a = admin(&gw, "POST", "/admin/events", Some(body)).await;
         assert_eq!(a.status, code, "{what}: {}", a.text);
@@ -527,16 +592,31 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
         assert_eq!(a.status, 404, "{m} {p}: {}", a.text);
     }
     // Publishing needs the admin token or a publisher's API key.
-    let anon = send(http().post(gw.admin_url("/admin/events")), Some(b"{}".to_vec()))
-        .await
-        .unwrap();
+    let anon = send(
+        http().post(gw.admin_url("/admin/events")),
+        Some(b"{}".to_vec()),
+    )
+    .await
+    .unwrap();
     assert_eq!(anon.status, 401);
     let key_of = |roles: Value| {
         let gw = &gw;
         async move {
-            let c = admin(gw, "POST", "/admin/clients", Some(json!({"name": "svc", "roles": roles, "scopes": []}))).await;
+            let c = admin(
+                gw,
+                "POST",
+                "/admin/clients",
+                Some(json!({"name": "svc", "roles": roles, "scopes": []})),
+            )
+            .await;
             assert_eq!(c.status, 200, "{}", c.text);
-            let k = admin(gw, "POST", "/admin/keys", Some(json!({"client_id": c.body["client_id"]}))).await;
+            let k = admin(
+                gw,
+                "POST",
+                "/admin/keys",
+                Some(json!({"client_id": c.body["client_id"]})),
+            )
+            .await;
             assert_eq!(k.status, 200, "{}", k.text);
             k.body["key"].as_str().expect("key").to_owned()
         }
@@ -564,8 +644,18 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     })
     .await;
     // Idempotency: the same key twice is one event.
-    let first = publish(&gw, json!({"type": "t", "data": 1, "idempotency_key": "k-1"})).await;
-    let again = admin(&gw, "POST", "/admin/events", Some(json!({"type": "t", "data": 2, "idempotency_key": "k-1"}))).await;
+    let first = publish(
+        &gw,
+        json!({"type": "t", "data": 1, "idempotency_key": "k-1"}),
+    )
+    .await;
+    let again = admin(
+        &gw,
+        "POST",
+        "/admin/events",
+        Some(json!({"type": "t", "data": 2, "idempotency_key": "k-1"})),
+    )
+    .await;
     assert_eq!(again.status, 202);
     assert_eq!(again.body["id"], first.as_str());
     assert_eq!(again.body["duplicate"], true);
@@ -582,7 +672,11 @@ async fn hanging_and_huge_receivers_cost_one_timeout_and_a_bounded_read() {
         json!({"url": rx.url("/hang"), "event_types": ["*"], "timeout": "1s", "retry_schedule": ["0s"]}),
     )
     .await;
-    let (huge, _) = subscribe(&gw, json!({"url": rx.url("/huge"), "event_types": ["*"], "timeout": "20s"})).await;
+    let (huge, _) = subscribe(
+        &gw,
+        json!({"url": rx.url("/huge"), "event_types": ["*"], "timeout": "20s"}),
+    )
+    .await;
     let (fast, _) = subscribe(&gw, json!({"url": rx.url("/fast"), "event_types": ["*"]})).await;
     let started = Instant::now();
     publish(&gw, json!({"type": "t", "data": 1})).await;
@@ -593,9 +687,15 @@ async fn hanging_and_huge_receivers_cost_one_timeout_and_a_bounded_read() {
         d.into_iter().next().ok_or("not yet")
     })
     .await;
-    let err = dead["attempts"][0]["error"].as_str().unwrap_or_default().to_owned();
+    let err = dead["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(!err.is_empty(), "{dead}");
-    assert!(started.elapsed() < Duration::from_secs(25), "one timeout, not more");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "one timeout, not more"
+    );
     // A 1 GiB answer: 200 seen, the body read up to 64 KiB, delivered.
     wait_for_async("the huge receiver's delivery", WAIT, &gw, || async {
         let d = deliveries(&gw, &format!("subscription={huge}&status=delivered")).await;

@@ -218,7 +218,6 @@ pub struct SubscriptionStats {
     pub oldest_pending_ms: Option<u64>,
 }
 
-
 impl Webhooks {
     /// Inserts or replaces a subscription. An empty `secret` keeps the current
     /// one (an update); a new subscription must bring one.
@@ -388,7 +387,11 @@ impl Webhooks {
             .pending
             .iter()
             .copied()
-            .filter(|s| self.deliveries.get(s).is_some_and(|d| d.subscription_id == id))
+            .filter(|s| {
+                self.deliveries
+                    .get(s)
+                    .is_some_and(|d| d.subscription_id == id)
+            })
             .collect();
         for seq in held {
             if let Some(d) = self.deliveries.get_mut(&seq) {
@@ -412,7 +415,11 @@ impl Webhooks {
                 .dead
                 .iter()
                 .copied()
-                .filter(|s| self.deliveries.get(s).is_some_and(|d| d.subscription_id == *id))
+                .filter(|s| {
+                    self.deliveries
+                        .get(s)
+                        .is_some_and(|d| d.subscription_id == *id)
+                })
                 .collect(),
             ReplayTarget::All => self.dead.iter().copied().collect(),
         };

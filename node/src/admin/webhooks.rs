@@ -37,7 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/webhooks/deliveries", web::get().to(deliveries))
         .route("/webhooks/deliveries/{id}", web::get().to(delivery))
-        .route("/webhooks/deliveries/{id}/replay", web::post().to(replay_one))
+        .route(
+            "/webhooks/deliveries/{id}/replay",
+            web::post().to(replay_one),
+        )
         .route("/webhooks/dead-letters/replay", web::post().to(replay_dead));
 }
 
@@ -63,7 +66,8 @@ fn duration_ms(text: &str, path: &str) -> Result<u64, AdminError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let bad = || AdminError::BadRequest(format!("{path}: invalid duration {text:?} (e.g. 30s, 5m)"));
+    let bad =
+        || AdminError::BadRequest(format!("{path}: invalid duration {text:?} (e.g. 30s, 5m)"));
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let mult = match unit {
         "ms" => 1,
@@ -93,7 +97,10 @@ fn check_url(text: &str, allow_private: bool) -> Result<(), AdminError> {
         url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
         url::Host::Domain(d) => {
             let d = d.to_ascii_lowercase();
-            if d == "metadata.google.internal" || d == "metadata" || d.ends_with(".metadata.google.internal") {
+            if d == "metadata.google.internal"
+                || d == "metadata"
+                || d.ends_with(".metadata.google.internal")
+            {
                 return Err(bad("cloud metadata endpoints are not allowed"));
             }
             if (d == "localhost" || d.ends_with(".localhost")) && !allow_private {
@@ -108,7 +115,10 @@ fn check_url(text: &str, allow_private: bool) -> Result<(), AdminError> {
         let (link_local, private) = match ip {
             IpAddr::V4(a) => (
                 a.is_link_local() || a.octets()[0] == 0 && !a.is_unspecified(),
-                a.is_loopback() || a.is_private() || a.is_unspecified() || a.is_broadcast()
+                a.is_loopback()
+                    || a.is_private()
+                    || a.is_unspecified()
+                    || a.is_broadcast()
                     || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64),
             ),
             IpAddr::V6(a) => {
@@ -227,7 +237,9 @@ fn build(
     }
     if let Some(d) = body.description {
         if d.len() > 1024 {
-            return Err(AdminError::BadRequest("description: at most 1024 bytes".into()));
+            return Err(AdminError::BadRequest(
+                "description: at most 1024 bytes".into(),
+            ));
         }
         base.description = Some(d);
     }
@@ -284,7 +296,11 @@ fn created(version: u64, body: Value) -> HttpResponse {
 
 /// `POST /admin/webhooks/subscriptions` → 201 `{id, secret, ...}` (the secret
 /// is shown here and at rotation only).
-async fn create(admin: web::Data<Admin>, _: Caller, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+async fn create(
+    admin: web::Data<Admin>,
+    _: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
     let parsed: SubscriptionBody = parse_json(&body)?;
     let secret = new_secret().map_err(|_| AdminError::Internal("no randomness".into()))?;
     let now = now_ms();
@@ -311,9 +327,17 @@ async fn create(admin: web::Data<Admin>, _: Caller, body: web::Bytes) -> Result<
     Ok(created(version, out))
 }
 
-async fn list(admin: web::Data<Admin>, req: HttpRequest, _: Caller) -> Result<HttpResponse, AdminError> {
+async fn list(
+    admin: web::Data<Admin>,
+    req: HttpRequest,
+    _: Caller,
+) -> Result<HttpResponse, AdminError> {
     let p = admin.read_state(&req).await?;
-    let hooks = admin.raft.webhooks().read().unwrap_or_else(|e| e.into_inner());
+    let hooks = admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     let stats = hooks.stats(now_ms());
     let subs: Vec<Value> = hooks
         .subscriptions
@@ -331,7 +355,11 @@ async fn get(
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     let p = admin.read_state(&req).await?;
-    let hooks = admin.raft.webhooks().read().unwrap_or_else(|e| e.into_inner());
+    let hooks = admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     let sub = hooks
         .subscriptions
         .get(&id)
@@ -371,7 +399,11 @@ async fn update(
     Ok(super::written(version, view(&sub, None)))
 }
 
-async fn delete(admin: web::Data<Admin>, _: Caller, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+async fn delete(
+    admin: web::Data<Admin>,
+    _: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     admin
         .write_versioned(Command::DeleteWebhookSubscription { id })
@@ -482,7 +514,8 @@ async fn publish(
         body.extend_from_slice(&chunk);
     }
     let parsed: EventBody = parse_json(&body)?;
-    check_type(&parsed.event_type, false).map_err(|m| AdminError::BadRequest(format!("type: {m}")))?;
+    check_type(&parsed.event_type, false)
+        .map_err(|m| AdminError::BadRequest(format!("type: {m}")))?;
     for (name, v) in [
         ("idempotency_key", &parsed.idempotency_key),
         ("correlation_id", &parsed.correlation_id),
@@ -490,7 +523,9 @@ async fn publish(
         ("source", &parsed.source),
     ] {
         if v.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
-            return Err(AdminError::BadRequest(format!("{name}: 1 to 256 characters")));
+            return Err(AdminError::BadRequest(format!(
+                "{name}: 1 to 256 characters"
+            )));
         }
     }
     let event = Event {
@@ -556,7 +591,11 @@ struct DeliveriesQuery {
 
 /// `GET /admin/webhooks/deliveries?status=&subscription=&cursor=&limit=`, in
 /// publish order; `next_cursor` is set when there may be more.
-async fn deliveries(admin: web::Data<Admin>, req: HttpRequest, _: Caller) -> Result<HttpResponse, AdminError> {
+async fn deliveries(
+    admin: web::Data<Admin>,
+    req: HttpRequest,
+    _: Caller,
+) -> Result<HttpResponse, AdminError> {
     let q = web::Query::<DeliveriesQuery>::from_query(req.query_string())
         .map_err(|e| AdminError::BadRequest(format!("invalid query: {e}")))?;
     let status = match q.status.as_deref() {
@@ -572,27 +611,43 @@ async fn deliveries(admin: web::Data<Admin>, req: HttpRequest, _: Caller) -> Res
     };
     let after: u64 = match q.cursor.as_deref() {
         None | Some("") => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .map(|c| c + 1)
-            .map_err(|_| AdminError::BadRequest("cursor: not a cursor from a previous page".into()))?,
+        Some(c) => c.parse::<u64>().map(|c| c + 1).map_err(|_| {
+            AdminError::BadRequest("cursor: not a cursor from a previous page".into())
+        })?,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let p = admin.read_state(&req).await?;
-    let hooks = admin.raft.webhooks().read().unwrap_or_else(|e| e.into_inner());
+    let hooks = admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     let mut page = Vec::new();
     let mut last = None;
     let mut more = false;
     let source: Box<dyn Iterator<Item = &Delivery>> = match status {
-        Some(Status::Dead) => Box::new(hooks.dead.range(after..).filter_map(|s| hooks.deliveries.get(s))),
-        Some(Status::Pending) => Box::new(hooks.pending.range(after..).filter_map(|s| hooks.deliveries.get(s))),
+        Some(Status::Dead) => Box::new(
+            hooks
+                .dead
+                .range(after..)
+                .filter_map(|s| hooks.deliveries.get(s)),
+        ),
+        Some(Status::Pending) => Box::new(
+            hooks
+                .pending
+                .range(after..)
+                .filter_map(|s| hooks.deliveries.get(s)),
+        ),
         _ => Box::new(hooks.deliveries.range(after..).map(|(_, d)| d)),
     };
     for d in source {
         if status.is_some_and(|s| s != d.status) {
             continue;
         }
-        if q.subscription.as_ref().is_some_and(|s| *s != d.subscription_id) {
+        if q.subscription
+            .as_ref()
+            .is_some_and(|s| *s != d.subscription_id)
+        {
             continue;
         }
         if page.len() == limit {
@@ -602,7 +657,11 @@ async fn deliveries(admin: web::Data<Admin>, req: HttpRequest, _: Caller) -> Res
         last = Some(d.seq);
         page.push(delivery_view(d, &hooks));
     }
-    let next_cursor = if more { last.map(|l| l.to_string()) } else { None };
+    let next_cursor = if more {
+        last.map(|l| l.to_string())
+    } else {
+        None
+    };
     Ok(read(
         p.version,
         json!({ "deliveries": page, "next_cursor": next_cursor }),
@@ -622,7 +681,11 @@ async fn delivery(
 ) -> Result<HttpResponse, AdminError> {
     let seq = seq_of(&path)?;
     let p = admin.read_state(&req).await?;
-    let hooks = admin.raft.webhooks().read().unwrap_or_else(|e| e.into_inner());
+    let hooks = admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     let d = hooks
         .deliveries
         .get(&seq)
@@ -646,7 +709,11 @@ async fn replay(admin: &Admin, target: ReplayTarget) -> Result<HttpResponse, Adm
 
 /// `POST /admin/webhooks/deliveries/{id}/replay`: a dead (or delivered)
 /// delivery is sent again with a fresh schedule.
-async fn replay_one(admin: web::Data<Admin>, _: Caller, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+async fn replay_one(
+    admin: web::Data<Admin>,
+    _: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
     let seq = seq_of(&path)?;
     replay(&admin, ReplayTarget::One(seq)).await
 }
@@ -659,7 +726,11 @@ struct ReplayBody {
 
 /// `POST /admin/webhooks/dead-letters/replay [{subscription}]`: every dead
 /// letter of one subscription, or of the cluster.
-async fn replay_dead(admin: web::Data<Admin>, _: Caller, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+async fn replay_dead(
+    admin: web::Data<Admin>,
+    _: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
     let parsed: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
     } else {

@@ -9,8 +9,8 @@ use super::fault::Faults;
 use crate::codec;
 use crate::command::Response;
 use crate::limits::Ledger;
-use crate::webhooks::Webhooks;
 use crate::state::{self, ApplyCtx, ClusterState, Delta, DeltaBatch, Published, Validator};
+use crate::webhooks::Webhooks;
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{

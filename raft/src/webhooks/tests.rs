@@ -242,7 +242,10 @@ fn retention_purges_delivered_dead_orphans_and_keys() {
     assert!(h.events.contains_key("e2") && h.events.contains_key("e3"));
     assert!(h.idempotency.is_empty());
     // After 14 days the dead letter goes too.
-    assert_eq!(h.purge(DEAD_RETENTION_MS + 10, d, DEAD_RETENTION_MS), (1, 1));
+    assert_eq!(
+        h.purge(DEAD_RETENTION_MS + 10, d, DEAD_RETENTION_MS),
+        (1, 1)
+    );
     assert_eq!(h.deliveries.len(), 1);
     assert_eq!(h.pending.len(), 1);
 }
