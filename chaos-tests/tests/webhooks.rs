@@ -196,7 +196,11 @@ async fn events_accepted_before_the_leader_is_killed_are_all_delivered() {
         let mut batch = Vec::new();
         for _ in 0..8 {
             n += 1;
-            let via = if n % 2 == 0 { leader } else { follower };
+            let via = if n.is_multiple_of(2) {
+                leader
+            } else {
+                follower
+            };
             let body = json!({ "type": "bulk.event", "data": { "n": n } });
             let c = &c;
             batch.push(async move { (publish(c, via, &body).await, via) });

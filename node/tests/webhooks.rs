@@ -210,9 +210,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Ht
             // 1 GiB, produced lazily: the dispatcher must read 64 KiB and go.
             let chunk = web::Bytes::from(vec![b'x'; 64 * 1024]);
             let stream = futures_util::stream::iter(
-                std::iter::repeat(chunk)
-                    .take(16 * 1024)
-                    .map(Ok::<_, actix_web::Error>),
+                std::iter::repeat_n(chunk, 16 * 1024).map(Ok::<_, actix_web::Error>),
             );
             HttpResponse::Ok().streaming(stream)
         }

@@ -115,7 +115,7 @@ fn attempts_retry_deliver_or_die_and_duplicates_are_ignored() {
         attempt: attempt(10, 500),
         outcome: Outcome::RetryAt(1010),
     };
-    assert_eq!(h.record(&[fail.clone()]), 1);
+    assert_eq!(h.record(std::slice::from_ref(&fail)), 1);
     // The same report again (a re-sent batch) changes nothing.
     assert_eq!(h.record(&[fail]), 0);
     let d = &h.deliveries[&0];
