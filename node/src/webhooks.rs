@@ -294,8 +294,10 @@ struct Lanes {
     in_flight: HashSet<u64>,
     /// In-flight count per subscription.
     per_sub: HashMap<String, usize>,
-    /// Outcomes waiting to be proposed, with the subscription they free a slot of.
-    outcomes: Vec<(String, AttemptReport)>,
+    /// Outcomes waiting to be proposed, with the subscription of an ordered
+    /// lane whose slot the commit frees (`None`: the slot was freed when the
+    /// attempt ended).
+    outcomes: Vec<(Option<String>, AttemptReport)>,
 }
 
 async fn run_session(
@@ -343,6 +345,7 @@ async fn run_session(
             let client = client.clone();
             let lanes = lanes.clone();
             let metrics = metrics.clone();
+            let done = flushed.clone();
             actix_rt::spawn(async move {
                 let report = attempt(&client, &job).await;
                 let outcome = match report.outcome {
@@ -360,10 +363,21 @@ async fn run_session(
                     .metrics
                     .webhook_delivery_duration
                     .observe(report.attempt.latency_ms as f64 / 1000.0);
-                lanes
-                    .borrow_mut()
-                    .outcomes
-                    .push((job.sub.id.clone(), report));
+                let mut l = lanes.borrow_mut();
+                // An unordered lane may start its next attempt now (the seq stays
+                // in flight until committed); an ordered lane waits for the commit,
+                // so a crash cannot let a later event overtake this one.
+                let hold = if job.sub.ordered {
+                    Some(job.sub.id.clone())
+                } else {
+                    if let Some(n) = l.per_sub.get_mut(&job.sub.id) {
+                        *n = n.saturating_sub(1);
+                    }
+                    None
+                };
+                l.outcomes.push((hold, report));
+                drop(l);
+                done.notify_one();
             });
         }
         tokio::select! {
@@ -445,7 +459,7 @@ async fn batcher(
     while alive.get() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         loop {
-            let batch: Vec<(String, AttemptReport)> = {
+            let batch: Vec<(Option<String>, AttemptReport)> = {
                 let mut l = lanes.borrow_mut();
                 let n = l.outcomes.len().min(BATCH);
                 l.outcomes.drain(..n).collect()
@@ -479,9 +493,9 @@ async fn batcher(
                 );
             }
             let mut l = lanes.borrow_mut();
-            for (sub, r) in &batch {
+            for (held, r) in &batch {
                 l.in_flight.remove(&r.seq);
-                if let Some(n) = l.per_sub.get_mut(sub) {
+                if let Some(n) = held.as_ref().and_then(|sub| l.per_sub.get_mut(sub)) {
                     *n = n.saturating_sub(1);
                 }
             }
