@@ -192,7 +192,7 @@ async fn attempt(client: &awc::Client, job: &Job) -> AttemptReport {
         ))
         .insert_header((
             "x-webhook-signature",
-            body_signature(&job.sub.secret, &body),
+            body_signature(job.sub.secret.expose(), &body),
         ));
     let exchange = async {
         let mut res = request.send_body(body).await.map_err(|e| e.to_string())?;

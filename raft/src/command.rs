@@ -17,7 +17,7 @@
 
 use crate::limits::Report;
 use crate::state::signing::SigningKey;
-use crate::webhooks::{AttemptReport, Event, ReplayTarget, Subscription};
+use crate::webhooks::{AttemptReport, Event, ReplayTarget, Subscription, WebhookSecret};
 use cluster_config::schema::{GatewaySpec, RouteSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -214,7 +214,7 @@ pub enum Command {
     /// A new secret; the old one signs alongside it until `now_ms + grace_ms`.
     RotateWebhookSecret {
         id: String,
-        secret: String,
+        secret: WebhookSecret,
         now_ms: u64,
         grace_ms: u64,
     },

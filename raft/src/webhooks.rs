@@ -35,6 +35,32 @@ pub const DEAD_RETENTION_MS: u64 = 14 * 24 * 3_600_000;
 /// replayed over and over.
 pub const MAX_ATTEMPTS_KEPT: usize = 32;
 
+/// A subscription's signing secret (`whsec_...`). Kept in clear (every attempt
+/// is signed with it) but never printed: `Debug` shows only that it is there.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    pub fn new(secret: impl Into<String>) -> WebhookSecret {
+        WebhookSecret(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(…)")
+    }
+}
+
 /// A subscriber endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -50,9 +76,9 @@ pub struct Subscription {
     /// One delivery at a time, in publish order.
     pub ordered: bool,
     /// `whsec_...`: kept in clear because every attempt is signed with it.
-    pub secret: String,
+    pub secret: WebhookSecret,
     /// The secret a rotation replaced, and until when (ms) it still signs.
-    pub previous_secret: Option<(String, u64)>,
+    pub previous_secret: Option<(WebhookSecret, u64)>,
     /// Why the cluster disabled it (a 410 from the receiver), if it did.
     pub disabled_reason: Option<String>,
     pub created_ms: u64,
@@ -67,10 +93,10 @@ impl Subscription {
     /// The secrets to sign with at `now_ms`: the current one, then the previous
     /// one while its grace period lasts.
     pub fn signing_secrets(&self, now_ms: u64) -> Vec<&str> {
-        let mut out = vec![self.secret.as_str()];
+        let mut out = vec![self.secret.expose()];
         if let Some((old, until)) = &self.previous_secret {
             if now_ms < *until {
-                out.push(old.as_str());
+                out.push(old.expose());
             }
         }
         out
@@ -269,11 +295,17 @@ impl Webhooks {
     }
 
     /// New secret; the old one signs alongside it until `now_ms + grace_ms`.
-    pub fn rotate_secret(&mut self, id: &str, secret: &str, now_ms: u64, grace_ms: u64) -> bool {
+    pub fn rotate_secret(
+        &mut self,
+        id: &str,
+        secret: &WebhookSecret,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> bool {
         let Some(sub) = self.subscriptions.get_mut(id) else {
             return false;
         };
-        let old = std::mem::replace(&mut sub.secret, secret.to_owned());
+        let old = std::mem::replace(&mut sub.secret, secret.clone());
         sub.previous_secret = Some((old, now_ms.saturating_add(grace_ms)));
         true
     }

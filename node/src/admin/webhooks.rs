@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_raft::webhooks::{
-    Delivery, Event, ReplayTarget, Status, Subscription, SubscriptionStats,
+    Delivery, Event, ReplayTarget, Status, Subscription, SubscriptionStats, WebhookSecret,
     DEFAULT_ROTATION_GRACE_MS, DEFAULT_SCHEDULE_MS, DEFAULT_TIMEOUT_MS,
 };
 use sluice_raft::{Command, Response};
@@ -313,7 +313,7 @@ async fn create(
         description: None,
         enabled: true,
         ordered: false,
-        secret: secret.clone(),
+        secret: WebhookSecret::new(secret.clone()),
         previous_secret: None,
         disabled_reason: None,
         created_ms: now,
@@ -389,7 +389,7 @@ async fn update(
         .ok_or_else(|| AdminError::NotFound(format!("no subscription {id:?}")))?;
     let mut sub = build(parsed, current, settings(&admin))?;
     // Empty: keep the replicated secret (a rotation may have landed meanwhile).
-    sub.secret = String::new();
+    sub.secret = WebhookSecret::default();
     sub.previous_secret = None;
     let version = admin
         .write(Command::PutWebhookSubscription {
@@ -441,7 +441,7 @@ async fn rotate(
     let version = admin
         .write(Command::RotateWebhookSecret {
             id: id.clone(),
-            secret: secret.clone(),
+            secret: WebhookSecret::new(secret.clone()),
             now_ms: now,
             grace_ms,
         })

@@ -4,7 +4,7 @@
 
 use super::{not_found, rejected, ApplyCtx, Delta};
 use crate::command::Response;
-use crate::webhooks::{AttemptReport, Event, ReplayTarget, Subscription};
+use crate::webhooks::{AttemptReport, Event, ReplayTarget, Subscription, WebhookSecret};
 
 pub(super) fn put_subscription(ctx: &mut ApplyCtx<'_>, sub: &Subscription) -> Response {
     let Some(hooks) = ctx.webhooks.as_deref_mut() else {
@@ -34,7 +34,7 @@ pub(super) fn delete_subscription(ctx: &mut ApplyCtx<'_>, id: &str) -> Response 
 pub(super) fn rotate(
     ctx: &mut ApplyCtx<'_>,
     id: &str,
-    secret: &str,
+    secret: &WebhookSecret,
     now_ms: u64,
     grace_ms: u64,
 ) -> Response {

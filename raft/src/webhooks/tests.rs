@@ -14,7 +14,7 @@ fn sub(id: &str, types: &[&str]) -> Subscription {
         description: None,
         enabled: true,
         ordered: false,
-        secret: format!("whsec_{id}"),
+        secret: WebhookSecret::new(format!("whsec_{id}")),
         previous_secret: None,
         disabled_reason: None,
         created_ms: 0,
@@ -192,23 +192,24 @@ fn gone_disables_the_subscription_and_dead_letters_its_queue() {
     assert_eq!(h.deliveries.len(), 2);
     // Re-enabling (an update without a secret) keeps the secret.
     let mut again = sub("a", &["*"]);
-    again.secret = String::new();
+    again.secret = WebhookSecret::default();
     h.put_subscription(again).unwrap();
     assert!(h.subscriptions["a"].enabled);
-    assert_eq!(h.subscriptions["a"].secret, "whsec_a");
+    assert_eq!(h.subscriptions["a"].secret.expose(), "whsec_a");
 }
 
 #[test]
 fn rotation_signs_with_both_secrets_during_the_grace_period() {
     let mut h = Webhooks::default();
     h.put_subscription(sub("a", &["*"])).unwrap();
-    assert!(h.rotate_secret("a", "whsec_new", 1000, 500));
+    assert!(h.rotate_secret("a", &WebhookSecret::new("whsec_new"), 1000, 500));
     let s = &h.subscriptions["a"];
     assert_eq!(s.signing_secrets(1200), ["whsec_new", "whsec_a"]);
     assert_eq!(s.signing_secrets(1500), ["whsec_new"]);
     h.purge(1500, DELIVERED_RETENTION_MS, DEAD_RETENTION_MS);
     assert!(h.subscriptions["a"].previous_secret.is_none());
-    assert!(!h.rotate_secret("nope", "whsec_x", 0, 0));
+    assert!(!h.rotate_secret("nope", &WebhookSecret::new("whsec_x"), 0, 0));
+    assert!(!format!("{:?}", h.subscriptions["a"]).contains("whsec_"));
 }
 
 #[test]
