@@ -1271,7 +1271,7 @@ node: { id: one }
             &e,
             None,
             "node",
-            "unknown key (expected one of: services, routes, rate_limits, auth)",
+            "unknown key (expected one of: services, routes, rate_limits, auth, webhooks)",
         );
         assert_eq!(e.0.len(), 5, "{e}");
     }

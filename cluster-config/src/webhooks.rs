@@ -76,4 +76,21 @@ mod tests {
         assert_eq!(s.max_payload, DEFAULT_MAX_PAYLOAD);
         assert!(!s.allow_private_targets);
     }
+
+    #[test]
+    fn the_section_parses_and_max_payload_is_checked() {
+        use crate::{parse_gateway_json, Gateway, Origins};
+        let spec = parse_gateway_json(
+            br#"{"webhooks": {"allow_private_targets": true, "max_payload": "1MiB"}}"#,
+        )
+        .expect("parses");
+        let s = WebhookSettings::of(&spec.webhooks);
+        assert!(s.allow_private_targets);
+        assert_eq!(s.max_payload, 1024 * 1024);
+        assert!(Gateway::compile(spec, &Origins::default(), None).is_ok());
+        let bad = parse_gateway_json(br#"{"webhooks": {"max_payload": "lots"}}"#).expect("parses");
+        let e = Gateway::compile(bad, &Origins::default(), None).expect_err("bad size");
+        assert!(e.0.iter().any(|e| e.path == "webhooks.max_payload"), "{e}");
+        assert!(parse_gateway_json(br#"{"webhooks": {"colour": 1}}"#).is_err());
+    }
 }
