@@ -358,6 +358,27 @@ async fn a_receiver_failing_twice_gets_it_on_the_third_attempt() {
         d.into_iter().next().ok_or("not yet")
     })
     .await;
+    // The leader counted the attempts; every node exports the queue gauges.
+    gw.wait_metric(
+        &format!("gateway_webhook_deliveries_total{{outcome=\"failed\",subscription=\"{sub}\"}}"),
+        2.0,
+        30,
+    )
+    .await;
+    gw.wait_metric(
+        &format!(
+            "gateway_webhook_deliveries_total{{outcome=\"delivered\",subscription=\"{sub}\"}}"
+        ),
+        1.0,
+        30,
+    )
+    .await;
+    gw.wait_metric(
+        &format!("gateway_webhook_queue_depth{{subscription=\"{sub}\"}}"),
+        0.0,
+        30,
+    )
+    .await;
     let codes: Vec<Value> = d["attempts"]
         .as_array()
         .unwrap()
