@@ -3,8 +3,9 @@
 //! entities), [`credentials`] (clients and API keys), [`signing`] (the
 //! cluster's OAuth signing keys), [`ratelimits`] (a key's cluster-wide rate-limit
 //! standing, and its reset) and `/admin/metrics` (this node's Prometheus text, so
-//! the [`console`] can read it from its own origin); webhooks join as their issue
-//! lands. The [`console`] (`/console`, outside
+//! the [`console`] can read it from its own origin) and [`webhooks`]
+//! (subscriptions, `POST /admin/events`, deliveries, dead letters and replays).
+//! The [`console`] (`/console`, outside
 //! `/admin`) is a static page that logs in with an admin token and reads this API.
 //!
 //! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
