@@ -194,33 +194,34 @@ async fn attempt(client: &awc::Client, job: &Job) -> AttemptReport {
             "x-webhook-signature",
             body_signature(job.sub.secret.expose(), &body),
         ));
-    let exchange = async {
-        let mut res = request.send_body(body).await.map_err(|e| e.to_string())?;
-        let status = res.status().as_u16();
-        let retry_after = if status == 429 || status == 503 {
-            retry_after_ms(res.headers())
-        } else {
-            None
-        };
-        // Read a little of the body (some receivers only finish after it is
-        // read), never more than the bound; the rest is dropped with the connection.
-        let mut read = 0usize;
-        while let Some(chunk) = res.next().await {
-            match chunk {
-                Ok(c) => {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The status line and headers must arrive within the timeout.
+    let result = match tokio::time::timeout_at(deadline, request.send_body(body)).await {
+        Ok(Ok(mut res)) => {
+            let status = res.status().as_u16();
+            let retry_after = if status == 429 || status == 503 {
+                retry_after_ms(res.headers())
+            } else {
+                None
+            };
+            // Read a little of the body (some receivers only finish after it is
+            // read), never more than the bound and never past the deadline; the
+            // answer is its status, so a body that trickles or never ends costs
+            // the rest of the timeout at most, and is dropped with the connection.
+            let drain = async {
+                let mut read = 0usize;
+                while let Some(Ok(c)) = res.next().await {
                     read += c.len();
                     if read >= MAX_RESPONSE_READ {
                         break;
                     }
                 }
-                Err(_) => break,
-            }
+            };
+            let _ = tokio::time::timeout_at(deadline, drain).await;
+            Ok((status, retry_after))
         }
-        Ok::<_, String>((status, retry_after))
-    };
-    let result = match tokio::time::timeout(timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no complete answer within {timeout:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     };
     let latency_ms = started.elapsed().as_millis() as u64;
     let now = now_ms();

@@ -78,6 +78,8 @@ enum Reply {
     RetryAfter(u16, u64),
     Hang,
     Huge,
+    /// 200, then a body of one byte every 100 ms, for a minute.
+    Trickle,
 }
 
 #[derive(Default)]
@@ -212,6 +214,19 @@ async fn receive(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Ht
             let stream = futures_util::stream::iter(
                 std::iter::repeat_n(chunk, 16 * 1024).map(Ok::<_, actix_web::Error>),
             );
+            HttpResponse::Ok().streaming(stream)
+        }
+        Reply::Trickle => {
+            let stream = futures_util::stream::unfold(0u32, |n| async move {
+                if n >= 600 {
+                    return None;
+                }
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from_static(b"x")),
+                    n + 1,
+                ))
+            });
             HttpResponse::Ok().streaming(stream)
         }
     }
@@ -686,6 +701,7 @@ async fn hanging_and_huge_receivers_cost_one_timeout_and_a_bounded_read() {
     let rx = Receiver::start();
     rx.default("/hang", Reply::Hang);
     rx.default("/huge", Reply::Huge);
+    rx.default("/slow", Reply::Trickle);
     let (hang, _) = subscribe(
         &gw,
         json!({"url": rx.url("/hang"), "event_types": ["*"], "timeout": "1s", "retry_schedule": ["0s"]}),
@@ -694,6 +710,11 @@ async fn hanging_and_huge_receivers_cost_one_timeout_and_a_bounded_read() {
     let (huge, _) = subscribe(
         &gw,
         json!({"url": rx.url("/huge"), "event_types": ["*"], "timeout": "20s"}),
+    )
+    .await;
+    let (slow, _) = subscribe(
+        &gw,
+        json!({"url": rx.url("/slow"), "event_types": ["*"], "timeout": "1s", "retry_schedule": ["0s"]}),
     )
     .await;
     let (fast, _) = subscribe(&gw, json!({"url": rx.url("/fast"), "event_types": ["*"]})).await;
@@ -721,6 +742,15 @@ async fn hanging_and_huge_receivers_cost_one_timeout_and_a_bounded_read() {
         (d.len() == 1).then_some(()).ok_or(d.len())
     })
     .await;
+    // A 200 whose body trickles byte by byte: delivered, after at most the
+    // timeout spent reading.
+    let d = wait_for_async("the trickling receiver's delivery", WAIT, &gw, || async {
+        let d = deliveries(&gw, &format!("subscription={slow}&status=delivered")).await;
+        d.into_iter().next().ok_or("not yet")
+    })
+    .await;
+    let latency = d["attempts"][0]["latency_ms"].as_u64().unwrap_or(u64::MAX);
+    assert!(latency < 5_000, "{d}");
     let _ = fast;
     // The node still serves.
     let h = send(http().get(gw.url("/health")), None).await.unwrap();
