@@ -46,6 +46,10 @@
 #   SLUICE_STOP_TIMEOUT [15]    seconds `down` waits after SIGTERM before SIGKILL
 #   SLUICE_LOG_LINES [50]       lines `logs` prints
 #   SKIP_BUILD [0]       1 = never run cargo (use the binary that is there)
+#   SLUICE_ADMIN_TLS []  tls | mtls: at the first `up` of a cluster dir, make a CA and
+#                        node certificates in DIR/tls (scripts/tls-certs.sh) and set
+#                        node.admin_tls (mtls: with client_auth, and the admin calls
+#                        here present DIR/tls/client.pem). Admin URLs are then https.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -160,8 +164,37 @@ require_token() {
 }
 
 # ----------------------------------------------------------------- config ----
+TLS_DIR="$DIR/tls"
+# admin_tls_on : whether this cluster's admin listeners speak TLS (decided at the
+# first `up`: DIR/tls/ca.pem exists).
+admin_tls_on() { [[ -f "$TLS_DIR/ca.pem" ]]; }
+admin_scheme() { if admin_tls_on; then echo https; else echo http; fi; }
+# curl_tls : curl's TLS arguments for the admin API, one per line.
+curl_tls() {
+    admin_tls_on || return 0
+    printf '%s\n' --cacert "$TLS_DIR/ca.pem"
+    if [[ -f "$TLS_DIR/mtls" ]]; then
+        printf '%s\n' --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key"
+    fi
+}
+
+make_certs() {
+    case "${SLUICE_ADMIN_TLS:-}" in
+        "") return 0 ;;
+        tls | mtls) ;;
+        *) die "SLUICE_ADMIN_TLS must be tls or mtls, not ${SLUICE_ADMIN_TLS}" ;;
+    esac
+    admin_tls_on && return 0
+    local names=() n
+    for n in "${NODES[@]}"; do names+=("node-$n"); done
+    "$ROOT/scripts/tls-certs.sh" "$TLS_DIR" "${names[@]}" >/dev/null
+    [[ "$SLUICE_ADMIN_TLS" == mtls ]] && touch "$TLS_DIR/mtls"
+    return 0
+}
+
 write_configs() {
     local n peers="" first=1
+    make_certs
     for n in "${NODES[@]}"; do
         ((first)) || peers+=", "
         peers+="$n: 127.0.0.1:$(admin_port "$n")"
@@ -180,6 +213,9 @@ node:
   admin_listen: 127.0.0.1:$(admin_port "$n")
   data_dir: $DATA/node-$n
   shutdown_timeout: 5s
+$(admin_tls_on && printf '  admin_tls: { cert_file: %s, key_file: %s, ca_file: %s, client_auth: %s }' \
+    "$TLS_DIR/node-$n.pem" "$TLS_DIR/node-$n.key" "$TLS_DIR/ca.pem" \
+    "$([[ -f "$TLS_DIR/mtls" ]] && echo true || echo false)")
 cluster:
   peers: { $peers }
   secret: "\${SLUICE_CLUSTER_SECRET}"
@@ -340,14 +376,18 @@ start_node() {
 # admin_get PORT PATH : GET with the admin token (given to curl on stdin, so it
 # does not show in `ps`); prints the body, fails on a non-2xx answer.
 admin_get() {
-    curl -sf --max-time "${CURL_TIMEOUT:-2}" -K - "http://127.0.0.1:$1$2" \
+    local tls
+    mapfile -t tls < <(curl_tls)
+    curl -sf --max-time "${CURL_TIMEOUT:-2}" "${tls[@]}" -K - "$(admin_scheme)://127.0.0.1:$1$2" \
         <<<"header = \"Authorization: Bearer $ADMIN_TOKEN\""
 }
 
 # admin_code PORT : the HTTP status of GET /admin/cluster (000: no answer).
 admin_code() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time "${CURL_TIMEOUT:-2}" -K - \
-        "http://127.0.0.1:$1/admin/cluster" <<<"header = \"Authorization: Bearer $ADMIN_TOKEN\"" || true
+    local tls
+    mapfile -t tls < <(curl_tls)
+    curl -s -o /dev/null -w '%{http_code}' --max-time "${CURL_TIMEOUT:-2}" "${tls[@]}" -K - \
+        "$(admin_scheme)://127.0.0.1:$1/admin/cluster" <<<"header = \"Authorization: Bearer $ADMIN_TOKEN\"" || true
 }
 
 # why_no_view N : a short reason node N's /admin/cluster gave no view.
@@ -462,7 +502,7 @@ print_summary() {
     for n in "${NODES[@]}"; do
         pid="$(running "node-$n" || echo -)"
         printf '  %-9s %-8s %-24s %-24s %s\n' "node $n" "$pid" "http://127.0.0.1:$(data_port "$n")" \
-            "http://127.0.0.1:$(admin_port "$n")" "$LOGS/node-$n.log"
+            "$(admin_scheme)://127.0.0.1:$(admin_port "$n")" "$LOGS/node-$n.log"
     done
     up_pid="$(running upstream || echo "(external)")"
     printf '  %-9s %-8s %-24s %-24s %s\n' upstream "$up_pid" "http://127.0.0.1:$UPSTREAM_PORT" \
@@ -476,9 +516,9 @@ print_summary() {
 
 Try:
   curl http://127.0.0.1:$(data_port 1)/api/hello
-  curl -H 'Authorization: Bearer $ADMIN_TOKEN' http://127.0.0.1:$(admin_port 1)/admin/cluster
+  curl $(curl_tls | tr '\n' ' ')-H 'Authorization: Bearer $ADMIN_TOKEN' $(admin_scheme)://127.0.0.1:$(admin_port 1)/admin/cluster
   curl -X PUT -H 'Authorization: Bearer $ADMIN_TOKEN' -H 'Content-Type: application/json' \\
-       -d '{"path":"/hello","service":"demo"}' http://127.0.0.1:$(admin_port 2)/admin/routes/hello
+       $(curl_tls | tr '\n' ' ')-d '{"path":"/hello","service":"demo"}' $(admin_scheme)://127.0.0.1:$(admin_port 2)/admin/routes/hello
   curl http://127.0.0.1:$(data_port 3)/hello
   $0 status | kill N | restart N | logs N [-f] | down
 EOF
@@ -602,7 +642,7 @@ cmd_status() {
             state="$(why_no_view "$n")"
         fi
         printf '%-6s %-16s %-11s %-7s %-6s %-8s %-9s %-24s %s\n' "$n" "$proc" "$state" "$lid" "$term" \
-            "$applied" "$last" "http://127.0.0.1:$(data_port "$n")" "http://127.0.0.1:$(admin_port "$n")"
+            "$applied" "$last" "http://127.0.0.1:$(data_port "$n")" "$(admin_scheme)://127.0.0.1:$(admin_port "$n")"
     done
     local up_pid
     up_pid="$(running upstream || true)"
@@ -621,8 +661,14 @@ cmd_status() {
     echo
     find_bin optional
     if [[ -n "$BIN" ]] && "$BIN" cluster status --help >/dev/null 2>&1; then
-        printf '$ sluice cluster status --admin http://127.0.0.1:%s\n' "$(admin_port "$first_up")"
-        "$BIN" cluster status --admin "http://127.0.0.1:$(admin_port "$first_up")" --token "$ADMIN_TOKEN" ||
+        printf '$ sluice cluster status --admin %s://127.0.0.1:%s\n' "$(admin_scheme)" "$(admin_port "$first_up")"
+        if admin_tls_on; then
+            export SLUICE_ADMIN_CA="$TLS_DIR/ca.pem"
+            if [[ -f "$TLS_DIR/mtls" ]]; then
+                export SLUICE_ADMIN_CERT="$TLS_DIR/client.pem" SLUICE_ADMIN_KEY="$TLS_DIR/client.key"
+            fi
+        fi
+        "$BIN" cluster status --admin "$(admin_scheme)://127.0.0.1:$(admin_port "$first_up")" --token "$ADMIN_TOKEN" ||
             warn "sluice cluster status failed (exit $?)"
     else
         admin_get "$(admin_port "$first_up")" /admin/cluster | python3 -c "$PY_MEMBERS" ||

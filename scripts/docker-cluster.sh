@@ -51,6 +51,11 @@
 #                                     read at the first `up` only
 #   SLUICE_ADMIN_TOKEN                the admin token (else one is generated, printed)
 #   SLUICE_LOG_LEVEL [info]           written into a new node.yaml
+#   SLUICE_ADMIN_TLS []               tls | mtls: at the first `up`, a CA and node
+#                                     certificates in DIR/tls (mounted read-only at
+#                                     /etc/sluice-tls, keys owned by the image's uid
+#                                     10001) and node.admin_tls in node.yaml: Raft
+#                                     and forwarded writes over TLS (mtls: mutual)
 #   SLUICE_START_DEADLINE [60]        seconds `up` waits for a leader
 #   SLUICE_FAULT                      handed to new node containers: a debug-build
 #                                     image runs a deliberately broken store
@@ -127,9 +132,41 @@ store_secrets() {
     return 0
 }
 
+TLS_DIR="$DIR/tls"
+admin_tls_on() { [[ -f "$TLS_DIR/ca.pem" ]]; }
+admin_scheme() { if admin_tls_on; then echo https; else echo http; fi; }
+curl_tls() { # curl's TLS arguments for the admin API, one per line
+    admin_tls_on || return 0
+    printf '%s\n' --cacert "$TLS_DIR/ca.pem"
+    if [[ -f "$TLS_DIR/mtls" ]]; then
+        printf '%s\n' --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key"
+    fi
+}
+
+make_certs() {
+    case "${SLUICE_ADMIN_TLS:-}" in
+        "") return 0 ;;
+        tls | mtls) ;;
+        *) die "SLUICE_ADMIN_TLS must be tls or mtls, not ${SLUICE_ADMIN_TLS}" ;;
+    esac
+    admin_tls_on && return 0
+    local n
+    for n in "${NODES[@]}"; do
+        # Peers call each other as NAME-N.cluster; the CLI on the host as 127.0.0.1.
+        TLS_EXTRA_SANS="DNS:$NAME-$n.cluster,DNS:$NAME-$n" \
+            "$ROOT/scripts/tls-certs.sh" "$TLS_DIR" "node-$n" >/dev/null
+    done
+    [[ "$SLUICE_ADMIN_TLS" == mtls ]] && touch "$TLS_DIR/mtls"
+    chmod 755 "$TLS_DIR"
+    # The nodes run as uid 10001 in the image; the host's client key stays private.
+    for n in "${NODES[@]}"; do chown 10001:10001 "$TLS_DIR/node-$n.key"; done
+    return 0
+}
+
 write_configs() {
     mkdir -p "$CFG"
     chmod 755 "$DIR" "$CFG"
+    make_certs
     local n peers="" first=1
     for n in "${NODES[@]}"; do
         ((first)) || peers+=", "
@@ -147,6 +184,9 @@ node:
   admin_listen: 0.0.0.0:9080
   data_dir: /var/lib/sluice
   shutdown_timeout: 5s
+$(admin_tls_on && printf '  admin_tls: { cert_file: %s, key_file: %s, ca_file: /etc/sluice-tls/ca.pem, client_auth: %s }' \
+    '/etc/sluice-tls/node-${SLUICE_NODE_ID}.pem' '/etc/sluice-tls/node-${SLUICE_NODE_ID}.key' \
+    "$([[ -f "$TLS_DIR/mtls" ]] && echo true || echo false)")
 cluster:
   # Names that resolve only on the $CLUSTER network.
   peers: { $peers }
@@ -217,7 +257,8 @@ create_node() { # N
     local n="$1" c="$NAME-$1"
     if ! exists container "$c"; then
         log "creating $c: data 127.0.0.1:$(data_port "$n"), admin 127.0.0.1:$(admin_port "$n"), volume $c-data"
-        local fault=()
+        local fault=() tls_mount=()
+        admin_tls_on && tls_mount=(-v "$TLS_DIR:/etc/sluice-tls:ro")
         if [[ -n "${SLUICE_FAULT:-}" ]]; then
             warn "$c gets SLUICE_FAULT=$SLUICE_FAULT: a debug build runs a deliberately broken store"
             fault=(-e "SLUICE_FAULT=$SLUICE_FAULT")
@@ -228,6 +269,7 @@ create_node() { # N
             --network "$PUBLIC" --network-alias gateway \
             -p "127.0.0.1:$(data_port "$n"):8080" -p "127.0.0.1:$(admin_port "$n"):9080" \
             -v "$c-data:/var/lib/sluice" -v "$CFG:/etc/sluice:ro" \
+            ${tls_mount[@]+"${tls_mount[@]}"} \
             --env-file "$SECRETS" -e "SLUICE_NODE_ID=$n" ${fault[@]+"${fault[@]}"} \
             --stop-timeout 10 --label "sluice.cluster=$NAME" --label "sluice.node=$n" \
             "$IMAGE" run --config /etc/sluice >/dev/null
@@ -238,7 +280,10 @@ create_node() { # N
 
 # ---------------------------------------------------------------- admin API ----
 admin_get() { # PORT PATH
-    curl -sf --max-time 2 -K - "http://127.0.0.1:$1$2" <<<"header = \"Authorization: Bearer $ADMIN_TOKEN\""
+    local tls
+    mapfile -t tls < <(curl_tls)
+    curl -sf --max-time 2 ${tls[@]+"${tls[@]}"} -K - "$(admin_scheme)://127.0.0.1:$1$2" \
+        <<<"header = \"Authorization: Bearer $ADMIN_TOKEN\""
 }
 
 PY_VIEW='
@@ -325,7 +370,7 @@ cmd_up() {
   admin token: $ADMIN_TOKEN   (cluster secret and token in $SECRETS)
 Try:
   curl http://127.0.0.1:$(data_port 1)/api/hello
-  curl -H 'Authorization: Bearer $ADMIN_TOKEN' http://127.0.0.1:$(admin_port 2)/admin/cluster
+  curl $(curl_tls | tr '\n' ' ')-H 'Authorization: Bearer $ADMIN_TOKEN' $(admin_scheme)://127.0.0.1:$(admin_port 2)/admin/cluster
   $0 load --target http://gateway:8080/api/hello --duration 5s
   $0 status | logs N [-f] | down
 EOF
@@ -346,7 +391,7 @@ cmd_status() {
             state="no-answer"
         fi
         printf '%-16s %-9s %-10s %-7s %-5s %-8s %-24s %s\n' "$c" "$st" "$state" "$lid" "$term" "$applied" \
-            "http://127.0.0.1:$(data_port "$n")" "http://127.0.0.1:$(admin_port "$n")"
+            "http://127.0.0.1:$(data_port "$n")" "$(admin_scheme)://127.0.0.1:$(admin_port "$n")"
     done
     printf '%-16s %-9s (public network only: http://upstream:9001)\n' "$NAME-upstream" "$(state_of "$NAME-upstream")"
     printf 'networks: %s (alias gateway), %s (internal, NAME-N.cluster)\n' "$PUBLIC" "$CLUSTER"

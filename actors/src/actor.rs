@@ -13,6 +13,10 @@ use actix::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use tokio::time::Instant;
+
+/// Longest health-check interval or timeout the actor schedules (validation
+/// refuses longer ones).
+const MAX_HEALTH_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 use tracing::{error, info, warn};
 
 /// How often successes counted on the request path are moved into the window.
@@ -146,7 +150,10 @@ impl UpstreamActor {
         };
         if let Some(hc) = pool.service().health_check.clone() {
             self.check_all(ctx);
-            self.health_task = Some(ctx.run_interval(hc.interval, |act, ctx| act.check_all(ctx)));
+            // Clamped: config bounds the interval (an hour), and actix adds it to
+            // the clock unchecked.
+            let every = hc.interval.min(MAX_HEALTH_CHECK_WAIT);
+            self.health_task = Some(ctx.run_interval(every, |act, ctx| act.check_all(ctx)));
         } else {
             // No checks: every target is back in rotation.
             for t in pool.targets() {
@@ -168,7 +175,8 @@ impl UpstreamActor {
         for (i, t) in pool.targets().iter().enumerate() {
             let u = &t.upstream;
             let url = format!("{}://{}{}{}", u.scheme, u.authority, u.base_path, hc.path);
-            let fut = self.client.get(url).timeout(hc.timeout).send();
+            let timeout = hc.timeout.min(MAX_HEALTH_CHECK_WAIT);
+            let fut = self.client.get(url).timeout(timeout).send();
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                 let ok = matches!(&res, Ok(r) if r.status().is_success());
                 act.on_check(i, ok, ctx);

@@ -12,6 +12,9 @@ use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Stand-in for an `open_for` too long for the clock (validation refuses such).
+const MAX_OPEN_FOR: Duration = Duration::from_secs(3600);
+
 /// Buckets per window: the window slides in steps of `window / BUCKETS`.
 pub const BUCKETS: u64 = 10;
 
@@ -107,7 +110,12 @@ impl Breaker {
     /// When an open breaker turns half-open.
     pub fn open_until(&self) -> Option<Instant> {
         match self.state {
-            BreakerState::Open => self.opened_at.map(|t| t + self.cfg.open_for),
+            // Checked: config bounds `open_for` (at most an hour), but an overflow
+            // here would panic the actor, which restarts closed and never opens.
+            BreakerState::Open => self.opened_at.map(|t| {
+                t.checked_add(self.cfg.open_for)
+                    .unwrap_or_else(|| t + MAX_OPEN_FOR)
+            }),
             _ => None,
         }
     }

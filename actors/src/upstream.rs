@@ -234,6 +234,15 @@ impl UpstreamPool {
         }
     }
 
+    /// A request admitted as a probe ended without a verdict on the upstream (the
+    /// client failed or went away): its probe slot goes back, so clients cannot
+    /// use up a half-open breaker's probes.
+    pub fn release(&self, admission: Admission) {
+        if admission == Admission::Probe && self.breaker_state() == BreakerState::HalfOpen {
+            self.breaker.probes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Successes reported since the last call (actor only).
     pub(crate) fn take_successes(&self) -> u32 {
         self.pending_ok.swap(0, Ordering::Relaxed)

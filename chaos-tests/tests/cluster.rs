@@ -1087,3 +1087,284 @@ async fn an_api_key_reaches_every_nodes_snapshot_without_rebuilding_the_gateway(
         );
     }
 }
+
+/// `node.admin_tls` with `client_auth`: three nodes whose admin listeners speak
+/// only TLS and want a client certificate from the cluster CA. The cluster forms,
+/// a write through a follower is forwarded to the leader and reaches every node
+/// (Raft RPC and forwarding both over mutual TLS), `sluice cluster status` works
+/// with the CLI's certificate, and a client without one — or without TLS — gets
+/// nothing, not even a 401.
+#[actix_rt::test]
+async fn admin_tls_with_client_certificates_carries_the_cluster() {
+    use sluice_testkit::{free_port, Proc, Sluice, TempDir};
+    use std::process::Command;
+
+    let sluice = Sluice::find();
+    let dir = TempDir::new("chaos-tls");
+    let certs = dir.join("tls");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tls-certs.sh");
+    let made = Command::new(script)
+        .arg(&certs)
+        .args(["node1", "node2", "node3"])
+        .output()
+        .expect("scripts/tls-certs.sh (needs openssl)");
+    assert!(made.status.success(), "{made:?}");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let peers = (1..=3)
+        .map(|id| format!("{id}: 127.0.0.1:{}", ports[id - 1].1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut procs: Vec<Proc> = Vec::new();
+    for id in 1..=3usize {
+        let (port, admin) = ports[id - 1];
+        let node_dir = dir.join(format!("node{id}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let yaml = format!(
+            "node:\n  id: {id}\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin}\n  \
+             data_dir: {data}\n  workers: 1\n  shutdown_timeout: 5s\n  \
+             admin_tls: {{ cert_file: {c}/node{id}.pem, key_file: {c}/node{id}.key, ca_file: {c}/ca.pem, client_auth: true }}\n\
+             cluster:\n  peers: {{ {peers} }}\n  secret: {SECRET}\n\
+             admin:\n  token: {token}\n\
+             log:\n  level: info\n",
+            data = node_dir.join("data").display(),
+            c = certs.display(),
+            token = support::TOKEN,
+        );
+        std::fs::write(node_dir.join("node.yaml"), yaml).unwrap();
+        std::fs::write(
+            node_dir.join("gateway.yaml"),
+            "services:\n  s: { upstreams: [\"http://127.0.0.1:9\"] }\nroutes:\n  - { path: /x, service: s, auth: none }\n",
+        )
+        .unwrap();
+        let p = sluice.spawn(
+            &format!("node {id}"),
+            &["run", "--config", node_dir.to_str().unwrap()],
+            &node_dir.join("sluice.log"),
+        );
+        p.wait_listening(&[port, admin], secs(30));
+        procs.push(p);
+    }
+    let logs = || {
+        procs
+            .iter()
+            .map(|p| p.log_tail(15))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let cert = |name: &str| certs.join(name).display().to_string();
+    // curl with the CA, and the client certificate unless `bare`; the body, or why not.
+    let curl = |bare: bool, args: &[&str]| -> Result<String, String> {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--fail-with-body",
+            "-m",
+            "10",
+            "--cacert",
+            &cert("ca.pem"),
+        ]);
+        if !bare {
+            cmd.args(["--cert", &cert("client.pem"), "--key", &cert("client.key")]);
+        }
+        cmd.args(["-H", &format!("Authorization: Bearer {}", support::TOKEN)]);
+        let out = cmd.args(args).output().expect("curl");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let admin = |id: usize, path: &str| format!("https://127.0.0.1:{}{path}", ports[id - 1].1);
+
+    // A leader with three voters, as every node sees it.
+    let deadline = Instant::now() + secs(30);
+    let leader = loop {
+        let views: Vec<Option<Value>> = (1..=3)
+            .map(|id| {
+                curl(false, &[&admin(id, "/admin/cluster")])
+                    .ok()
+                    .and_then(|b| serde_json::from_str(&b).ok())
+            })
+            .collect();
+        let leaders: Vec<Option<u64>> = views
+            .iter()
+            .map(|v| v.as_ref().and_then(|v| v["leader_id"].as_u64()))
+            .collect();
+        if leaders.iter().all(|l| l.is_some() && *l == leaders[0]) {
+            break leaders[0].unwrap() as usize;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader over TLS: {views:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+
+    // A write through a follower: forwarded to the leader, replicated to all.
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let put = curl(
+        false,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"upstreams":["http://127.0.0.1:9"]}"#,
+            &admin(follower, "/admin/services/over-tls"),
+        ],
+    );
+    assert!(
+        put.is_ok(),
+        "PUT via follower {follower}: {put:?}\n{}",
+        logs()
+    );
+    for id in 1..=3 {
+        let deadline = Instant::now() + secs(10);
+        while curl(false, &[&admin(id, "/admin/services/over-tls")]).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} lacks the service\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    // The CLI, with its certificate from the environment.
+    let status = sluice
+        .command()
+        .args(["cluster", "status", "--admin", &admin(follower, "")])
+        .env("SLUICE_ADMIN_TOKEN", support::TOKEN)
+        .env("SLUICE_ADMIN_CA", cert("ca.pem"))
+        .env("SLUICE_ADMIN_CERT", cert("client.pem"))
+        .env("SLUICE_ADMIN_KEY", cert("client.key"))
+        .output()
+        .expect("sluice cluster status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success()
+            && text
+                .lines()
+                .filter(|l| l.split_whitespace().nth(2) == Some("voter"))
+                .count()
+                == 3
+            && !text.contains("down"),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // No client certificate: the handshake fails; no TLS: no HTTP answer at all.
+    let bare = curl(true, &[&admin(leader, "/admin/cluster")]);
+    assert!(
+        bare.is_err(),
+        "answered without a client certificate: {bare:?}"
+    );
+    let plain = curl(
+        true,
+        &[&format!(
+            "http://127.0.0.1:{}/admin/cluster",
+            ports[leader - 1].1
+        )],
+    );
+    assert!(
+        plain.as_ref().is_err_and(|e| !e.contains("401")),
+        "plain HTTP got an answer: {plain:?}"
+    );
+    drop(procs);
+}
+
+/// One admin call must not wedge the cluster (issue 14, finding 3): a malformed
+/// address is refused, an id or address already taken is refused, and a node
+/// that cannot be reached is added as a learner only — 202 with its progress,
+/// never a voter — while writes keep committing, replication to it backs off
+/// instead of flooding the log, and it is removed through the API.
+#[actix_rt::test]
+async fn a_bad_or_unreachable_new_node_cannot_wedge_the_cluster() {
+    let mut c = Cluster::configure_with_voters("wedge", 4, 3, 500, "info");
+    for id in ALL {
+        c.start(id);
+    }
+    let (leader, _) = c.wait_agreed_leader(&ALL, 20).await;
+    c.wait_seeded(&ALL, 20).await;
+    let follower = others(&ALL, &[leader])[0];
+    let post = |body: Value| {
+        let c = &c;
+        async move {
+            c.admin_call(follower, "POST", "/admin/cluster/nodes", Some(&body))
+                .await
+                .expect("POST /admin/cluster/nodes")
+        }
+    };
+
+    for (body, status) in [
+        (json!({"id": 2, "addr": "not a host:port"}), 400),
+        (json!({"id": 5, "addr": "127.0.0.1:0"}), 400),
+        (json!({"id": 5, "addr": "bad_host!:9080"}), 400),
+        (json!({"id": 0, "addr": "127.0.0.1:9"}), 400),
+        // Node 2 exists at another address; node 3's address is taken.
+        (json!({"id": 2, "addr": "127.0.0.1:9"}), 409),
+        (json!({"id": 5, "addr": c.peer_addr(3)}), 409),
+    ] {
+        let a = post(body.clone()).await;
+        assert_eq!(a.status, status, "{body}: {a:?}");
+        assert!(a.body["error"].is_string(), "{body}: {a:?}");
+    }
+    let info = c.info(leader).await.expect("leader info");
+    assert_eq!(info.raw["voters"], json!([1, 2, 3]), "{info:?}");
+    assert_eq!(info.raw["learners"], json!([]), "{info:?}");
+
+    // Node 4 is configured but never started: it cannot catch up.
+    let started = Instant::now();
+    let a = post(json!({"id": 4, "addr": c.peer_addr(4)})).await;
+    assert_eq!(a.status, 202, "{a:?}\n{}", c.logs());
+    assert_eq!(a.body["status"], "learner", "{a:?}");
+    assert_eq!(a.body["voters"], json!([1, 2, 3]), "{a:?}");
+    assert_eq!(a.body["learners"], json!([4]), "{a:?}");
+    assert!(
+        a.body["progress"]["last_log_index"].as_u64() > Some(0),
+        "{a:?}"
+    );
+    println!(
+        "MEASURED unreachable learner answered 202 after {:?}",
+        started.elapsed()
+    );
+
+    // Writes keep committing with the learner unreachable.
+    for i in 0..3 {
+        let id = format!("w{i}");
+        let w = c
+            .admin_put(follower, &format!("/admin/routes/{id}"), &route_body(&id))
+            .await
+            .expect("PUT");
+        assert_eq!(w.status, 200, "{w:?}\n{}", c.logs());
+    }
+    // Replication to it backs off: a handful of log lines in 5 s, not thousands.
+    let lines = |c: &Cluster| c.log(leader).lines().count();
+    let before = lines(&c);
+    actix_rt::time::sleep(secs(5)).await;
+    let added = lines(&c) - before;
+    println!("MEASURED leader log lines in 5 s with an unreachable learner: {added}");
+    assert!(added < 100, "{added} log lines in 5 s:\n{}", c.log(leader));
+
+    // Asking again while it is still unreachable: still a learner.
+    let again = post(json!({"id": 4, "addr": c.peer_addr(4)})).await;
+    assert_eq!(again.status, 202, "{again:?}");
+    let removed = c
+        .admin_call(follower, "DELETE", "/admin/cluster/nodes/4", None)
+        .await
+        .expect("DELETE");
+    assert_eq!(removed.status, 200, "{removed:?}\n{}", c.logs());
+    assert_eq!(removed.body["learners"], json!([]), "{removed:?}");
+    assert_eq!(removed.body["voters"], json!([1, 2, 3]), "{removed:?}");
+    let w = c
+        .admin_put(leader, "/admin/routes/after", &route_body("after"))
+        .await
+        .expect("PUT");
+    assert_eq!(w.status, 200, "{w:?}");
+}

@@ -162,13 +162,38 @@ pub struct Route {
 
 impl Route {
     /// Whether the route takes `method`. A route that takes GET also takes HEAD
-    /// (RFC 9110 §9.3.2), as nginx does.
+    /// (RFC 9110 §9.3.2), as nginx does. A route without `methods` takes every
+    /// method but CONNECT and TRACE, which only a route that lists them takes (a
+    /// tunnel and a loop-back have no business reaching an upstream by default).
     pub fn allows(&self, method: &Method) -> bool {
-        self.methods.is_empty()
-            || self
-                .methods
-                .iter()
-                .any(|m| m == method || (*method == Method::HEAD && *m == Method::GET))
+        if self.methods.is_empty() {
+            return !is_explicit_only(method);
+        }
+        self.methods
+            .iter()
+            .any(|m| m == method || (*method == Method::HEAD && *m == Method::GET))
+    }
+}
+
+/// CONNECT and TRACE: taken only by a route that lists them.
+pub fn is_explicit_only(method: &Method) -> bool {
+    *method == Method::CONNECT || *method == Method::TRACE
+}
+
+/// What a route without `methods` takes, for `Allow` headers.
+pub const ANY_METHOD_ALLOW: &[&str] = &["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"];
+
+impl Route {
+    /// The `Allow` entries of this route.
+    pub fn allow_list(&self) -> Vec<&str> {
+        if self.methods.is_empty() {
+            return ANY_METHOD_ALLOW.to_vec();
+        }
+        let mut out: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        if self.methods.contains(&Method::GET) {
+            out.push("HEAD");
+        }
+        out
     }
 }
 

@@ -39,6 +39,6 @@ pub use http::Method;
 pub use load::{
     load_dir, load_dir_with_env, parse_gateway_json, substitute_env, LoadedConfig, Origins,
 };
-pub use node::{LogFormat, NodeConfig, TlsFiles, TrustedProxies};
+pub use node::{AdminTls, LogFormat, NodeConfig, TlsFiles, TrustedProxies};
 pub use routes::{RouteMatch, RouteTable};
 pub use schema::{GatewaySpec, LoadBalancing};

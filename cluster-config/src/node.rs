@@ -24,6 +24,9 @@ pub struct NodeConfig {
     /// Drain limit on SIGTERM (default 30 s).
     pub shutdown_timeout: Duration,
     pub tls: Option<TlsFiles>,
+    /// `node.admin_tls`: TLS on the admin listener (admin API and Raft RPC), and
+    /// the CA that node-to-node calls verify peers with.
+    pub admin_tls: Option<AdminTls>,
     /// Upstream connections per worker thread (default 512): beyond it requests queue.
     pub upstream_pool_limit: usize,
     /// `node.request_metrics` (default true): per-request metrics on the data plane.
@@ -36,6 +39,21 @@ pub struct NodeConfig {
     /// this node reports the hits it admitted to the cluster's rate-limit
     /// accounting (one batched Raft entry per interval).
     pub rate_limit_sync_interval: Duration,
+    /// `node.client_header_timeout` (default 10 s, at most 10 min): a data-plane
+    /// connection that has not sent a complete first request head by then is
+    /// closed (408 if it sent part of one), so silent connections cannot pile up.
+    pub client_header_timeout: Duration,
+    /// `node.keepalive_timeout` (default 60 s, at most 1 h; 0 turns keep-alive
+    /// off): an idle kept-alive data-plane connection is closed after it.
+    pub keepalive_timeout: Duration,
+    /// `node.max_connections` (default 10 000): data-plane connections this node
+    /// serves at once (spread over the workers); beyond it new connections wait in
+    /// the kernel's backlog. Keep it below the process's open-files limit minus
+    /// `admin_max_connections` and the upstream pools.
+    pub max_connections: usize,
+    /// `node.admin_max_connections` (default 256): the admin port's own limit, so
+    /// it stays reachable when the data port is saturated.
+    pub admin_max_connections: usize,
     /// `node.trusted_proxies` (default none): the peers whose `X-Forwarded-For`
     /// the data plane believes when it works out the client address.
     pub trusted_proxies: TrustedProxies,
@@ -109,6 +127,21 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// `node.admin_tls`. Every node of a cluster sets it, or none does: peers are
+/// called over `https` with the certificate checked against `ca_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// This node's certificate (chain) and key, served on `admin_listen` and, with
+    /// `client_auth`, presented to peers.
+    pub files: TlsFiles,
+    /// PEM CA certificate(s) peers' certificates are verified with.
+    pub ca_file: PathBuf,
+    /// Mutual TLS: the admin listener refuses a client without a certificate that
+    /// `ca_file` verifies (default false; the admin token and the cluster secret
+    /// still apply either way).
+    pub client_auth: bool,
+}
+
 keywords! {
     /// `log.format`.
     #[derive(Default)]
@@ -129,6 +162,22 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9080";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default upstream connections per worker thread.
 pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 512;
+/// Default `node.client_header_timeout`.
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `node.client_header_timeout`.
+pub const MAX_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default `node.keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest `node.keepalive_timeout`.
+pub const MAX_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default `node.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `node.admin_max_connections`.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 256;
+/// Largest `node.max_connections` / `node.admin_max_connections`.
+pub const MAX_CONNECTIONS_BOUND: usize = 1_000_000;
+/// Longest `node.shutdown_timeout`.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default `node.rate_limit_sync_interval`.
 pub const DEFAULT_RATE_LIMIT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Bounds of `node.rate_limit_sync_interval`: shorter floods the Raft log, longer
@@ -148,10 +197,15 @@ impl Default for NodeConfig {
             workers: default_workers(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             tls: None,
+            admin_tls: None,
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
             request_metrics: true,
             jwt_cache: true,
             rate_limit_sync_interval: DEFAULT_RATE_LIMIT_SYNC_INTERVAL,
+            client_header_timeout: DEFAULT_CLIENT_HEADER_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             trusted_proxies: TrustedProxies::default(),
             peers: BTreeMap::new(),
             cluster_secret: None,
@@ -179,17 +233,30 @@ pub(crate) struct NodeSection {
     pub workers: Option<usize>,
     pub shutdown_timeout: Option<String>,
     pub tls: Option<TlsSection>,
+    pub admin_tls: Option<AdminTlsSection>,
     pub upstream_pool_limit: Option<usize>,
     pub request_metrics: Option<bool>,
     pub jwt_cache: Option<bool>,
     pub rate_limit_sync_interval: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub client_header_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub admin_max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct TlsSection {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct AdminTlsSection {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_auth: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,11 +362,57 @@ impl NodeSections {
                 cfg.upstream_pool_limit = limit;
             }
         }
-        if let Some(text) = &node.shutdown_timeout {
-            // Zero is allowed: it means "do not wait for in-flight requests".
-            match crate::validate::parse_duration(text) {
-                Ok(d) => cfg.shutdown_timeout = d,
-                Err(msg) => err(node_file, "node.shutdown_timeout", msg),
+        // Zero is allowed for these: "do not wait for in-flight requests", "no
+        // keep-alive".
+        for (key, text, max, slot) in [
+            (
+                "node.shutdown_timeout",
+                &node.shutdown_timeout,
+                MAX_SHUTDOWN_TIMEOUT,
+                &mut cfg.shutdown_timeout,
+            ),
+            (
+                "node.keepalive_timeout",
+                &node.keepalive_timeout,
+                MAX_KEEPALIVE_TIMEOUT,
+                &mut cfg.keepalive_timeout,
+            ),
+        ] {
+            if let Some(text) = text {
+                match crate::validate::parse_bounded_duration(text, max) {
+                    Ok(d) => *slot = d,
+                    Err(msg) => err(node_file, key, msg),
+                }
+            }
+        }
+        if let Some(text) = &node.client_header_timeout {
+            match crate::validate::parse_positive_duration(text)
+                .and_then(|d| crate::validate::bounded(text, d, MAX_CLIENT_HEADER_TIMEOUT))
+            {
+                Ok(d) => cfg.client_header_timeout = d,
+                Err(msg) => err(node_file, "node.client_header_timeout", msg),
+            }
+        }
+        for (key, value, slot) in [
+            (
+                "node.max_connections",
+                node.max_connections,
+                &mut cfg.max_connections,
+            ),
+            (
+                "node.admin_max_connections",
+                node.admin_max_connections,
+                &mut cfg.admin_max_connections,
+            ),
+        ] {
+            match value {
+                None => {}
+                Some(n) if n == 0 || n > MAX_CONNECTIONS_BOUND => err(
+                    node_file,
+                    key,
+                    format!("{n} is out of range: 1 to {MAX_CONNECTIONS_BOUND}"),
+                ),
+                Some(n) => *slot = n,
             }
         }
         if let Some(text) = &node.rate_limit_sync_interval {
@@ -320,35 +433,51 @@ impl NodeSections {
                 Err(msg) => err(node_file, &format!("node.trusted_proxies[{i}]"), msg),
             }
         }
-        if let Some(tls) = &node.tls {
-            let mut file_of = |key: &str, value: &Option<String>| -> Option<PathBuf> {
-                let path = format!("node.tls.{key}");
-                match value.as_deref().map(str::trim) {
-                    None | Some("") => {
-                        err(node_file, &path, "required".into());
+        // A file named under `section`, resolved against the config dir; it must exist.
+        let mut file_of = |section: &str, key: &str, value: &Option<String>| -> Option<PathBuf> {
+            let path = format!("node.{section}.{key}");
+            match value.as_deref().map(str::trim) {
+                None | Some("") => {
+                    err(node_file, &path, "required".into());
+                    None
+                }
+                Some(name) => {
+                    let resolved = config_dir.join(name);
+                    if resolved.is_file() {
+                        Some(resolved)
+                    } else {
+                        err(
+                            node_file,
+                            &path,
+                            format!("file not found: {}", resolved.display()),
+                        );
                         None
                     }
-                    Some(name) => {
-                        let resolved = config_dir.join(name);
-                        if resolved.is_file() {
-                            Some(resolved)
-                        } else {
-                            err(
-                                node_file,
-                                &path,
-                                format!("file not found: {}", resolved.display()),
-                            );
-                            None
-                        }
-                    }
                 }
-            };
-            let cert = file_of("cert_file", &tls.cert_file);
-            let key = file_of("key_file", &tls.key_file);
+            }
+        };
+        if let Some(tls) = &node.tls {
+            let cert = file_of("tls", "cert_file", &tls.cert_file);
+            let key = file_of("tls", "key_file", &tls.key_file);
             if let (Some(cert_file), Some(key_file)) = (cert, key) {
                 cfg.tls = Some(TlsFiles {
                     cert_file,
                     key_file,
+                });
+            }
+        }
+        if let Some(tls) = &node.admin_tls {
+            let cert = file_of("admin_tls", "cert_file", &tls.cert_file);
+            let key = file_of("admin_tls", "key_file", &tls.key_file);
+            let ca = file_of("admin_tls", "ca_file", &tls.ca_file);
+            if let (Some(cert_file), Some(key_file), Some(ca_file)) = (cert, key, ca) {
+                cfg.admin_tls = Some(AdminTls {
+                    files: TlsFiles {
+                        cert_file,
+                        key_file,
+                    },
+                    ca_file,
+                    client_auth: tls.client_auth.unwrap_or(false),
                 });
             }
         }
@@ -564,6 +693,32 @@ mod tests {
             &[
                 ("node.tls.cert_file", "file not found"),
                 ("node.tls.key_file", "required"),
+            ],
+        );
+    }
+
+    #[test]
+    fn connection_limits_and_timeouts() {
+        let node = load_node("node: {}\n");
+        assert_eq!(node.client_header_timeout, DEFAULT_CLIENT_HEADER_TIMEOUT);
+        assert_eq!(node.keepalive_timeout, DEFAULT_KEEPALIVE_TIMEOUT);
+        assert_eq!(node.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(node.admin_max_connections, DEFAULT_ADMIN_MAX_CONNECTIONS);
+        let node = load_node(
+            "node:\n  client_header_timeout: 2s\n  keepalive_timeout: 0s\n  max_connections: 40\n  admin_max_connections: 8\n",
+        );
+        assert_eq!(node.client_header_timeout, Duration::from_secs(2));
+        assert_eq!(node.keepalive_timeout, Duration::ZERO);
+        assert_eq!((node.max_connections, node.admin_max_connections), (40, 8));
+        check(
+            "node:\n  client_header_timeout: 0s\n  keepalive_timeout: 18446744073709551615s\n  \
+             max_connections: 0\n  admin_max_connections: 2000000\n  shutdown_timeout: 2h\n",
+            &[
+                ("node.client_header_timeout", "must be greater than 0"),
+                ("node.keepalive_timeout", "is too long; at most 1h"),
+                ("node.max_connections", "out of range"),
+                ("node.admin_max_connections", "out of range"),
+                ("node.shutdown_timeout", "is too long"),
             ],
         );
     }

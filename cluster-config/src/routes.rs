@@ -142,10 +142,7 @@ impl RouteTable {
                 .flat_map(|(_, routes)| routes.iter()),
         );
         for route in matching {
-            methods.extend(route.methods.iter().map(Method::as_str));
-            if route.methods.contains(&Method::GET) {
-                methods.insert("HEAD");
-            }
+            methods.extend(route.allow_list());
         }
         methods.into_iter().collect::<Vec<_>>().join(", ")
     }

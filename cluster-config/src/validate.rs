@@ -45,6 +45,23 @@ pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse_duration`], refusing values above `max`: every duration key has a
+/// bound no legitimate value reaches, so adding it to a clock cannot overflow.
+pub(crate) fn parse_bounded_duration(text: &str, max: Duration) -> Result<Duration, String> {
+    bounded(text, parse_duration(text)?, max)
+}
+
+/// `d` (parsed from `text`) if it is at most `max`.
+pub(crate) fn bounded(text: &str, d: Duration, max: Duration) -> Result<Duration, String> {
+    if d > max {
+        return Err(format!(
+            "duration {text:?} is too long; at most {} is allowed",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
 /// Which entry of the spec an error is about.
 #[derive(Clone, Copy)]
 enum Entry<'k> {
@@ -261,9 +278,12 @@ fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
             }
         })
         .collect();
-    let timeout = positive_or(spec.timeout.as_deref(), DEFAULT_TIMEOUT, |msg| {
-        report.service(name, "timeout", msg)
-    });
+    let timeout = positive_or(
+        spec.timeout.as_deref(),
+        DEFAULT_TIMEOUT,
+        MAX_TIMEOUT,
+        |msg| report.service(name, "timeout", msg),
+    );
     let circuit_breaker = match &spec.circuit_breaker {
         Some(cb) => circuit_breaker(name, cb, report),
         None => CircuitBreakerConfig::default(),
@@ -282,9 +302,27 @@ fn service(name: &str, spec: &ServiceSpec, report: &mut Report<'_>) -> Service {
     }
 }
 
-/// `default` when `text` is absent; a bad value is reported and also yields `default`.
-fn positive_or(text: Option<&str>, default: Duration, mut fail: impl FnMut(String)) -> Duration {
-    match text.map(parse_positive_duration) {
+/// Longest upstream timeout (`services.*.timeout`, `routes[].timeout`).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Longest breaker window and `open_for`.
+pub const MAX_BREAKER_DURATION: Duration = Duration::from_secs(3600);
+/// Longest health-check interval and timeout.
+pub const MAX_HEALTH_CHECK_DURATION: Duration = Duration::from_secs(3600);
+/// Longest `auth.jwt.leeway`.
+pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(3600);
+/// Longest `auth.oauth.token_ttl`.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `default` when `text` is absent; a bad value (zero, or longer than `max`) is
+/// reported and also yields `default`.
+fn positive_or(
+    text: Option<&str>,
+    default: Duration,
+    max: Duration,
+    mut fail: impl FnMut(String),
+) -> Duration {
+    let parse = |t: &str| parse_positive_duration(t).and_then(|d| bounded(t, d, max));
+    match text.map(parse) {
         None => default,
         Some(Ok(d)) => d,
         Some(Err(msg)) => {
@@ -355,12 +393,18 @@ fn circuit_breaker(
         }
         None => d.error_rate,
     };
-    let window = positive_or(spec.window.as_deref(), d.window, |msg| {
-        report.service(name, "circuit_breaker.window", msg)
-    });
-    let open_for = positive_or(spec.open_for.as_deref(), d.open_for, |msg| {
-        report.service(name, "circuit_breaker.open_for", msg)
-    });
+    let window = positive_or(
+        spec.window.as_deref(),
+        d.window,
+        MAX_BREAKER_DURATION,
+        |msg| report.service(name, "circuit_breaker.window", msg),
+    );
+    let open_for = positive_or(
+        spec.open_for.as_deref(),
+        d.open_for,
+        MAX_BREAKER_DURATION,
+        |msg| report.service(name, "circuit_breaker.open_for", msg),
+    );
     CircuitBreakerConfig {
         enabled: spec.enabled.unwrap_or(d.enabled),
         error_rate,
@@ -384,6 +428,7 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
     let interval = positive_or(
         spec.interval.as_deref(),
         DEFAULT_HEALTH_CHECK_INTERVAL,
+        MAX_HEALTH_CHECK_DURATION,
         |msg| report.service(name, "health_check.interval", msg),
     );
     // Probes start every interval whether or not the last one has answered, so each
@@ -391,9 +436,12 @@ fn health_check(name: &str, spec: &HealthCheckSpec, report: &mut Report<'_>) -> 
     // short interval: `interval: 500ms` alone must not be refused over a timeout the
     // operator never wrote.
     let default_timeout = DEFAULT_HEALTH_CHECK_TIMEOUT.min(interval / 2);
-    let timeout = positive_or(spec.timeout.as_deref(), default_timeout, |msg| {
-        report.service(name, "health_check.timeout", msg)
-    });
+    let timeout = positive_or(
+        spec.timeout.as_deref(),
+        default_timeout,
+        MAX_HEALTH_CHECK_DURATION,
+        |msg| report.service(name, "health_check.timeout", msg),
+    );
     if timeout >= interval && !report.stood_in(Entry::Service(name), "health_check.interval") {
         report.service(
             name,
@@ -524,9 +572,12 @@ fn routes(
         }
 
         let service_timeout = service.map_or(DEFAULT_TIMEOUT, |s| s.timeout);
-        let timeout = positive_or(spec.timeout.as_deref(), service_timeout, |msg| {
-            report.route(i, "timeout", msg)
-        });
+        let timeout = positive_or(
+            spec.timeout.as_deref(),
+            service_timeout,
+            MAX_TIMEOUT,
+            |msg| report.route(i, "timeout", msg),
+        );
 
         let Some(template) = template else { continue };
         let seen = shapes.entry(template.shape()).or_default();
@@ -802,7 +853,11 @@ fn compile_jwt(
     report: &mut Report<'_>,
 ) -> Option<JwtConfig> {
     let errors_before = report.errors.len();
-    let leeway = match spec.leeway.as_deref().map(parse_duration) {
+    let leeway = match spec
+        .leeway
+        .as_deref()
+        .map(|t| parse_bounded_duration(t, MAX_JWT_LEEWAY))
+    {
         None => DEFAULT_JWT_LEEWAY,
         Some(Ok(d)) => d,
         Some(Err(msg)) => {
@@ -1017,9 +1072,12 @@ fn compile_oauth(spec: &OAuthSpec, report: &mut Report<'_>) -> OAuthConfig {
         }
         Some(text) => text.to_owned(),
     };
-    let token_ttl = positive_or(spec.token_ttl.as_deref(), DEFAULT_TOKEN_TTL, |msg| {
-        report.auth("oauth.token_ttl", msg)
-    });
+    let token_ttl = positive_or(
+        spec.token_ttl.as_deref(),
+        DEFAULT_TOKEN_TTL,
+        MAX_TOKEN_TTL,
+        |msg| report.auth("oauth.token_ttl", msg),
+    );
     let token_endpoint_limit = match spec.token_endpoint_limit.as_deref().map(str::trim) {
         None => Some(DEFAULT_TOKEN_ENDPOINT_LIMIT),
         Some("unlimited") => None,
@@ -1174,6 +1232,41 @@ routes:
                 Err(e) => panic!("{url}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn every_duration_has_a_bound_no_legitimate_value_reaches() {
+        let huge = "18446744073709551615s";
+        check(
+            &svc(&format!(
+                "    upstreams: [http://h:1]\n    timeout: {huge}\n    \
+                 circuit_breaker: {{ window: 2h, open_for: {huge} }}\n    \
+                 health_check: {{ interval: {huge}, timeout: 2h }}\n"
+            )),
+            &[
+                ("services.s.timeout", "is too long; at most 1day"),
+                (
+                    "services.s.circuit_breaker.window",
+                    "is too long; at most 1h",
+                ),
+                ("services.s.circuit_breaker.open_for", "is too long"),
+                ("services.s.health_check.interval", "is too long"),
+                ("services.s.health_check.timeout", "is too long"),
+            ],
+        );
+        check(
+            "services:\n  s: { upstreams: [http://h:1] }\nroutes:\n  - { path: /a, service: s, timeout: 25h }\n",
+            &[("routes[0].timeout", "is too long")],
+        );
+        // The bounds themselves are legal.
+        let gw = check_ok(&svc(
+            "    upstreams: [http://h:1]\n    timeout: 24h\n    circuit_breaker: { window: 1h, open_for: 1h }\n",
+        ));
+        assert_eq!(gw.services["s"].timeout, MAX_TIMEOUT);
+        assert_eq!(
+            gw.services["s"].circuit_breaker.open_for,
+            MAX_BREAKER_DURATION
+        );
     }
 
     #[test]

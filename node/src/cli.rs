@@ -6,11 +6,39 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
+/// An https admin API is verified with the CA in `$SLUICE_ADMIN_CA` (a PEM file;
+/// else the public web roots), and a mutual-TLS one is given the client
+/// certificate in `$SLUICE_ADMIN_CERT` and `$SLUICE_ADMIN_KEY`.
 fn client() -> awc::Client {
-    awc::Client::builder()
+    let builder = awc::Client::builder()
         .timeout(Duration::from_secs(10))
-        .disable_redirects()
-        .finish()
+        .disable_redirects();
+    match tls_from_env() {
+        Ok(Some(tls)) => builder
+            .connector(awc::Connector::new().rustls_0_23(std::sync::Arc::new(tls)))
+            .finish(),
+        Ok(None) => builder.finish(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn tls_from_env() -> std::io::Result<Option<rustls::ClientConfig>> {
+    let Some(ca) = std::env::var_os("SLUICE_ADMIN_CA") else {
+        return Ok(None);
+    };
+    let cert = std::env::var_os("SLUICE_ADMIN_CERT");
+    let key = std::env::var_os("SLUICE_ADMIN_KEY");
+    let files = match (cert, key) {
+        (Some(cert), Some(key)) => Some(cluster_config::TlsFiles {
+            cert_file: cert.into(),
+            key_file: key.into(),
+        }),
+        _ => None,
+    };
+    crate::tls::client_config(Path::new(&ca), files.as_ref()).map(Some)
 }
 
 fn base(admin: &str) -> String {
@@ -102,7 +130,12 @@ pub fn status(admin: &str, token: &str) -> Result<(), String> {
             } else {
                 "learner"
             };
-            match get_json(&format!("http://{addr}/admin/cluster"), token).await {
+            let scheme = if base(admin).starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            match get_json(&format!("{scheme}://{addr}/admin/cluster"), token).await {
                 Ok(own) => println!(
                     "{id:<4} {addr:<24} {role:<9} {:<10} {:>6} {:>9}",
                     own["state"].as_str().unwrap_or("?"),

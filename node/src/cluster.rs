@@ -24,11 +24,14 @@ pub async fn start_raft(node: &NodeConfig) -> std::io::Result<Arc<RaftNode>> {
             format!("data_dir {}: {e}", node.data_dir.display()),
         )
     })?;
-    let settings = RaftSettings {
+    let mut settings = RaftSettings {
         snapshot_every: node.snapshot_every,
         logs_kept_after_snapshot: node.snapshot_every,
         ..RaftSettings::default()
     };
+    if let Some(tls) = &node.admin_tls {
+        settings.transport.tls = Some(Arc::new(crate::tls::peer_client_config(tls)?));
+    }
     let secret = node.cluster_secret.clone().unwrap_or_default();
     let raft = RaftNode::start(node.id, &node.data_dir, &secret, settings)
         .await

@@ -24,6 +24,12 @@ pub fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// nginx's "client closed request": the status a request dropped mid-way is
+/// recorded with (never sent: there is nobody left to send it to).
+pub fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
 /// Who caused an error: decides the log level and whether a retry may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -42,6 +48,15 @@ pub enum Kind {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    /// An `Expect` other than `100-continue` (417): the gateway cannot meet it.
+    ExpectationFailed,
+    /// The client's request body ended early or was malformed (a short body, a
+    /// connection closed mid-upload, a bad chunk, an HTTP/2 body longer than its
+    /// `content-length`): the client's fault, never counted against the upstream.
+    BadRequestBody,
+    /// The client went away before it had an answer (nginx's 499); only ever in
+    /// the access log and the metrics.
+    ClientClosed,
     /// A rate limit refused the request (429, with `Retry-After`).
     TooManyRequests,
     BadGateway,
@@ -58,6 +73,9 @@ impl Kind {
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
+            Kind::BadRequestBody => StatusCode::BAD_REQUEST,
+            Kind::ClientClosed => client_closed_request(),
             Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -73,6 +91,9 @@ impl Kind {
             Kind::Forbidden => "forbidden",
             Kind::NotFound => "not_found",
             Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::ExpectationFailed => "expectation_failed",
+            Kind::BadRequestBody => "bad_request_body",
+            Kind::ClientClosed => "client_closed",
             Kind::TooManyRequests => "rate_limited",
             Kind::BadGateway => "bad_gateway",
             Kind::GatewayTimeout => "gateway_timeout",
@@ -168,6 +189,16 @@ impl GatewayError {
 
     pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
         self.cause = Some(cause.into());
+        self
+    }
+
+    /// Adds internal detail (an upstream URL) to the cause: the log line shows
+    /// it, the client never does.
+    pub fn detail(mut self, detail: &str) -> Self {
+        self.cause = Some(match self.cause.take() {
+            Some(cause) => format!("{detail}: {cause}").into(),
+            None => detail.into(),
+        });
         self
     }
 

@@ -4,11 +4,21 @@
 //! What `HttpServer::bind_auto_h2c` and `bind_rustls_0_23` do, step for step: accept
 //! (actix-server), TLS with ALPN `h2`/`http/1.1` (actix-tls) or a peek at the h2c
 //! preface, then actix-http's `HttpService` with an actix-web `App` per worker.
-//! The only addition is the guard between the socket and the protocol.
+//! The additions: the guard between the socket and the protocol, a deadline on
+//! the first bytes (`node.client_header_timeout`: a connection that never sends a
+//! byte is closed, where actix would wait for ever on the h2c peek), a count of
+//! open connections, and malformed requests counted and logged at debug rather
+//! than at ERROR by actix-http.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use actix_http::{
     body::MessageBody, error::DispatchError, HttpService, Protocol, Request, Response,
@@ -31,15 +41,197 @@ pub struct Listen {
     pub shutdown_timeout: u64,
     /// Idle time allowed between requests on a kept-alive connection.
     pub keep_alive: Duration,
-    /// Time a new connection has to send its first request head.
+    /// Time a new connection has to send its first request head
+    /// (`node.client_header_timeout`).
     pub client_request_timeout: Duration,
-    /// Connections served at once, per worker.
+    /// Connections served at once, per worker; beyond it the worker stops
+    /// accepting and new connections wait in the kernel's backlog.
     pub max_connections_per_worker: usize,
     /// TLS handshakes in progress at once, per worker.
     pub max_tls_handshakes: usize,
     pub tls: Option<rustls::ServerConfig>,
-    /// Counts connections cut for an HTTP/2 flood.
+    pub counters: Counters,
+}
+
+/// What the listener counts (see `telemetry::Metrics`).
+#[derive(Clone)]
+pub struct Counters {
+    /// Connections cut for an HTTP/2 flood.
     pub h2_floods: prometheus::IntCounter,
+    pub malformed_requests: prometheus::IntCounter,
+    pub header_timeouts: prometheus::IntCounter,
+    /// Connections open now.
+    pub connections: prometheus::IntGauge,
+}
+
+impl Counters {
+    /// Sorts out how a connection ended. Malformed requests are the client's
+    /// business: counted, logged at debug (never at ERROR: any client could flood
+    /// the log), and the connection is closed as actix-http closes it.
+    fn ended(&self, e: DispatchError) -> DispatchError {
+        match &e {
+            DispatchError::Parse(err) => {
+                self.malformed_requests.inc();
+                tracing::debug!(error = %err, "malformed request refused");
+            }
+            DispatchError::SlowRequestTimeout => {
+                self.header_timeouts.inc();
+                tracing::debug!("connection sent no complete request head in time");
+            }
+            other => tracing::debug!(error = %other, "connection ended with an error"),
+        }
+        e
+    }
+}
+
+/// Counts a connection in `gateway_connections` from accept to close.
+struct Open(prometheus::IntGauge);
+
+impl Open {
+    fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Open(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Whether a request of an HTTP/1.1 connection is being handled, shared between
+/// the connection's byte stream ([`Conn`]) and the proxy's handler (through
+/// actix-http's connection data, `HttpRequest::conn_data`).
+#[derive(Default)]
+pub struct HeadClock {
+    busy: Cell<u32>,
+}
+
+impl HeadClock {
+    /// A request of this connection reached the handler: its head is complete.
+    pub fn enter(&self) {
+        self.busy.set(self.busy.get() + 1);
+    }
+
+    /// The handler is done with it (answered, or dropped).
+    pub fn leave(&self) {
+        self.busy.set(self.busy.get().saturating_sub(1));
+    }
+}
+
+/// A data-plane connection's byte stream. For HTTP/1.1 it enforces
+/// `client_header_timeout` on every request head, not only the first as
+/// actix-http does: the clock starts at the first byte read while no request of the
+/// connection is being handled and nothing has been written since, and stops when
+/// a request reaches the handler or a response is written. A kept-alive connection
+/// that sends half a head and then holds still is closed like a new one.
+struct Conn<IO> {
+    io: IO,
+    _open: Open,
+    /// `Some` for HTTP/1.1 (HTTP/2 heads arrive in frames h2 parses whole).
+    clock: Option<Rc<HeadClock>>,
+    head_timeout: Duration,
+    head_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    header_timeouts: prometheus::IntCounter,
+}
+
+impl<IO> Conn<IO> {
+    fn new(io: IO, open: Open, h1: bool, head_timeout: Duration, counters: &Counters) -> Self {
+        Conn {
+            io,
+            _open: open,
+            clock: h1.then(|| Rc::new(HeadClock::default())),
+            head_timeout,
+            head_timer: None,
+            header_timeouts: counters.header_timeouts.clone(),
+        }
+    }
+}
+
+/// What the HTTP service reads off a connection when it opens.
+trait ConnData {
+    fn head_clock(&self) -> Option<Rc<HeadClock>>;
+}
+
+impl<IO> ConnData for Conn<IO> {
+    fn head_clock(&self) -> Option<Rc<HeadClock>> {
+        self.clock.clone()
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(clock) = &this.clock else {
+            return polled;
+        };
+        if clock.busy.get() > 0 {
+            this.head_timer = None;
+            return polled;
+        }
+        if buf.filled().len() > before && this.head_timer.is_none() {
+            let deadline = tokio::time::Instant::now()
+                .checked_add(this.head_timeout)
+                .unwrap_or_else(tokio::time::Instant::now);
+            this.head_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        if polled.is_pending() {
+            if let Some(timer) = this.head_timer.as_mut() {
+                if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+                    this.head_timer = None;
+                    this.header_timeouts.inc();
+                    tracing::debug!("connection sent no complete request head in time");
+                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.head_timer = None;
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.head_timer = None;
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Binds the data port and returns the running server.
@@ -65,7 +257,7 @@ where
         max_connections_per_worker,
         max_tls_handshakes,
         tls,
-        h2_floods,
+        counters,
     } = listen;
     let secure = tls.is_some();
     let builder = Server::build();
@@ -85,21 +277,32 @@ where
     let builder = match tls {
         None => builder.bind("sluice-data", addr, move || {
             let http = http.clone();
-            let floods = h2_floods.clone();
+            let counters = counters.clone();
+            let ended = counters.clone();
             fn_service(move |io: TcpStream| {
-                let floods = floods.clone();
+                let counters = counters.clone();
                 async move {
-                    // The h2c prior-knowledge preface, as actix-http's `tcp_auto_h2c` reads it.
+                    let open = Open::new(counters.connections.clone());
+                    // The h2c prior-knowledge preface, as actix-http's `tcp_auto_h2c`
+                    // reads it; a client that sends nothing is not waited for longer
+                    // than it would be for its request head.
                     let mut head = [0; 12];
-                    io.peek(&mut head).await?;
+                    match tokio::time::timeout(client_request_timeout, io.peek(&mut head)).await {
+                        Ok(read) => read?,
+                        // Counted in `Counters::ended`.
+                        Err(_) => return Err(DispatchError::SlowRequestTimeout),
+                    };
                     let h2 = &head == b"PRI * HTTP/2";
                     let _ = io.set_nodelay(true);
                     let peer = io.peer_addr().ok();
                     let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                    Ok::<_, DispatchError>((H2Guard::new(io, h2, floods), proto, peer))
+                    let io = H2Guard::new(io, h2, counters.h2_floods.clone());
+                    let io = Conn::new(io, open, !h2, client_request_timeout, &counters);
+                    Ok::<_, DispatchError>((io, proto, peer))
                 }
             })
             .and_then(http.service(factory()))
+            .map_err(move |e| ended.ended(e))
         })?,
         Some(mut config) => {
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -107,23 +310,29 @@ where
             actix_tls::accept::max_concurrent_tls_connect(max_tls_handshakes);
             builder.bind("sluice-data-tls", addr, move || {
                 let http = http.clone();
-                let floods = h2_floods.clone();
+                let counters = counters.clone();
+                let ended = counters.clone();
                 let mut acceptor = Acceptor::new((*config).clone());
                 acceptor.set_handshake_timeout(Duration::from_secs(3));
                 acceptor
                     .map_init_err(|_| ())
                     .map_err(|e| tracing::debug!("TLS handshake failed: {e:?}"))
                     .and_then(fn_service(move |io: TlsStream<TcpStream>| {
-                        let floods = floods.clone();
+                        let counters = counters.clone();
                         async move {
+                            let open = Open::new(counters.connections.clone());
                             let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
                             let _ = io.get_ref().0.set_nodelay(true);
                             let peer = io.get_ref().0.peer_addr().ok();
                             let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                            Ok::<_, ()>((H2Guard::new(io, h2, floods), proto, peer))
+                            let io = H2Guard::new(io, h2, counters.h2_floods.clone());
+                            let io = Conn::new(io, open, !h2, client_request_timeout, &counters);
+                            Ok::<_, ()>((io, proto, peer))
                         }
                     }))
-                    .and_then(http.service(factory()).map_err(|_| ()))
+                    .and_then(http.service(factory()).map_err(move |e| {
+                        ended.ended(e);
+                    }))
             })?
         }
     };
@@ -156,7 +365,7 @@ impl Http {
         InitError = (),
     >
     where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + ConnData + Unpin + 'static,
         I: IntoServiceFactory<S, Request>,
         S: ServiceFactory<Request, Config = AppConfig> + 'static,
         S::Error: Into<actix_web::Error> + 'static,
@@ -173,6 +382,11 @@ impl Http {
                 async move { stopping.notified().await }
             })
             .h1_allow_half_closed(true)
+            .on_connect_ext(|io: &T, data| {
+                if let Some(clock) = io.head_clock() {
+                    data.insert(clock);
+                }
+            })
             .keep_alive(self.keep_alive)
             .client_request_timeout(self.client_request_timeout)
             .client_disconnect_timeout(Duration::from_secs(1))

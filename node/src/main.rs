@@ -35,6 +35,7 @@ mod proxy;
 mod server;
 mod signing;
 mod telemetry;
+mod tls;
 mod webhooks;
 
 use clap::{Parser, Subcommand};

@@ -10,7 +10,7 @@
 //! memory.
 
 use crate::dataplane::DataPlaneState;
-use crate::errors::GatewayError;
+use crate::errors::{GatewayError, Kind, Source};
 use cluster_config::Method;
 use cluster_config::{RateLimitScope, Route, RouteMatch, TrustedProxies};
 use sluice_actors::limiter::ClientLimiters;
@@ -81,6 +81,35 @@ pub struct LimitDecision {
     pub reset_at: u64,
     /// `Some(seconds, >= 1)` when the request was refused: when to try again.
     pub retry_after: Option<u64>,
+}
+
+/// Step 0: what no route can serve, refused before routing so it never reaches an
+/// upstream (or its breaker): an `Expect` other than `100-continue` (417; the
+/// server has already answered `100-continue` itself), and CONNECT with an
+/// authority-form target (`CONNECT host:443`, 405: the gateway is not a tunnel).
+/// `target_path` is the request target's path as received.
+pub fn screen(
+    method: &Method,
+    target_path: &str,
+    headers: &dyn HeaderLookup,
+) -> Result<(), GatewayError> {
+    if headers
+        .get_all_str("expect")
+        .iter()
+        .any(|v| !v.trim().eq_ignore_ascii_case("100-continue"))
+    {
+        return Err(GatewayError::new(
+            Kind::ExpectationFailed,
+            Source::Client,
+            "only \"Expect: 100-continue\" is supported",
+        ));
+    }
+    if *method == Method::CONNECT && !target_path.starts_with('/') {
+        return Err(GatewayError::method_not_allowed(
+            cluster_config::gateway::ANY_METHOD_ALLOW.join(", "),
+        ));
+    }
+    Ok(())
 }
 
 /// Step 1: the route for this method and path. 404 when no path matches, 405 (with

@@ -7,13 +7,20 @@
 //! ([`crate::phases`]), so a hyper listener can reuse them. `response_filter` adds
 //! the headers every response carries (the rate-limit headers too, whoever
 //! answered: upstream, 429 or a later error), and `record` always runs, whatever
-//! the outcome. Nothing here waits on Raft, disk or another node: the state comes
+//! the outcome — also when the client goes away and the handler is dropped
+//! mid-request ([`Recording`]: status 499, `client_closed`).
+//!
+//! Only the upstream's own failures count against its breaker: a client whose
+//! body ends early, stalls or is malformed gets 400 (or nothing, if it is gone)
+//! and the upstream's record is untouched. Error bodies never name an upstream
+//! target; the log line of the same request id does. Nothing here waits on Raft, disk or another node: the state comes
 //! from one `ArcSwap` load, limits and the breaker verdict from memory, and
 //! outcomes go back to the service's actor without waiting.
 
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
 use crate::forwarded::X_FORWARDED_FOR;
+use crate::listener::HeadClock;
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
@@ -107,25 +114,84 @@ pub async fn handle(
     plane: web::Data<DataPlane>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    if plane.request_metrics {
-        plane.metrics.in_flight.inc();
-    }
-    let mut ctx = RequestCtx::new(&req, &plane);
-    let mut response = match lifecycle(&mut ctx, &req, payload, &plane, &client).await {
+    let mut rec = Recording::start(&req, &plane);
+    let ctx = &mut rec.ctx;
+    let mut response = match lifecycle(ctx, &req, payload, &plane, &client).await {
         Ok(response) => response,
         Err(e) => {
             if e.is_noteworthy() {
-                warn!(request_id = %ctx.request_id, kind = ?e.kind, source = ?e.source, "{e}");
+                let upstream = ctx.target.as_deref().unwrap_or("");
+                warn!(request_id = %ctx.request_id, kind = ?e.kind, source = ?e.source, upstream, "{e}");
             }
             ctx.error = Some(e.kind);
             ctx.auth_failure = e.reason;
             e.response(&ctx.request_id)
         }
     };
-    response_filter(&ctx, &mut response);
-    ctx.status = response.status();
-    record(&plane, &ctx, &req);
+    response_filter(ctx, &mut response);
+    rec.finish(response.status());
     response
+}
+
+/// Makes step 7 (`record`) run exactly once per request: when the handler answers,
+/// or, if the handler is dropped first (the client closed the connection, or
+/// actix-http gave up on a malformed body), when it is dropped. The in-flight
+/// gauge goes up here and down in `record`, so it cannot leak.
+struct Recording {
+    plane: web::Data<DataPlane>,
+    req: HttpRequest,
+    ctx: RequestCtx,
+    done: bool,
+    /// The connection's head clock (HTTP/1.1): stopped while this request is
+    /// handled, so a slow upstream does not count as a slow client.
+    clock: Option<Rc<HeadClock>>,
+}
+
+impl Recording {
+    fn start(req: &HttpRequest, plane: &web::Data<DataPlane>) -> Recording {
+        if plane.request_metrics {
+            plane.metrics.in_flight.inc();
+        }
+        let clock = req.conn_data::<Rc<HeadClock>>().cloned();
+        if let Some(c) = &clock {
+            c.enter();
+        }
+        Recording {
+            ctx: RequestCtx::new(req, plane),
+            plane: plane.clone(),
+            req: req.clone(),
+            done: false,
+            clock,
+        }
+    }
+
+    fn finish(mut self, status: StatusCode) {
+        self.ctx.status = status;
+        self.done = true;
+        record(&self.plane, &self.ctx, &self.req);
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(c) = &self.clock {
+            c.leave();
+        }
+        if self.done {
+            return;
+        }
+        let ctx = &mut self.ctx;
+        ctx.status = crate::errors::client_closed_request();
+        ctx.error = Some(Kind::ClientClosed);
+        // A probe that never got its verdict gives its slot back.
+        if let (Some(admission), Some(route)) = (ctx.admission.take(), &ctx.route) {
+            if let Some(h) = ctx.state.gateway.pools.get(&route.service) {
+                h.pool.release(admission);
+            }
+        }
+        debug!(request_id = %ctx.request_id, "the client went away before its answer");
+        record(&self.plane, &self.ctx, &self.req);
+    }
 }
 
 /// The steps up to and including the upstream's answer; the first refusal ends it.
@@ -137,6 +203,7 @@ async fn lifecycle(
     client: &awc::Client,
 ) -> Result<HttpResponse, GatewayError> {
     let state = ctx.state.clone();
+    phases::screen(req.method(), req.path(), req.headers())?;
     let (routed, encoded_slash) = normalized_path(req.path())?;
     let head = RequestHead {
         method: req.method(),
@@ -281,6 +348,20 @@ async fn proxy(
         let result = send(ctx, req, &body, upstream, route.timeout, client, plane.tls).await;
         let waited = sent.elapsed();
         ctx.upstream_wait += waited;
+        // The client's failure (its body ended early, stalled or was malformed)
+        // says nothing about the upstream: no verdict, and a probe slot goes back.
+        if body.client_failed() {
+            ctx.admission = None;
+            pool.release(admission);
+            return result.map(respond).map_err(|_| {
+                GatewayError::new(
+                    Kind::BadRequestBody,
+                    Source::Client,
+                    "the request body ended early, stalled or was malformed",
+                )
+            });
+        }
+        ctx.admission = None;
         pool.report(
             matches!(&result, Ok(r) if !r.status().is_server_error()),
             admission,
@@ -343,7 +424,7 @@ async fn send(
         BodyKind::Stream => up.send_body(BodyStream::new(body.stream())),
     };
     let mut fut = std::pin::pin!(fut);
-    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut deadline = after(tokio::time::Instant::now(), timeout);
     let result = loop {
         tokio::select! {
             r = &mut fut => break r,
@@ -352,11 +433,21 @@ async fn send(
                 // request yet: wait on, but never longer than `timeout` idle.
                 match progress.next_deadline(timeout) {
                     Some(d) if d > tokio::time::Instant::now() => deadline = d,
+                    // Waiting on the client's next body chunk, not on the upstream.
+                    _ if progress.waiting_on_client.get() => {
+                        progress.client_failed.set(true);
+                        return Err(GatewayError::new(
+                            Kind::BadRequestBody,
+                            Source::Client,
+                            "the request body stalled",
+                        ));
+                    }
                     _ => return Err(GatewayError::new(
                         Kind::GatewayTimeout,
                         Source::Upstream,
-                        format!("upstream {} did not answer within {:?}", upstream.url, timeout),
-                    )),
+                        format!("the upstream did not answer within {timeout:?}"),
+                    )
+                    .detail(&upstream.url)),
                 }
             }
         }
@@ -364,27 +455,37 @@ async fn send(
     result.map_err(|e| upstream_error(e, &upstream.url))
 }
 
+/// The client is told what kind of failure it met, never which target: that
+/// goes to the log line (`detail`, `cause`) of the same request id.
 fn upstream_error(e: SendRequestError, target: &str) -> GatewayError {
     match e {
         SendRequestError::Connect(err) => GatewayError::new(
             Kind::BadGateway,
             Source::Upstream,
-            format!("cannot connect to upstream {target}"),
+            "cannot connect to the upstream",
         )
         .caused_by(err)
         .retryable(),
         SendRequestError::Timeout => GatewayError::new(
             Kind::GatewayTimeout,
             Source::Upstream,
-            format!("upstream {target} timed out"),
+            "the upstream timed out",
         ),
-        other => GatewayError::new(
-            Kind::BadGateway,
-            Source::Upstream,
-            format!("upstream {target} failed: {other}"),
-        ),
+        other => GatewayError::new(Kind::BadGateway, Source::Upstream, "the upstream failed")
+            .caused_by(other.to_string()),
     }
+    .detail(target)
 }
+
+/// `t + d`, or as far ahead as the clock goes: a duration from config never
+/// overflows the clock (and panics the request).
+fn after(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(MAX_TIMEOUT_SECS))
+}
+
+/// Bound on any wait the proxy computes (a day, as `services.*.timeout`).
+const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 /// Builds the client response from the upstream's, streaming its body.
 fn respond(up: awc::ClientResponse) -> HttpResponse {
@@ -421,6 +522,8 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
         if is_hop_by_hop(name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
+            // `100-continue` was answered here; nothing else gets past `screen`.
+            || name == header::EXPECT
             || name == X_REQUEST_ID
             || name == X_FORWARDED_FOR
             || name == X_FORWARDED_PROTO
@@ -607,13 +710,18 @@ enum BodyKind {
     Stream,
 }
 
-/// Upload progress, so the timeout can start when the upstream has the whole body.
+/// Upload progress, so the timeout can start when the upstream has the whole body,
+/// and so a failure of the client's body is told from the upstream's.
 #[derive(Default)]
 struct Progress {
     /// When the last chunk went out (or the body ended).
     last: Cell<Option<Instant>>,
     done: Cell<bool>,
     started: Cell<bool>,
+    /// The upstream asked for the next chunk and the client has not sent it.
+    waiting_on_client: Cell<bool>,
+    /// The client's body failed: ended early, malformed, or stalled.
+    client_failed: Cell<bool>,
 }
 
 impl Progress {
@@ -625,7 +733,7 @@ impl Progress {
         }
         self.last
             .get()
-            .map(|t| tokio::time::Instant::from_std(t + timeout))
+            .map(|t| after(tokio::time::Instant::from_std(t), timeout))
     }
 }
 
@@ -674,6 +782,10 @@ impl RequestBody {
         self.slot.borrow().is_some()
     }
 
+    fn client_failed(&self) -> bool {
+        self.progress.client_failed.get()
+    }
+
     fn stream(&self) -> LazyBody {
         LazyBody {
             slot: self.slot.clone(),
@@ -703,13 +815,16 @@ impl Stream for LazyBody {
             return Poll::Ready(None);
         };
         let polled = Pin::new(payload).poll_next(cx);
+        let p = &this.progress;
+        p.waiting_on_client.set(polled.is_pending());
         match &polled {
-            Poll::Ready(Some(Ok(_))) => this.progress.last.set(Some(Instant::now())),
+            Poll::Ready(Some(Ok(_))) => p.last.set(Some(Instant::now())),
             Poll::Ready(None) => {
-                this.progress.done.set(true);
-                this.progress.last.set(Some(Instant::now()));
+                p.done.set(true);
+                p.last.set(Some(Instant::now()));
             }
-            _ => {}
+            Poll::Ready(Some(Err(_))) => p.client_failed.set(true),
+            Poll::Pending => {}
         }
         polled
     }

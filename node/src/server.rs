@@ -9,7 +9,7 @@ use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use crate::{cluster, endpoints, listener, proxy};
 use actix_web::{web, App, HttpServer};
-use cluster_config::{load_dir, LoadedConfig, NodeConfig, TlsFiles};
+use cluster_config::{load_dir, LoadedConfig, NodeConfig};
 use sluice_raft::RaftNode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -78,6 +78,8 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     result
 }
 
+const ADMIN_WORKERS: usize = 2;
+
 /// The admin listener: admin API and Raft RPC (each authenticates on its own).
 fn admin_plane(
     node: &NodeConfig,
@@ -93,10 +95,20 @@ fn admin_plane(
             .configure(rpc.clone())
             .configure(crate::admin::configure)
     })
-    .workers(2)
+    .workers(ADMIN_WORKERS)
+    // Its own connection limit and timeouts: a flood of connections on the data
+    // port (or on this one) leaves room for the operator and the Raft peers.
+    .max_connections(node.admin_max_connections.div_ceil(ADMIN_WORKERS))
+    .client_request_timeout(node.client_header_timeout)
+    .keep_alive(node.keepalive_timeout)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(node.admin_listen)?;
+    .shutdown_timeout(5);
+    let server = match &node.admin_tls {
+        Some(tls) => {
+            server.bind_rustls_0_23(node.admin_listen, crate::tls::admin_server_config(tls)?)?
+        }
+        None => server.bind(node.admin_listen)?,
+    };
     Ok(server.run())
 }
 
@@ -110,13 +122,23 @@ fn data_plane(
         workers: node.workers,
         backlog: 4096,
         shutdown_timeout: node.shutdown_timeout.as_secs().max(1),
-        keep_alive: Duration::from_secs(75),
-        client_request_timeout: Duration::from_secs(30),
-        max_connections_per_worker: 25_000,
+        keep_alive: node.keepalive_timeout,
+        client_request_timeout: node.client_header_timeout,
+        max_connections_per_worker: node.max_connections.div_ceil(node.workers.max(1)),
         max_tls_handshakes: 1024,
-        tls: node.tls.as_ref().map(tls_config).transpose()?,
-        h2_floods: plane.metrics.h2_floods.clone(),
+        tls: node
+            .tls
+            .as_ref()
+            .map(|files| crate::tls::server_config(files, None))
+            .transpose()?,
+        counters: listener::Counters {
+            h2_floods: plane.metrics.h2_floods.clone(),
+            malformed_requests: plane.metrics.malformed_requests.clone(),
+            header_timeouts: plane.metrics.header_timeouts.clone(),
+            connections: plane.metrics.connections.clone(),
+        },
     };
+    warn_if_files_run_short(node);
     listener::serve(listen, move || {
         // One client per worker thread (awc's Client is !Send), with an explicit
         // pool limit, no redirects, no decompression (no compress features), no
@@ -142,31 +164,32 @@ fn data_plane(
     })
 }
 
-fn tls_config(tls: &TlsFiles) -> std::io::Result<rustls::ServerConfig> {
-    use std::io::{BufReader, Error, ErrorKind};
-    let open = |p: &std::path::Path| {
-        std::fs::File::open(p)
-            .map(BufReader::new)
-            .map_err(|e| Error::new(e.kind(), format!("{}: {e}", p.display())))
+/// Warns when `node.max_connections` plus the admin port's limit and the upstream
+/// pools could exceed the process's open-files limit: connections would then fail
+/// with EMFILE (admin port included) before the limits protect anything.
+fn warn_if_files_run_short(node: &NodeConfig) {
+    let Some(limit) = open_files_limit() else {
+        return;
     };
-    let certs = rustls_pemfile::certs(&mut open(&tls.cert_file)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidData,
-                format!("{}: {e}", tls.cert_file.display()),
-            )
-        })?;
-    let key = rustls_pemfile::private_key(&mut open(&tls.key_file)?)?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidData,
-            format!("{}: no private key found", tls.key_file.display()),
-        )
-    })?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("TLS config: {e}")))
+    // Client connections, the upstream connection each may hold, the admin port,
+    // and a margin for sled, Raft peers and logs.
+    let needed = node.max_connections as u64 * 2 + node.admin_max_connections as u64 + 256;
+    if needed > limit {
+        warn!(
+            open_files_limit = limit,
+            max_connections = node.max_connections,
+            admin_max_connections = node.admin_max_connections,
+            "node.max_connections is too high for the open-files limit (ulimit -n): raise \
+             the limit to at least {needed} or lower node.max_connections"
+        );
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, from `/proc/self/limits` (Linux); `None` elsewhere.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 async fn watch_signals(

@@ -13,11 +13,17 @@ use tracing_subscriber::EnvFilter;
 pub fn init_logging(format: LogFormat, level: &str) {
     // openraft narrates every election and append at info; keep it to warnings
     // unless the operator's directive names it.
-    let directive = if level.contains("openraft") {
+    let mut directive = if level.contains("openraft") {
         level.to_owned()
     } else {
         format!("{level},openraft=warn")
     };
+    // actix-http logs every malformed request at ERROR ("stream error: request parse
+    // error"), so any client could flood the log. The listener counts them
+    // (`gateway_malformed_requests_total`) and logs them at debug instead.
+    if !level.contains("actix_http") {
+        directive.push_str(",actix_http::h1::dispatcher=off");
+    }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&directive))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -57,6 +63,14 @@ pub struct Metrics {
     pub rate_limit_keys: IntGauge,
     /// Connections cut for sending too many empty HTTP/2 DATA frames (see h2guard).
     pub h2_floods: prometheus::IntCounter,
+    /// Requests the HTTP parser refused (bad head, bad chunk, bad length): counted
+    /// and logged at debug only, so a client cannot flood the log with them.
+    pub malformed_requests: prometheus::IntCounter,
+    /// Data-plane connections closed by the gateway because they sent no complete
+    /// request head within `node.client_header_timeout`.
+    pub header_timeouts: prometheus::IntCounter,
+    /// Data-plane connections open now (idle ones included).
+    pub connections: IntGauge,
     pub raft_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_applied_index: IntGauge,
@@ -194,6 +208,21 @@ impl Metrics {
             "Connections cut for sending too many empty HTTP/2 DATA frames",
         )?;
         registry.register(Box::new(h2_floods.clone()))?;
+        let malformed_requests = prometheus::IntCounter::new(
+            "gateway_malformed_requests_total",
+            "Requests refused by the HTTP parser (malformed head, chunk or length)",
+        )?;
+        let header_timeouts = prometheus::IntCounter::new(
+            "gateway_client_header_timeouts_total",
+            "Connections closed for sending no complete request head in time",
+        )?;
+        let connections = IntGauge::new(
+            "gateway_connections",
+            "Data-plane client connections open now, idle ones included",
+        )?;
+        registry.register(Box::new(malformed_requests.clone()))?;
+        registry.register(Box::new(header_timeouts.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -258,6 +287,9 @@ impl Metrics {
             rate_limit_violations,
             rate_limit_keys,
             h2_floods,
+            malformed_requests,
+            header_timeouts,
+            connections,
             raft_leader,
             raft_term,
             raft_applied_index,

@@ -26,7 +26,10 @@ pub mod store;
 pub mod webhooks;
 
 pub use command::{Command, Response};
-pub use node::{MembershipChange, MembershipResult, RaftNode, RaftSettings, WriteError};
+pub use node::{
+    LearnerProgress, MembershipChange, MembershipOutcome, MembershipResult, RaftNode, RaftSettings,
+    WriteError,
+};
 pub use state::{ClusterState, Delta, DeltaBatch, Published};
 
 /// Raft node ids are the `node.id` of the node settings (unique, > 0).

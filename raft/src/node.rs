@@ -246,52 +246,188 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Wri
 /// `/raft/membership`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MembershipChange {
-    /// Add `id` at `addr` (its admin listener) as a learner, wait until it has
-    /// caught up, then make it a voter.
+    /// Add `id` at `addr` (its admin listener) as a learner; once it has caught up
+    /// (within [`LEARNER_CATCH_UP`]), make it a voter. A learner that has not
+    /// caught up by then stays a learner: the same call again promotes it once it
+    /// has.
     AddVoter { id: NodeId, addr: String },
-    /// Remove `id` from the voters (and the cluster).
+    /// Remove `id` from the cluster, voter or learner.
     RemoveVoter { id: NodeId },
 }
 
-/// The membership change was committed at log index `version`; `voters` is the
-/// new voter set.
-pub type MembershipResult = Result<(u64, BTreeSet<NodeId>), WriteError>;
+/// What a membership change left: committed at log index `version`, with these
+/// voters and learners. `pending` names a node added as a learner that had not
+/// caught up within the wait (the admin API answers 202).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MembershipOutcome {
+    pub version: u64,
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+    pub pending: Option<LearnerProgress>,
+}
 
-/// How long adding a learner may take to catch up before the change is refused.
-const LEARNER_CATCH_UP: Duration = Duration::from_secs(30);
+/// How far a learner has got: `matched_index` of the leader's `last_log_index`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LearnerProgress {
+    pub id: NodeId,
+    pub matched_index: u64,
+    pub last_log_index: u64,
+}
+
+pub type MembershipResult = Result<MembershipOutcome, WriteError>;
+
+/// How long adding a node waits for it to catch up as a learner before answering
+/// that it is still one.
+pub const LEARNER_CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Checks a peer address: `host:port`, a port from 1 to 65535, and a host that is
+/// an IP address or a DNS name (letters, digits, `-`, `.`). Nothing is resolved.
+pub fn check_peer_addr(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("addr {addr:?}: {why} (expected host:port)"));
+    if addr.len() > 253 + 6 {
+        return bad("too long");
+    }
+    if addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.port() != 0)
+    {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad("no port");
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return bad("port must be 1 to 65535"),
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if host.is_empty() || !host.split('.').all(label_ok) {
+        return bad("host must be an IP address or a DNS name");
+    }
+    Ok(())
+}
+
+fn outcome(raft: &Raft, version: u64, pending: Option<LearnerProgress>) -> MembershipOutcome {
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    MembershipOutcome {
+        version,
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        pending,
+    }
+}
+
+/// Waits up to `wait` for learner `id` to have replicated the leader's log;
+/// returns its progress either way.
+async fn catch_up(raft: &Raft, id: NodeId, wait: Duration) -> (bool, LearnerProgress) {
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let progress = {
+            let m = metrics.borrow_and_update();
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map_or(0, |l| l.index);
+            LearnerProgress {
+                id,
+                matched_index: matched,
+                last_log_index: m.last_log_index.unwrap_or(0),
+            }
+        };
+        if progress.matched_index >= progress.last_log_index {
+            return (true, progress);
+        }
+        if tokio::time::timeout_at(deadline, metrics.changed())
+            .await
+            .is_err()
+        {
+            return (false, progress);
+        }
+    }
+}
 
 /// Applies `change` on this node, which must lead.
 pub(crate) async fn change_membership_local(
     raft: &Raft,
     change: MembershipChange,
 ) -> MembershipResult {
-    let mut voters: BTreeSet<NodeId> = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .collect();
+    let (current, own_id) = {
+        let m = raft.metrics().borrow().clone();
+        (m.membership_config.membership().clone(), m.id)
+    };
+    if raft.metrics().borrow().current_leader != Some(own_id) {
+        // Let openraft say where the leader is (ForwardToLeader) or that there is
+        // none, with a no-op change of the current voters.
+        let voters: BTreeSet<NodeId> = current.voter_ids().collect();
+        raft.change_membership(voters, true)
+            .await
+            .map_err(write_error)?;
+        return Err(WriteError::NoLeader);
+    }
+    let mut voters: BTreeSet<NodeId> = current.voter_ids().collect();
     match change {
         MembershipChange::AddVoter { id, addr } => {
-            let added = tokio::time::timeout(
-                LEARNER_CATCH_UP,
-                raft.add_learner(id, BasicNode::new(&addr), true),
-            )
-            .await
-            .map_err(|_| {
-                WriteError::Conflict(format!(
-                    "node {id} at {addr} did not catch up within {LEARNER_CATCH_UP:?}"
-                ))
-            })?;
-            added.map_err(write_error)?;
+            check_peer_addr(&addr).map_err(WriteError::Conflict)?;
+            let known = current.get_node(&id).map(|n| n.addr.clone());
+            if let Some(known) = &known {
+                if *known != addr {
+                    return Err(WriteError::Conflict(format!(
+                        "node {id} is already a member at {known}; remove it first to move it"
+                    )));
+                }
+            }
+            if let Some((other, _)) = current.nodes().find(|(i, n)| **i != id && n.addr == addr) {
+                return Err(WriteError::Conflict(format!(
+                    "{addr} is already the address of node {other}"
+                )));
+            }
+            if voters.contains(&id) {
+                let version = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+                return Ok(outcome(raft, version, None));
+            }
+            if known.is_none() {
+                raft.add_learner(id, BasicNode::new(&addr), false)
+                    .await
+                    .map_err(write_error)?;
+                tracing::info!(id, %addr, "added node as a learner");
+            }
+            let (caught_up, progress) = catch_up(raft, id, LEARNER_CATCH_UP).await;
+            if !caught_up {
+                tracing::warn!(
+                    id, %addr, matched = progress.matched_index, target = progress.last_log_index,
+                    "learner has not caught up; it stays a learner until asked again"
+                );
+                let version = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+                return Ok(outcome(raft, version, Some(progress)));
+            }
             voters.insert(id);
-            tracing::info!(id, %addr, "adding node as a voter");
+            tracing::info!(id, %addr, "promoting the learner to voter");
         }
         MembershipChange::RemoveVoter { id } => {
-            if !voters.remove(&id) {
-                return Err(WriteError::NotFound(format!("node {id} is not a voter")));
+            if current.get_node(&id).is_none() {
+                return Err(WriteError::NotFound(format!("node {id} is not a member")));
             }
+            if !voters.contains(&id) {
+                let changed = raft
+                    .change_membership(
+                        openraft::ChangeMembers::RemoveNodes([id].into_iter().collect()),
+                        false,
+                    )
+                    .await
+                    .map_err(write_error)?;
+                tracing::info!(id, "learner removed");
+                return Ok(outcome(raft, changed.log_id.index, None));
+            }
+            voters.remove(&id);
             if voters.is_empty() {
                 return Err(WriteError::Conflict("cannot remove the last voter".into()));
             }
@@ -302,7 +438,7 @@ pub(crate) async fn change_membership_local(
         .await
         .map_err(write_error)?;
     tracing::info!(?voters, "membership changed");
-    Ok((changed.log_id.index, voters))
+    Ok(outcome(raft, changed.log_id.index, None))
 }
 
 /// Confirms with a quorum that this node still leads and returns the log index a
@@ -535,7 +671,7 @@ impl RaftNode {
             return Err(WriteError::NoLeader);
         }
         let body = codec::encode(request).map_err(|e| WriteError::Fatal(e.to_string()))?;
-        let url = format!("http://{leader_addr}{path}");
+        let url = self.transport.url(leader_addr, path);
         let timeout = match path {
             server::MEMBERSHIP => LEARNER_CATCH_UP + self.write_timeout,
             _ => self.write_timeout + Duration::from_secs(1),

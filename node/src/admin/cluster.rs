@@ -6,7 +6,7 @@ use super::{parse_json, written, Admin, AdminError, Caller};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_raft::MembershipChange;
+use sluice_raft::{MembershipChange, MembershipOutcome};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/cluster", web::get().to(cluster_info))
@@ -61,27 +61,25 @@ struct NewNode {
     addr: String,
 }
 
-/// Adds a node: first as a learner (it catches up), then as a voter.
+/// Adds a node: first as a learner; once it has caught up, as a voter (200). A
+/// learner still catching up after the bounded wait stays one: 202 with its
+/// progress, and the same call again promotes it when it has caught up.
 async fn add_node(
     admin: web::Data<Admin>,
     _: Caller,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
     let new: NewNode = parse_json(&body)?;
-    if new.id == 0 || new.addr.trim().is_empty() {
-        return Err(AdminError::BadRequest(
-            "id must be > 0 and addr host:port".into(),
-        ));
+    if new.id == 0 {
+        return Err(AdminError::BadRequest("id must be > 0".into()));
     }
+    sluice_raft::node::check_peer_addr(&new.addr).map_err(AdminError::BadRequest)?;
     let change = MembershipChange::AddVoter {
         id: new.id,
         addr: new.addr,
     };
-    let (version, voters) = admin.raft.change_membership(change).await?;
-    Ok(written(
-        version,
-        json!({ "version": version, "voters": voters }),
-    ))
+    let outcome = admin.raft.change_membership(change).await?;
+    Ok(answer(outcome))
 }
 
 async fn remove_node(
@@ -92,11 +90,35 @@ async fn remove_node(
     let change = MembershipChange::RemoveVoter {
         id: path.into_inner(),
     };
-    let (version, voters) = admin.raft.change_membership(change).await?;
-    Ok(written(
-        version,
-        json!({ "version": version, "voters": voters }),
-    ))
+    let outcome = admin.raft.change_membership(change).await?;
+    Ok(answer(outcome))
+}
+
+fn answer(o: MembershipOutcome) -> HttpResponse {
+    let mut body = json!({
+        "version": o.version,
+        "voters": o.voters,
+        "learners": o.learners,
+    });
+    match o.pending {
+        None => written(o.version, body),
+        Some(p) => {
+            body["status"] = json!("learner");
+            body["message"] = json!(format!(
+                "node {} was added as a learner and has not caught up yet ({} of {} entries); \
+                 it becomes a voter when this call is repeated after it has",
+                p.id, p.matched_index, p.last_log_index
+            ));
+            body["progress"] = json!({
+                "id": p.id,
+                "matched_index": p.matched_index,
+                "last_log_index": p.last_log_index,
+            });
+            let mut r = written(o.version, body);
+            *r.status_mut() = actix_web::http::StatusCode::ACCEPTED;
+            r
+        }
+    }
 }
 
 /// What this node's data plane holds: the applied index it reflects and, per part,

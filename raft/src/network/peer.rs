@@ -81,17 +81,23 @@ impl PeerClient {
         E: Error + DeserializeOwned,
     {
         let body = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}/raft/{}", self.node.addr, path);
+        let url = self
+            .transport
+            .url(&self.node.addr, &format!("/raft/{path}"));
         let answer = self
             .transport
             .post(url, self.secret.clone(), body, option.hard_ttl())
             .await;
+        // Every failure to get an answer, and every refusal, is `Unreachable`:
+        // openraft backs off from those (see `backoff`), where a `NetworkError` is
+        // retried at once — with a bad address or a wrong secret that was a tight
+        // loop of RPCs and log lines.
         let (status, bytes) = match answer {
             Ok(ok) => ok,
-            Err(e @ TransportError::Connect { .. }) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            Err(e @ TransportError::Stopped) => {
+                return Err(RPCError::Network(NetworkError::new(&e)));
             }
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
         };
         if status != 200 {
             let e = HttpStatus {
@@ -99,7 +105,7 @@ impl PeerClient {
                 status,
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             };
-            return Err(RPCError::Network(NetworkError::new(&e)));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
         }
         // The peer sends back openraft's whole result, so its refusals (higher
         // vote, shut down, snapshot mismatch) reach openraft as remote errors.
@@ -116,6 +122,14 @@ impl PeerClient {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    /// After a peer failed: 250 ms, doubling to 8 s, until an RPC succeeds.
+    fn backoff(&self) -> openraft::network::Backoff {
+        let delays = (0..5)
+            .map(|i| std::time::Duration::from_millis(250 << i))
+            .chain(std::iter::repeat(std::time::Duration::from_secs(8)));
+        openraft::network::Backoff::new(delays)
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -19,6 +19,10 @@ pub struct TransportSettings {
     pub pool_limit: usize,
     /// Jobs that may wait for the transport thread before senders are slowed down.
     pub queue: usize,
+    /// Peers are called over `https` with this client config (the cluster CA,
+    /// and this node's certificate when the admin listeners require one); `None`
+    /// is plain `http`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for TransportSettings {
@@ -28,6 +32,7 @@ impl Default for TransportSettings {
             request_timeout: Duration::from_secs(10),
             pool_limit: 32,
             queue: 1024,
+            tls: None,
         }
     }
 }
@@ -59,19 +64,30 @@ struct Job {
 #[derive(Clone)]
 pub struct Transport {
     jobs: mpsc::Sender<Job>,
+    scheme: &'static str,
 }
 
 impl Transport {
     /// Starts the transport thread.
     pub fn start(settings: TransportSettings) -> std::io::Result<Transport> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         std::thread::Builder::new()
             .name("sluice-raft-net".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
                 system.block_on(run(rx, settings));
             })?;
-        Ok(Transport { jobs: tx })
+        Ok(Transport { jobs: tx, scheme })
+    }
+
+    /// The URL of `path` on the peer whose admin listener is `addr` (`host:port`).
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// POSTs `body` to `url` with the cluster secret; returns the status and the
@@ -100,7 +116,12 @@ impl Transport {
 }
 
 async fn run(mut jobs: mpsc::Receiver<Job>, settings: TransportSettings) {
-    let connector = awc::Connector::new()
+    let connector = awc::Connector::new();
+    let connector = match settings.tls.clone() {
+        Some(tls) => connector.rustls_0_23(tls),
+        None => connector,
+    };
+    let connector = connector
         .timeout(settings.connect_timeout)
         .limit(settings.pool_limit)
         // Keep connections to peers warm between heartbeats, but recycle them so

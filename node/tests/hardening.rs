@@ -1,0 +1,416 @@
+//! What a hostile client tried (issue 14), against a real node: client-caused
+//! failures must not open a breaker, silent connections must be shed and the admin
+//! port must stay reachable, durations that overflow the clock must be refused,
+//! the in-flight gauge must not leak, and error bodies must not name upstreams.
+
+mod support;
+
+use serde_json::json;
+use sluice_testkit::{raw_request, wait_for_async, Echo};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::{echo, Gateway};
+
+const ADMIN_TOKEN: &str = "hardening-admin-token";
+const BREAKER: &str = "gateway_circuit_breaker_state{service=\"svc\"}";
+const IN_FLIGHT: &str = "gateway_in_flight_requests";
+
+fn config(echo: &Echo, timeout: &str) -> String {
+    format!(
+        "services:
+  svc:
+    upstreams: [{}]
+    timeout: {timeout}
+    circuit_breaker: {{ consecutive_failures: 3, min_requests: 100, open_for: 60s }}
+routes:
+  - {{ path: /api/*, service: svc, auth: none }}
+admin:
+  token: {ADMIN_TOKEN}
+",
+        echo.url()
+    )
+}
+
+/// Writes `bytes` on a fresh connection to the data port, optionally closes the
+/// write side, and reads whatever comes back until the node closes (or 30 s).
+fn exchange(port: u16, bytes: &[u8], close_write: bool) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(bytes).expect("write");
+    if close_write {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+/// An h2c (prior knowledge) POST whose body is longer than its `content-length`,
+/// sent with curl; returns curl's view of the status ("000" when the stream was
+/// reset, as it should be).
+fn h2_overlong_body(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+            "--http2-prior-knowledge",
+            "-X",
+            "POST",
+            "-H",
+            "content-length: 3",
+            "--data-binary",
+            "abcdefghijklmnop",
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[actix_rt::test]
+async fn client_caused_failures_never_open_the_breaker() {
+    let echo = echo();
+    // A short route timeout so the stalled upload is judged quickly.
+    let gw = Gateway::start(&[("gw.yaml", &config(&echo, "2s"))]);
+    let port = gw.port;
+    assert_eq!(gw.metric(BREAKER).await, Some(0.0));
+
+    // Three of any of these would open the breaker if they counted. Five each.
+    for _ in 0..5 {
+        // a malformed chunk
+        let a = exchange(
+            port,
+            b"POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+            false,
+        );
+        assert!(!a.contains("502") && !a.contains("503"), "{a}");
+        // a body shorter than its Content-Length, connection closed mid-upload
+        let a = exchange(
+            port,
+            b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc",
+            true,
+        );
+        assert!(!a.contains("502") && !a.contains("503"), "{a}");
+        // an Expect the gateway cannot meet: refused up front
+        let a = exchange(
+            port,
+            b"GET /api/x HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert_eq!(status_line(&a), "HTTP/1.1 417 Expectation Failed", "{a}");
+        // CONNECT and TRACE on a route that does not list them
+        let a = exchange(
+            port,
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            false,
+        );
+        assert_eq!(status_line(&a), "HTTP/1.1 405 Method Not Allowed", "{a}");
+        let a = exchange(
+            port,
+            b"TRACE /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert_eq!(status_line(&a), "HTTP/1.1 405 Method Not Allowed", "{a}");
+        assert!(a.to_ascii_lowercase().contains("allow: "), "{a}");
+        // an HTTP/2 body longer than its content-length
+        let code = h2_overlong_body(&gw.url("/api/x"));
+        assert!(
+            code == "000" || code == "400",
+            "h2 overlong body answered {code}"
+        );
+    }
+    // A stalled upload (half a body, then silence) is the client's fault too: 400
+    // once the route timeout passes, never 504.
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+            .expect("write");
+        let mut out = vec![0; 4096];
+        let n = s.read(&mut out).unwrap_or(0);
+        let a = String::from_utf8_lossy(&out[..n]).into_owned();
+        assert_eq!(status_line(&a), "HTTP/1.1 400 Bad Request", "{a}");
+        assert!(a.contains("bad_request_body"), "{a}");
+    }
+
+    // The breaker never moved, and ordinary traffic flows.
+    assert_eq!(
+        gw.metric(BREAKER).await,
+        Some(0.0),
+        "{}",
+        gw.proc.log_tail(40)
+    );
+    let a = raw_request(port, "GET", "/api/ok", &[], None).expect("get");
+    assert_eq!(a.status, 200, "{}", a.text);
+    let m = gw.metrics().await;
+    assert_eq!(
+        m.sample("gateway_circuit_breaker_transitions_total{service=\"svc\",to=\"open\"}")
+            .unwrap_or(0.0),
+        0.0
+    );
+
+    // Dropped handlers (a bad chunk, a client gone mid-upload) leave no request in
+    // flight, and each still has an access-log line and a count.
+    gw.wait_metric(IN_FLIGHT, 0.0, 10).await;
+    let m = gw.metrics().await;
+    let counted: f64 = m
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("gateway_requests_total{method=\"POST\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    // 5 bad chunks + 5 short bodies + 5 h2 + 4 stalled
+    assert!(counted >= 19.0, "POSTs counted: {counted}\n{}", m.text());
+    let log = gw.proc.log_text();
+    let access_posts = log
+        .lines()
+        .filter(|l| l.contains("sluice::access") && l.contains("POST"))
+        .count();
+    assert!(access_posts >= 19, "access-log POST lines: {access_posts}");
+}
+
+#[actix_rt::test]
+async fn silent_connections_are_shed_and_the_admin_port_stays_reachable() {
+    let echo = echo();
+    let gw = Gateway::start_with(
+        &[("gw.yaml", &config(&echo, "30s"))],
+        "  client_header_timeout: 2s\n  keepalive_timeout: 2s\n  max_connections: 40\n",
+    );
+    // 200 connections that never send a byte: more than max_connections.
+    let silent: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.port)).expect("connect"))
+        .collect();
+    // The admin port answers while the data port is saturated.
+    let started = Instant::now();
+    let a = raw_request(gw.admin_port, "GET", "/admin/cluster", &[], None).expect("admin");
+    assert!(
+        a.status == 200 || a.status == 401,
+        "admin port: {} {}",
+        a.status,
+        a.text
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Every silent connection is closed by the node (first the ones it accepted,
+    // then the backlog as slots free up), well before a minute.
+    let shed_started = Instant::now();
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf);
+        // EOF or reset, never a timeout (`WouldBlock`/`TimedOut`).
+        if let Err(e) = &n {
+            assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a silent connection was kept open: {e}"
+            );
+        }
+    }
+    let shed = shed_started.elapsed();
+    assert!(shed < Duration::from_secs(60), "shed in {shed:?}");
+    // Only the scrape's own connection (and perhaps an earlier scrape's) is left.
+    wait_for_async("connections shed", Duration::from_secs(20), &gw, || async {
+        match gw.metric("gateway_connections").await {
+            Some(n) if n <= 2.0 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let m = gw.metrics().await;
+    assert!(
+        m.sample("gateway_client_header_timeouts_total")
+            .unwrap_or(0.0)
+            >= 40.0,
+        "{}",
+        m.text()
+    );
+
+    // An idle kept-alive connection is closed after keepalive_timeout.
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(b"GET /api/ka HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let idle_from = loop {
+        let n = s.read(&mut buf).expect("answer");
+        assert!(n > 0, "closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&got).contains("\"path\"") {
+            break Instant::now();
+        }
+    };
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection was closed");
+    assert!(idle_from.elapsed() < Duration::from_secs(25));
+}
+
+#[actix_rt::test]
+async fn durations_that_would_overflow_the_clock_are_refused() {
+    let echo = echo();
+    let gw = Gateway::start(&[("gw.yaml", &config(&echo, "30s"))]);
+    let huge = "18446744073709551615s";
+    for spec in [
+        json!({"upstreams": [echo.url()], "timeout": huge}),
+        json!({"upstreams": [echo.url()], "timeout": "25h"}),
+        json!({"upstreams": [echo.url()], "circuit_breaker": {"open_for": huge}}),
+        json!({"upstreams": [echo.url()], "circuit_breaker": {"window": "2h"}}),
+        json!({"upstreams": [echo.url()], "health_check": {"interval": huge}}),
+    ] {
+        // Until the one-node cluster has elected itself, writes answer 503.
+        let a = wait_for_async(
+            "PUT /admin/services/svc answered (not 503)",
+            Duration::from_secs(20),
+            &gw,
+            || async {
+                let req = sluice_testkit::client(Duration::from_secs(30))
+                    .put(gw.admin_url("/admin/services/svc"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .content_type("application/json");
+                match sluice_testkit::send(req, Some(spec.to_string().into_bytes())).await {
+                    Ok(a) if a.status != 503 => Ok(a),
+                    other => Err(other.map(|a| format!("{} {}", a.status, a.text))),
+                }
+            },
+        )
+        .await;
+        assert!(
+            a.status == 400 || a.status == 422,
+            "{spec} was accepted: {} {}",
+            a.status,
+            a.text
+        );
+        assert!(a.text.contains("too long"), "{}", a.text);
+    }
+    // Nothing was applied: requests on the route are answered.
+    let a = raw_request(gw.port, "GET", "/api/x", &[], None).expect("get");
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
+#[actix_rt::test]
+async fn errors_name_no_upstream_and_malformed_requests_log_no_error() {
+    // An upstream that refuses connections.
+    let dead = format!("http://127.0.0.1:{}", sluice_testkit::free_port());
+    let gw = Gateway::start(&[(
+        "gw.yaml",
+        &format!(
+            "services:\n  svc:\n    upstreams: [{dead}]\nroutes:\n  - {{ path: /api/*, service: svc, auth: none }}\n"
+        ),
+    )]);
+    let a = raw_request(gw.port, "GET", "/api/x", &[], None).expect("get");
+    assert_eq!(a.status, 502, "{}", a.text);
+    assert!(!a.text.contains("127.0.0.1"), "upstream leaked: {}", a.text);
+    let rid = a.body["request_id"]
+        .as_str()
+        .expect("request id")
+        .to_owned();
+    // ... but the operator finds it in the log line of that request id.
+    wait_for_async(
+        "the upstream in the log",
+        Duration::from_secs(10),
+        &gw,
+        || async {
+            let log = gw.proc.log_text();
+            if log.lines().any(|l| l.contains(&rid) && l.contains(&dead)) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        },
+    )
+    .await;
+
+    // Malformed requests: 400, counted, no ERROR line.
+    for bad in [
+        &b"GET /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: zz\r\n\r\n"[..],
+        &b"GET /api/x HTTP/1.1\r\nHo st: a\r\n\r\n"[..],
+        &b"NOT-HTTP\r\n\r\n"[..],
+    ] {
+        let a = exchange(gw.port, bad, false);
+        assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    }
+    gw.wait_metric("gateway_malformed_requests_total", 3.0, 10)
+        .await;
+    let log = gw.proc.log_text();
+    assert!(
+        !log.lines().any(|l| l.contains("ERROR")),
+        "an ERROR line for a malformed request:\n{}",
+        gw.proc.log_tail(20)
+    );
+}
+
+/// Reads one HTTP/1.1 answer (head and a JSON body) off a kept-alive connection.
+fn read_answer(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("answer");
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.ends_with('}') {
+            return text.into_owned();
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_kept_alive_connection_cannot_hold_half_a_head_but_a_slow_upstream_is_waited_for() {
+    let echo = echo();
+    let cfg = format!(
+        "services:\n  svc:\n    upstreams: [{}]\n    timeout: 30s\nroutes:\n  - {{ path: /api/*, service: svc, auth: none }}\n  - {{ path: /delay/*, service: svc, auth: none }}\n",
+        echo.url()
+    );
+    let gw = Gateway::start_with(
+        &[("gw.yaml", &cfg)],
+        "  client_header_timeout: 2s\n  keepalive_timeout: 60s\n",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    // An upstream slower than client_header_timeout, twice on one connection: the
+    // head clock does not run while a request is being handled.
+    for _ in 0..2 {
+        s.write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("write");
+        let a = read_answer(&mut s);
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+    // Half of the next head, then nothing: closed after client_header_timeout,
+    // long before keepalive_timeout.
+    s.write_all(b"GET /api/x HTTP/1.1\r\nHo").expect("write");
+    let since = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf);
+    assert!(
+        !matches!(&n, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the half head was waited for: {n:?}"
+    );
+    assert!(
+        since.elapsed() < Duration::from_secs(30),
+        "closed after {:?}",
+        since.elapsed()
+    );
+}
