@@ -23,6 +23,7 @@ mod pem;
 pub mod routes;
 pub mod schema;
 pub mod validate;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testutil;

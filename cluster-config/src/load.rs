@@ -10,7 +10,7 @@ use crate::gateway::Gateway;
 use crate::node::{
     AdminSection, ClusterSection, LogSection, NodeConfig, NodeSection, NodeSections,
 };
-use crate::schema::{AuthSpec, GatewaySpec, RateLimitSpec, RouteSpec, ServiceSpec};
+use crate::schema::{AuthSpec, GatewaySpec, RateLimitSpec, RouteSpec, ServiceSpec, WebhooksSpec};
 use crate::validate::Reported;
 use crate::ConfigErrors;
 use config::Source;
@@ -159,6 +159,7 @@ struct FileSections {
     routes: Vec<Option<RouteSpec>>,
     rate_limits: Vec<Option<RateLimitSpec>>,
     auth: Option<AuthSpec>,
+    webhooks: Option<WebhooksSpec>,
     /// Single-owner sections written in this file, even if they failed to parse.
     present: Vec<&'static str>,
     /// Key paths of values replaced by stand-ins (see `de.rs`); already reported.
@@ -166,10 +167,11 @@ struct FileSections {
 }
 
 /// Sections a config may define in one file only.
-const SINGLE_SECTIONS: [&str; 5] = ["node", "cluster", "admin", "log", "auth"];
+const SINGLE_SECTIONS: [&str; 6] = ["node", "cluster", "admin", "log", "auth", "webhooks"];
 
-const FILE_SECTIONS: &str = "node, cluster, admin, log, services, routes, rate_limits, auth";
-const API_SECTIONS: &str = "services, routes, rate_limits, auth";
+const FILE_SECTIONS: &str =
+    "node, cluster, admin, log, services, routes, rate_limits, auth, webhooks";
+const API_SECTIONS: &str = "services, routes, rate_limits, auth, webhooks";
 
 /// A section that may be written as an empty key (`auth:`), meaning "all defaults".
 fn optional_section<T, V>(
@@ -209,6 +211,7 @@ fn file_sections(
             "admin" => s.admin = optional_section(value, "admin", f, errors, stood),
             "log" => s.log = optional_section(value, "log", f, errors, stood),
             "auth" => s.auth = optional_section(value, "auth", f, errors, stood),
+            "webhooks" => s.webhooks = optional_section(value, "webhooks", f, errors, stood),
             "services" => s.services = typed_entries(value, "services", f, errors, stood),
             "routes" => s.routes = typed_items(value, "routes", f, errors, stood),
             "rate_limits" => s.rate_limits = typed_items(value, "rate_limits", f, errors, stood),
@@ -272,6 +275,11 @@ impl Merged {
                 self.spec.auth = auth;
             }
             self.origins.auth = Some(file.clone());
+        }
+        if mine("webhooks") {
+            if let Some(webhooks) = s.webhooks {
+                self.spec.webhooks = webhooks;
+            }
         }
         for (name, service) in s.services {
             if let Some(other) = self.origins.services.get(&name) {
@@ -345,6 +353,10 @@ pub fn parse_gateway_json(body: &[u8]) -> Result<GatewaySpec, ConfigErrors> {
             }
             "auth" => match optional_section(value, "auth", None, &mut errors, stood) {
                 Some(auth) => spec.auth = auth,
+                None => complete = false,
+            },
+            "webhooks" => match optional_section(value, "webhooks", None, &mut errors, stood) {
+                Some(webhooks) => spec.webhooks = webhooks,
                 None => complete = false,
             },
             _ => errors.push(ConfigError::new(
@@ -1259,7 +1271,7 @@ node: { id: one }
             &e,
             None,
             "node",
-            "unknown key (expected one of: services, routes, rate_limits, auth)",
+            "unknown key (expected one of: services, routes, rate_limits, auth, webhooks)",
         );
         assert_eq!(e.0.len(), 5, "{e}");
     }

@@ -20,6 +20,28 @@ pub struct GatewaySpec {
     pub rate_limits: Vec<RateLimitSpec>,
     #[serde(default)]
     pub auth: AuthSpec,
+    /// Webhook delivery settings (`webhooks:`); absent means all defaults.
+    #[serde(default, skip_serializing_if = "WebhooksSpec::is_default")]
+    pub webhooks: WebhooksSpec,
+}
+
+/// `webhooks:`: what subscriber URLs may point at and how large an event may be.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhooksSpec {
+    /// Allow loopback and private-range subscriber URLs (tests, labs); default
+    /// false. Link-local and cloud-metadata addresses are refused regardless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_private_targets: Option<bool>,
+    /// Largest event body accepted by `POST /admin/events` (`256KiB`, `1MiB`,
+    /// plain bytes); default 256 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payload: Option<String>,
+}
+
+impl WebhooksSpec {
+    pub fn is_default(&self) -> bool {
+        *self == WebhooksSpec::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

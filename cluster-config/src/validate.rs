@@ -238,6 +238,13 @@ pub(crate) fn compile(
         .as_ref()
         .map(|oauth| compile_oauth(oauth, &mut report))
         .unwrap_or_default();
+    if let Some(text) = &spec.webhooks.max_payload {
+        if let Err(message) = crate::webhooks::parse_size(text) {
+            report
+                .errors
+                .push(ConfigError::new(None, "webhooks.max_payload", message));
+        }
+    }
 
     if !report.errors.is_empty() {
         return Err(ConfigErrors(report.errors));

@@ -93,8 +93,10 @@ pub fn spawn_tasks(
     let limiter = start_limiter(&raft, &node, &plane.limiters);
     actix_rt::spawn(bootstrap(raft.clone(), node));
     actix_rt::spawn(follow_state(raft.subscribe(), plane.clone()));
+    let webhooks_wake = Arc::new(tokio::sync::Notify::new());
+    crate::webhooks::spawn(raft.clone(), plane.clone(), webhooks_wake.clone());
     if let Some(deltas) = raft.take_deltas() {
-        actix_rt::spawn(follow_deltas(deltas, limiter));
+        actix_rt::spawn(follow_deltas(deltas, limiter, webhooks_wake));
     }
     actix_rt::spawn(follow_metrics(raft, plane));
 }
@@ -249,8 +251,16 @@ fn start_limiter(
 async fn follow_deltas(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<DeltaBatch>,
     limiter: actix::Addr<ClientLimiter>,
+    webhooks: Arc<tokio::sync::Notify>,
 ) {
     while let Some(batch) = rx.recv().await {
+        if batch
+            .deltas
+            .iter()
+            .any(|d| matches!(d, Delta::WebhooksChanged | Delta::StateReplaced))
+        {
+            webhooks.notify_one();
+        }
         let limits = batch
             .deltas
             .iter()

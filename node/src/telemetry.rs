@@ -78,6 +78,13 @@ pub struct Metrics {
     /// a leader cut off from its quorum still reports itself leader.
     pub raft_quorum: IntGauge,
     pub raft_commit_duration: prometheus::Histogram,
+    /// Webhook attempts made by this node (the leader), by subscription and outcome.
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_delivery_duration: prometheus::Histogram,
+    /// From the replicated state, so every node exports the same values.
+    pub webhook_queue_depth: IntGaugeVec,
+    pub webhook_oldest_pending: prometheus::GaugeVec,
+    pub webhook_dead_letters: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -224,6 +231,43 @@ impl Metrics {
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_version.clone()))?;
         registry.register(Box::new(upstream_health.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "gateway_webhook_deliveries_total",
+                "Webhook delivery attempts, by subscription and outcome (delivered, failed, dead, gone)",
+            ),
+            &["subscription", "outcome"],
+        )?;
+        let webhook_delivery_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_webhook_delivery_duration_seconds",
+                "Time of one webhook attempt, request to bounded response read",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let webhook_queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "gateway_webhook_queue_depth",
+                "Pending webhook deliveries per subscription (replicated state)",
+            ),
+            &["subscription"],
+        )?;
+        let webhook_oldest_pending = prometheus::GaugeVec::new(
+            Opts::new(
+                "gateway_webhook_oldest_pending_seconds",
+                "Age of the oldest pending delivery per subscription (replicated state)",
+            ),
+            &["subscription"],
+        )?;
+        let webhook_dead_letters = IntGauge::new(
+            "gateway_webhook_dead_letters",
+            "Dead-lettered webhook deliveries kept (replicated state)",
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        registry.register(Box::new(webhook_delivery_duration.clone()))?;
+        registry.register(Box::new(webhook_queue_depth.clone()))?;
+        registry.register(Box::new(webhook_oldest_pending.clone()))?;
+        registry.register(Box::new(webhook_dead_letters.clone()))?;
         // Both results exist from the start, so a dashboard can tell "0" from "absent".
         config_reloads.with_label_values(&["ok"]);
         config_reloads.with_label_values(&["error"]);
@@ -251,6 +295,11 @@ impl Metrics {
             raft_applied_index,
             raft_quorum,
             raft_commit_duration,
+            webhook_deliveries,
+            webhook_delivery_duration,
+            webhook_queue_depth,
+            webhook_oldest_pending,
+            webhook_dead_letters,
         })
     }
 

@@ -17,6 +17,7 @@
 
 use crate::limits::Report;
 use crate::state::signing::SigningKey;
+use crate::webhooks::{AttemptReport, Event, ReplayTarget, Subscription, WebhookSecret};
 use cluster_config::schema::{GatewaySpec, RouteSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -201,6 +202,43 @@ pub enum Command {
     ResetLimits {
         keys: Vec<String>,
     },
+    /// Create or update a webhook subscription (an empty `secret` keeps the
+    /// current one). Applied to [`crate::webhooks::Webhooks`], like every webhook
+    /// command below.
+    PutWebhookSubscription {
+        subscription: Subscription,
+    },
+    DeleteWebhookSubscription {
+        id: String,
+    },
+    /// A new secret; the old one signs alongside it until `now_ms + grace_ms`.
+    RotateWebhookSecret {
+        id: String,
+        secret: WebhookSecret,
+        now_ms: u64,
+        grace_ms: u64,
+    },
+    /// `POST /admin/events`: answered with [`Response::Event`].
+    PublishEvent {
+        event: Event,
+        idempotency_key: Option<String>,
+        now_ms: u64,
+    },
+    /// The leader's dispatcher reporting attempt outcomes, in batches.
+    RecordWebhookAttempts {
+        reports: Vec<AttemptReport>,
+    },
+    /// Make dead letters (or one delivery) pending again, due at `now_ms`.
+    ReplayWebhookDeliveries {
+        target: ReplayTarget,
+        now_ms: u64,
+    },
+    /// Retention, proposed by the leader's dispatcher now and then.
+    PurgeWebhooks {
+        now_ms: u64,
+        delivered_retention_ms: u64,
+        dead_retention_ms: u64,
+    },
 }
 
 /// One reason a command was rejected, shaped like a config validation error so the
@@ -231,6 +269,11 @@ pub enum Response {
     NotFound { kind: String, id: String },
     /// The command would have produced an invalid state; nothing changed.
     Rejected { problems: Vec<Problem> },
+    /// `PublishEvent`: the event's id (the first one's, for a reused idempotency
+    /// key) and whether this command created it.
+    Event { id: String, created: bool },
+    /// A webhook command that changes a number of deliveries (replay, purge).
+    Count { count: u64 },
 }
 
 /// The id a route is known by: its explicit `id`, else its path.

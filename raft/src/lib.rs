@@ -23,6 +23,7 @@ pub mod node;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 
 pub use command::{Command, Response};
 pub use node::{

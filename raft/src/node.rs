@@ -466,6 +466,8 @@ pub struct RaftNode {
     deltas: std::sync::Mutex<Option<mpsc::UnboundedReceiver<DeltaBatch>>>,
     /// The replicated rate-limit ledger, for admin reads.
     ledger: crate::store::SharedLedger,
+    /// The replicated webhook domain, for the admin API and the dispatcher.
+    webhooks: crate::store::SharedWebhooks,
     rpc: web::Data<RaftRpc>,
     log: LogStore,
     write_timeout: Duration,
@@ -497,6 +499,7 @@ impl RaftNode {
         let (log, mut sm) = store::open(data_dir, settings.cache_bytes, validator)?;
         let state = sm.subscribe();
         let ledger = sm.ledger();
+        let webhooks = sm.webhooks();
         let deltas = std::sync::Mutex::new(sm.take_deltas());
         let transport = Transport::start(settings.transport.clone())?;
         let network = HttpNetwork::new(transport.clone(), secret)?;
@@ -515,6 +518,7 @@ impl RaftNode {
             state,
             deltas,
             ledger,
+            webhooks,
             rpc,
             log,
             write_timeout: settings.write_timeout,
@@ -540,6 +544,11 @@ impl RaftNode {
     /// call gets it, later calls get `None`.
     pub fn take_deltas(&self) -> Option<mpsc::UnboundedReceiver<DeltaBatch>> {
         self.deltas.lock().ok().and_then(|mut d| d.take())
+    }
+
+    /// The replicated webhook domain as this node has applied it.
+    pub fn webhooks(&self) -> &crate::store::SharedWebhooks {
+        &self.webhooks
     }
 
     /// The replicated rate-limit ledger as this node has applied it (read it

@@ -3,8 +3,9 @@
 //! entities), [`credentials`] (clients and API keys), [`signing`] (the
 //! cluster's OAuth signing keys), [`ratelimits`] (a key's cluster-wide rate-limit
 //! standing, and its reset) and `/admin/metrics` (this node's Prometheus text, so
-//! the [`console`] can read it from its own origin); webhooks join as their issue
-//! lands. The [`console`] (`/console`, outside
+//! the [`console`] can read it from its own origin) and [`webhooks`]
+//! (subscriptions, `POST /admin/events`, deliveries, dead letters and replays).
+//! The [`console`] (`/console`, outside
 //! `/admin`) is a static page that logs in with an admin token and reads this API.
 //!
 //! Handlers are thin: a [`Caller`] extractor authenticates, the body is parsed,
@@ -25,6 +26,7 @@ pub mod console;
 pub mod credentials;
 pub mod ratelimits;
 pub mod signing;
+pub mod webhooks;
 
 use crate::dataplane::DataPlane;
 use crate::errors::{error_response, X_REQUEST_ID};
@@ -135,18 +137,24 @@ impl Admin {
     /// Proposes `command` through any node; `Ok` carries the log index it was
     /// applied at. The state machine's refusal is 422 (or 404 for a missing entity).
     pub async fn write(&self, command: Command) -> Result<u64, AdminError> {
+        self.write_answer(command).await.map(|(_, version)| version)
+    }
+
+    /// [`Admin::write`] keeping the state machine's answer when it carries data
+    /// (a published event's id, a count).
+    pub async fn write_answer(&self, command: Command) -> Result<(Response, u64), AdminError> {
         let started = Instant::now();
         match self.raft.write_anywhere(command).await? {
-            (Response::Applied, version) => {
+            (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
+            (Response::NotFound { kind, id }, _) => {
+                Err(AdminError::NotFound(format!("no {kind} {id:?}")))
+            }
+            (answer, version) => {
                 self.plane
                     .metrics
                     .raft_commit_duration
                     .observe(started.elapsed().as_secs_f64());
-                Ok(version)
-            }
-            (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
-            (Response::NotFound { kind, id }, _) => {
-                Err(AdminError::NotFound(format!("no {kind} {id:?}")))
+                Ok((answer, version))
             }
         }
     }
@@ -351,7 +359,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(config::configure)
             .configure(credentials::configure)
             .configure(ratelimits::configure)
-            .configure(signing::configure),
+            .configure(signing::configure)
+            .configure(webhooks::configure),
     )
     .configure(console::configure);
 }

@@ -20,10 +20,12 @@
 pub mod config;
 pub mod credentials;
 pub mod signing;
+mod webhooks;
 
 use crate::codec::{self, CodecError};
 use crate::command::{Command, Problem, Response};
 use crate::limits::{Granted, Ledger};
+use crate::webhooks::Webhooks;
 use crate::NodeId;
 use cluster_config::schema::GatewaySpec;
 pub use credentials::Credentials;
@@ -90,6 +92,9 @@ pub enum Delta {
     LimitsGranted(Granted),
     /// An admin reset these ledger keys.
     LimitsReset { keys: Vec<String> },
+    /// The webhook domain changed in a way the dispatcher acts on (new or
+    /// replayed deliveries, subscriptions): it re-reads the shared state.
+    WebhooksChanged,
 }
 
 /// Deltas produced by one batch of applied entries, with the log index of the
@@ -155,6 +160,9 @@ pub struct ApplyCtx<'a> {
     /// The cluster's members (voters and learners) as of this entry: every one
     /// has a rate-limit floor reserved.
     pub members: BTreeSet<NodeId>,
+    /// The webhook domain, kept out of [`ClusterState`] like the ledger. `None`
+    /// (config-only tests): webhook commands answer `Applied` and change nothing.
+    pub webhooks: Option<&'a mut Webhooks>,
 }
 
 impl<'a> ApplyCtx<'a> {
@@ -164,49 +172,76 @@ impl<'a> ApplyCtx<'a> {
             deltas: Vec::new(),
             ledger: None,
             members: BTreeSet::new(),
+            webhooks: None,
         }
     }
 }
 
 /// What a snapshot holds: the published state, then the rate-limit ledger (added
-/// after the signing domain; older snapshots end after the state).
+/// after the signing domain; older snapshots end after the state), then the
+/// webhook domain (added after the ledger; older snapshots end after it).
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     state: &'a ClusterState,
     ledger: &'a Ledger,
+    webhooks: &'a Webhooks,
 }
 
 #[derive(Deserialize)]
 struct SnapshotOwned {
     state: ClusterState,
     ledger: Ledger,
+    webhooks: Webhooks,
+}
+
+/// The layout before the webhook domain.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    state: ClusterState,
+    ledger: Ledger,
 }
 
 /// Encodes a snapshot's data.
-pub fn encode_snapshot(state: &ClusterState, ledger: &Ledger) -> Result<Vec<u8>, CodecError> {
-    codec::encode(&SnapshotRef { state, ledger })
+pub fn encode_snapshot(
+    state: &ClusterState,
+    ledger: &Ledger,
+    webhooks: &Webhooks,
+) -> Result<Vec<u8>, CodecError> {
+    codec::encode(&SnapshotRef {
+        state,
+        ledger,
+        webhooks,
+    })
 }
 
-/// [`encode_snapshot`] from the state and the ledger already encoded (bincode
-/// writes a struct as its fields one after the other, so the two concatenate).
+/// [`encode_snapshot`] from the state and the other parts already encoded
+/// (bincode writes a struct as its fields one after the other, so they concatenate).
 pub fn encode_snapshot_parts(
     state: &ClusterState,
     ledger: &Result<Vec<u8>, CodecError>,
+    webhooks: &Result<Vec<u8>, CodecError>,
 ) -> Result<Vec<u8>, CodecError> {
     let ledger = ledger.as_ref().map_err(Clone::clone)?;
+    let webhooks = webhooks.as_ref().map_err(Clone::clone)?;
     let mut data = codec::encode(state)?;
     data.extend_from_slice(ledger);
+    data.extend_from_slice(webhooks);
     Ok(data)
 }
 
 /// Decodes a snapshot's data, written by this build or an earlier one (which
-/// had no ledger: an empty one stands in).
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(ClusterState, Ledger), CodecError> {
+/// had no webhooks, or no ledger either: empty ones stand in). The layouts are
+/// tried newest first; an older layout's bytes always fail a newer one (they
+/// end where the appended part would start).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(ClusterState, Ledger, Webhooks), CodecError> {
     match codec::decode::<SnapshotOwned>(bytes) {
-        Ok(s) => Ok((s.state, s.ledger)),
-        Err(current) => ClusterState::decode_snapshot(bytes)
-            .map(|state| (state, Ledger::default()))
-            .map_err(|_| current),
+        Ok(s) => Ok((s.state, s.ledger, s.webhooks)),
+        Err(current) => match codec::decode::<SnapshotV2>(bytes) {
+            Ok(s) => Ok((s.state, s.ledger, Webhooks::default())),
+            Err(_) => ClusterState::decode_snapshot(bytes)
+                .map(|state| (state, Ledger::default(), Webhooks::default()))
+                .map_err(|_| current),
+        },
     }
 }
 
@@ -268,6 +303,28 @@ impl ClusterState {
                 }
                 Response::Applied
             }
+            PutWebhookSubscription { subscription } => {
+                webhooks::put_subscription(ctx, subscription)
+            }
+            DeleteWebhookSubscription { id } => webhooks::delete_subscription(ctx, id),
+            RotateWebhookSecret {
+                id,
+                secret,
+                now_ms,
+                grace_ms,
+            } => webhooks::rotate(ctx, id, secret, *now_ms, *grace_ms),
+            PublishEvent {
+                event,
+                idempotency_key,
+                now_ms,
+            } => webhooks::publish(ctx, event, idempotency_key.as_deref(), *now_ms),
+            RecordWebhookAttempts { reports } => webhooks::record(ctx, reports),
+            ReplayWebhookDeliveries { target, now_ms } => webhooks::replay(ctx, target, *now_ms),
+            PurgeWebhooks {
+                now_ms,
+                delivered_retention_ms,
+                dead_retention_ms,
+            } => webhooks::purge(ctx, *now_ms, *delivered_retention_ms, *dead_retention_ms),
         }
     }
 }
@@ -320,10 +377,12 @@ pub(crate) mod tests {
         };
         ledger.apply(&report, &[1, 2].into());
         let state = ClusterState::default();
-        let whole = encode_snapshot(&state, &ledger).expect("encode");
-        let parts = encode_snapshot_parts(&state, &codec::encode(&ledger)).expect("parts");
+        let hooks = Webhooks::default();
+        let whole = encode_snapshot(&state, &ledger, &hooks).expect("encode");
+        let parts = encode_snapshot_parts(&state, &codec::encode(&ledger), &codec::encode(&hooks))
+            .expect("parts");
         assert_eq!(whole, parts);
-        let (back_state, back_ledger) = decode_snapshot(&parts).expect("decode");
+        let (back_state, back_ledger, _) = decode_snapshot(&parts).expect("decode");
         assert_eq!(back_state, state);
         // (`Terms::members` is not carried: apply sets it from the membership.)
         assert_eq!(

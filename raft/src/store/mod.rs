@@ -15,7 +15,7 @@ mod log;
 mod state_machine;
 
 pub use log::{LogStats, LogStore};
-pub use state_machine::{SharedLedger, StateMachineStore};
+pub use state_machine::{SharedLedger, SharedWebhooks, StateMachineStore};
 
 use crate::state::Validator;
 use std::path::Path;

@@ -10,6 +10,7 @@ use crate::codec;
 use crate::command::Response;
 use crate::limits::Ledger;
 use crate::state::{self, ApplyCtx, ClusterState, Delta, DeltaBatch, Published, Validator};
+use crate::webhooks::Webhooks;
 use crate::{NodeId, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -45,6 +46,10 @@ struct Applied {
 /// Only apply writes it; readers hold the lock for a lookup.
 pub type SharedLedger = Arc<RwLock<Ledger>>;
 
+/// The webhook domain, shared with the admin API and the dispatcher. Only
+/// apply writes it.
+pub type SharedWebhooks = Arc<RwLock<Webhooks>>;
+
 pub struct StateMachineStore {
     tree: sled::Tree,
     db: sled::Db,
@@ -52,6 +57,8 @@ pub struct StateMachineStore {
     /// Replicated like `applied.state`, but never published whole: apply hands
     /// its changes to the node's limiter as deltas.
     ledger: SharedLedger,
+    /// Replicated, never published whole: apply tells the dispatcher it changed.
+    webhooks: SharedWebhooks,
     validator: Validator,
     /// Every apply publishes the low-churn state here; the node rebuilds its
     /// data plane from it.
@@ -83,18 +90,18 @@ impl StateMachineStore {
         faults: Faults,
     ) -> Result<StateMachineStore, SmOpenError> {
         let tree = db.open_tree("sm")?;
-        let (applied, ledger) = match tree.get(SNAPSHOT)? {
+        let (applied, ledger, webhooks) = match tree.get(SNAPSHOT)? {
             Some(bytes) => {
                 let stored: StoredSnapshot = codec::decode(&bytes)?;
-                let (state, ledger) = state::decode_snapshot(&stored.data)?;
+                let (state, ledger, webhooks) = state::decode_snapshot(&stored.data)?;
                 let applied = Applied {
                     last_applied: stored.meta.last_log_id,
                     membership: stored.meta.last_membership,
                     state,
                 };
-                (applied, ledger)
+                (applied, ledger, webhooks)
             }
-            None => (Applied::default(), Ledger::default()),
+            None => (Applied::default(), Ledger::default(), Webhooks::default()),
         };
         let (tx, _) = watch::channel(Arc::new(publish_of(&applied)));
         let (deltas, deltas_rx) = mpsc::unbounded_channel();
@@ -103,6 +110,7 @@ impl StateMachineStore {
             db: db.clone(),
             applied,
             ledger: Arc::new(RwLock::new(ledger)),
+            webhooks: Arc::new(RwLock::new(webhooks)),
             validator,
             published: Arc::new(tx),
             deltas,
@@ -121,6 +129,11 @@ impl StateMachineStore {
     /// The rate-limit ledger, for reads.
     pub fn ledger(&self) -> SharedLedger {
         self.ledger.clone()
+    }
+
+    /// The webhook domain, for reads.
+    pub fn webhooks(&self) -> SharedWebhooks {
+        self.webhooks.clone()
     }
 
     /// The stream of [`DeltaBatch`]es, once: take it before the store is handed to
@@ -183,6 +196,8 @@ pub struct SnapshotBuilder {
     /// task, so it matches `applied`): copying a million keys to encode them
     /// later would double the ledger's memory for the duration.
     ledger: Result<Vec<u8>, codec::CodecError>,
+    /// The webhook domain, encoded with the ledger for the same reason.
+    webhooks: Result<Vec<u8>, codec::CodecError>,
     snapshot_id: String,
     tree: sled::Tree,
     db: sled::Db,
@@ -190,7 +205,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = state::encode_snapshot_parts(&self.applied.state, &self.ledger)
+        let data = state::encode_snapshot_parts(&self.applied.state, &self.ledger, &self.webhooks)
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let meta = SnapshotMeta {
             last_log_id: self.applied.last_applied,
@@ -224,8 +239,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let mut ledger = self.ledger.write().unwrap_or_else(|p| p.into_inner());
+        let mut webhooks = self.webhooks.write().unwrap_or_else(|p| p.into_inner());
         let mut ctx = ApplyCtx::new(&self.validator);
         ctx.ledger = Some(&mut ledger);
+        ctx.webhooks = Some(&mut webhooks);
         ctx.members = members_of(&self.applied.membership);
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
@@ -258,6 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Once per batch: subscribers want the latest state, not every step.
         let deltas = ctx.deltas;
         drop(ledger);
+        drop(webhooks);
         self.publish(deltas);
         Ok(responses)
     }
@@ -269,9 +287,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             None => format!("0-0-{}", self.snapshot_seq),
         };
         let ledger = codec::encode(&*self.ledger.read().unwrap_or_else(|p| p.into_inner()));
+        let webhooks = codec::encode(&*self.webhooks.read().unwrap_or_else(|p| p.into_inner()));
         SnapshotBuilder {
             applied: self.applied.clone(),
             ledger,
+            webhooks,
             snapshot_id,
             tree: self.tree.clone(),
             db: self.db.clone(),
@@ -291,7 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         // Decode before touching anything: a bad snapshot must leave us as we were.
-        let (state, ledger) = state::decode_snapshot(&data)
+        let (state, ledger, webhooks) = state::decode_snapshot(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist(&StoredSnapshot {
             meta: meta.clone(),
@@ -304,6 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state,
         };
         *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = ledger;
+        *self.webhooks.write().unwrap_or_else(|p| p.into_inner()) = webhooks;
         tracing::info!(snapshot = %meta.snapshot_id, "raft snapshot installed");
         self.publish(vec![Delta::StateReplaced]);
         Ok(())
