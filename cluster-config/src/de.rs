@@ -33,6 +33,8 @@ pub(crate) trait Tree: Sized + Clone {
     fn into_items(self) -> Result<Vec<Self>, Self>;
     /// An empty YAML value (`routes:` with nothing after it) or JSON `null`.
     fn is_null(&self) -> bool;
+    /// A map (YAML mapping, JSON object).
+    fn is_map(&self) -> bool;
     /// The map entry or list item at `step`, if there is one.
     fn child_mut(&mut self, step: &Step) -> Option<&mut Self>;
     /// Sets map entry `key`, or removes it when `value` is `None`; false when this
@@ -80,6 +82,10 @@ impl Tree for config::Value {
 
     fn is_null(&self) -> bool {
         matches!(self.kind, config::ValueKind::Nil)
+    }
+
+    fn is_map(&self) -> bool {
+        matches!(self.kind, config::ValueKind::Table(_))
     }
 
     fn child_mut(&mut self, step: &Step) -> Option<&mut Self> {
@@ -190,6 +196,10 @@ impl Tree for serde_json::Value {
 
     fn is_null(&self) -> bool {
         self.is_null()
+    }
+
+    fn is_map(&self) -> bool {
+        self.is_object()
     }
 
     fn child_mut(&mut self, step: &Step) -> Option<&mut Self> {

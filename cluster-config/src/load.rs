@@ -188,6 +188,11 @@ where
     if value.is_null() {
         return Some(T::default());
     }
+    // serde reads a struct from a list too (fields in order): a section is a map.
+    if !value.is_map() {
+        errors.push(ConfigError::new(file, key, "expected a map".to_owned()));
+        return None;
+    }
     typed(value, key, file, errors, stand_ins)
 }
 
@@ -1059,14 +1064,16 @@ node: { id: one }
     fn sections_of_the_wrong_shape() {
         let dir = TestDir::with(&[(
             "a.yaml",
-            "services: [a, b]\nroutes: { path: /a }\nnode: 3\n",
+            "services: [a, b]\nroutes: { path: /a }\nnode: 3\nauth: [null]\n",
         )]);
         let e = load_err(&dir);
         let f = dir.file("a.yaml");
         let f = Some(f.as_str());
         assert_has(&e, f, "services", "expected a map");
         assert_has(&e, f, "routes", "expected a list");
-        assert_has(&e, f, "node", "invalid type");
+        assert_has(&e, f, "node", "expected a map");
+        // serde alone would read a struct from a list.
+        assert_has(&e, f, "auth", "expected a map");
     }
 
     #[test]

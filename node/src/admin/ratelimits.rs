@@ -113,6 +113,10 @@ fn policies_for(gateway: &Gateway, scope: RateLimitScope, key: &str) -> Vec<Poli
 /// one of `user | ip | endpoint | client`, or no key. Address keys are written
 /// the way the data plane prints addresses (`::1`, not `0:0:0:0:0:0:0:1`), and an
 /// endpoint key gets its leading `/` back if the URL dropped it.
+/// The longest key a URL may name (no limiter key is longer: user ids come from
+/// tokens bounded by `auth.jwt.max_token_bytes`, and paths from routes).
+const MAX_KEY_BYTES: usize = 1024;
+
 fn parse_target(scope: &str, raw_key: &str) -> Result<(RateLimitScope, String), AdminError> {
     let scope = RateLimitScope::parse(scope).ok_or_else(|| {
         AdminError::BadRequest(format!(
@@ -124,6 +128,12 @@ fn parse_target(scope: &str, raw_key: &str) -> Result<(RateLimitScope, String), 
         return Err(AdminError::BadRequest(
             "no key: /admin/rate-limits/{scope}/{key}".into(),
         ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(AdminError::BadRequest(format!(
+            "the key is {} bytes long; at most {MAX_KEY_BYTES}",
+            key.len()
+        )));
     }
     let key = match scope {
         RateLimitScope::Ip => match key.parse::<IpAddr>() {

@@ -615,7 +615,15 @@ async fn deliveries(
             AdminError::BadRequest("cursor: not a cursor from a previous page".into())
         })?,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(AdminError::BadRequest(format!(
+                "limit: {n} is not between 1 and {MAX_PAGE}"
+            )))
+        }
+    };
     let p = admin.read_state(&req).await?;
     let hooks = admin
         .raft
