@@ -122,11 +122,12 @@ impl PeerClient {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
-    /// After a peer failed: 250 ms, doubling to 8 s, until an RPC succeeds.
+    /// After a peer failed: 250 ms, doubling to 2 s, until an RPC succeeds (a
+    /// restarted peer is caught up within 2 s of coming back).
     fn backoff(&self) -> openraft::network::Backoff {
-        let delays = (0..5)
+        let delays = (0..3)
             .map(|i| std::time::Duration::from_millis(250 << i))
-            .chain(std::iter::repeat(std::time::Duration::from_secs(8)));
+            .chain(std::iter::repeat(std::time::Duration::from_secs(2)));
         openraft::network::Backoff::new(delays)
     }
 
