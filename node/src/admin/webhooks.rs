@@ -333,11 +333,7 @@ async fn list(
     _: Caller,
 ) -> Result<HttpResponse, AdminError> {
     let p = admin.read_state(&req).await?;
-    let hooks = admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
+    let hooks = hooks(&admin);
     let stats = hooks.stats(now_ms());
     let subs: Vec<Value> = hooks
         .subscriptions
@@ -355,11 +351,7 @@ async fn get(
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     let p = admin.read_state(&req).await?;
-    let hooks = admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
+    let hooks = hooks(&admin);
     let sub = hooks
         .subscriptions
         .get(&id)
@@ -378,11 +370,7 @@ async fn update(
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     let parsed: SubscriptionBody = parse_json(&body)?;
-    let current = admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+    let current = hooks(&admin)
         .subscriptions
         .get(&id)
         .cloned()
@@ -625,11 +613,7 @@ async fn deliveries(
         }
     };
     let p = admin.read_state(&req).await?;
-    let hooks = admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
+    let hooks = hooks(&admin);
     let mut page = Vec::new();
     let mut last = None;
     let mut more = false;
@@ -689,11 +673,7 @@ async fn delivery(
 ) -> Result<HttpResponse, AdminError> {
     let seq = seq_of(&path)?;
     let p = admin.read_state(&req).await?;
-    let hooks = admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
+    let hooks = hooks(&admin);
     let d = hooks
         .deliveries
         .get(&seq)
@@ -781,4 +761,14 @@ mod tests {
         assert_eq!(duration_ms("0s", "x").ok(), Some(0));
         assert!(duration_ms("1 fortnight", "x").is_err());
     }
+}
+
+/// The replicated webhook state as this node has applied it (a poisoned lock is
+/// read as is, as the rest of the node does).
+fn hooks(admin: &Admin) -> std::sync::RwLockReadGuard<'_, sluice_raft::webhooks::Webhooks> {
+    admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
 }
