@@ -731,6 +731,16 @@ async fn replay_dead(
     replay(&admin, target).await
 }
 
+/// The replicated webhook state as this node has applied it (a poisoned lock is
+/// read as is, as the rest of the node does).
+fn hooks(admin: &Admin) -> std::sync::RwLockReadGuard<'_, sluice_raft::webhooks::Webhooks> {
+    admin
+        .raft
+        .webhooks()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,14 +771,4 @@ mod tests {
         assert_eq!(duration_ms("0s", "x").ok(), Some(0));
         assert!(duration_ms("1 fortnight", "x").is_err());
     }
-}
-
-/// The replicated webhook state as this node has applied it (a poisoned lock is
-/// read as is, as the rest of the node does).
-fn hooks(admin: &Admin) -> std::sync::RwLockReadGuard<'_, sluice_raft::webhooks::Webhooks> {
-    admin
-        .raft
-        .webhooks()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
 }
