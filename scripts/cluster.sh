@@ -165,18 +165,8 @@ require_token() {
 
 # ----------------------------------------------------------------- config ----
 TLS_DIR="$DIR/tls"
-# admin_tls_on : whether this cluster's admin listeners speak TLS (decided at the
-# first `up`: DIR/tls/ca.pem exists).
-admin_tls_on() { [[ -f "$TLS_DIR/ca.pem" ]]; }
-admin_scheme() { if admin_tls_on; then echo https; else echo http; fi; }
-# curl_tls : curl's TLS arguments for the admin API, one per line.
-curl_tls() {
-    admin_tls_on || return 0
-    printf '%s\n' --cacert "$TLS_DIR/ca.pem"
-    if [[ -f "$TLS_DIR/mtls" ]]; then
-        printf '%s\n' --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key"
-    fi
-}
+# shellcheck source=scripts/admin-tls.sh
+. "$ROOT/scripts/admin-tls.sh"
 
 make_certs() {
     case "${SLUICE_ADMIN_TLS:-}" in

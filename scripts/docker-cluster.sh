@@ -133,15 +133,8 @@ store_secrets() {
 }
 
 TLS_DIR="$DIR/tls"
-admin_tls_on() { [[ -f "$TLS_DIR/ca.pem" ]]; }
-admin_scheme() { if admin_tls_on; then echo https; else echo http; fi; }
-curl_tls() { # curl's TLS arguments for the admin API, one per line
-    admin_tls_on || return 0
-    printf '%s\n' --cacert "$TLS_DIR/ca.pem"
-    if [[ -f "$TLS_DIR/mtls" ]]; then
-        printf '%s\n' --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key"
-    fi
-}
+# shellcheck source=scripts/admin-tls.sh
+. "$ROOT/scripts/admin-tls.sh"
 
 make_certs() {
     case "${SLUICE_ADMIN_TLS:-}" in
