@@ -22,6 +22,7 @@ use crate::auth::jwt::ConfigKeys;
 use crate::auth::limiter::LocalLimiter;
 use crate::limits::LimitPolicy;
 use crate::telemetry::Metrics;
+use actix_web::http::{Method, StatusCode};
 use arc_swap::ArcSwap;
 use cluster_config::{Gateway, GatewaySpec, Origins, Route, TrustedProxies};
 use sluice_actors::limiter::{ClientLimiters, Policy};
@@ -49,9 +50,55 @@ pub struct DataPlaneState {
 /// A route's latency histograms, resolved once per build so the request path
 /// skips the label hashing and locking of `with_label_values`.
 pub struct RouteMetrics {
+    pub requests: RouteRequests,
     pub request_duration: prometheus::Histogram,
     pub upstream_duration: prometheus::Histogram,
     pub overhead: prometheus::Histogram,
+}
+
+/// `gateway_requests_total` of one route: its children by method and status,
+/// kept as they are first used, so counting a request compares two small values
+/// instead of hashing three label strings in the metric family.
+pub struct RouteRequests {
+    family: prometheus::IntCounterVec,
+    route: String,
+    seen: std::sync::RwLock<Vec<(Method, StatusCode, prometheus::IntCounter)>>,
+}
+
+/// Children kept per route; past it (a client spraying made-up methods) the
+/// family is asked each time.
+const ROUTE_REQUESTS_KEPT: usize = 64;
+
+impl RouteRequests {
+    fn new(family: &prometheus::IntCounterVec, route: &str) -> RouteRequests {
+        RouteRequests {
+            family: family.clone(),
+            route: route.to_owned(),
+            seen: Default::default(),
+        }
+    }
+
+    pub fn inc(&self, method: &Method, status: StatusCode) {
+        let found = |seen: &[(Method, StatusCode, prometheus::IntCounter)]| {
+            seen.iter()
+                .find(|(m, s, _)| s == &status && m == method)
+                .map(|(_, _, c)| c.inc())
+                .is_some()
+        };
+        if found(&self.seen.read().unwrap_or_else(|p| p.into_inner())) {
+            return;
+        }
+        let counter =
+            self.family
+                .with_label_values(&[method.as_str(), &self.route, status.as_str()]);
+        counter.inc();
+        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < ROUTE_REQUESTS_KEPT
+            && !seen.iter().any(|(m, s, _)| s == &status && m == method)
+        {
+            seen.push((method.clone(), status, counter));
+        }
+    }
 }
 
 /// The compiled gateway config and what hangs off it.
@@ -97,6 +144,7 @@ impl GatewayPart {
             .iter()
             .map(|r| {
                 let rm = RouteMetrics {
+                    requests: RouteRequests::new(&deps.metrics.requests_total, &r.template),
                     request_duration: deps
                         .metrics
                         .request_duration

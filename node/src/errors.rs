@@ -16,12 +16,61 @@ pub const X_REQUEST_ID: &str = "x-request-id";
 /// when it is sane (1–128 visible ASCII characters), else a new UUID. Used by the
 /// data plane and the admin API alike.
 pub fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
-    headers
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    RequestId::from_headers(headers).as_str().to_owned()
+}
+
+/// A request's id, checked once and kept as a header value: the data plane puts
+/// it on the upstream request and on the response (a reference-count increment
+/// each, no copy) and in log lines (as `&str`).
+#[derive(Clone)]
+pub struct RequestId(header::HeaderValue);
+
+impl RequestId {
+    /// See [`request_id`].
+    pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> RequestId {
+        let sane = headers
+            .get(X_REQUEST_ID)
+            .filter(|v| {
+                let b = v.as_bytes();
+                !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+            })
+            .cloned();
+        RequestId(sane.unwrap_or_else(|| {
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = uuid::Uuid::new_v4().hyphenated();
+            // A hyphenated UUID is visible ASCII: always a valid header value.
+            header::HeaderValue::from_str(id.encode_lower(&mut buf))
+                .unwrap_or(header::HeaderValue::from_static("-"))
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (checked above), so this never falls back.
+        self.0.to_str().unwrap_or("-")
+    }
+
+    pub fn header_value(&self) -> header::HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// nginx's "client closed request": the status a request dropped mid-way is

@@ -53,7 +53,7 @@ const X_REAL_IP: &str = "x-real-ip";
 pub struct RequestCtx {
     /// The client's sane `X-Request-ID`, else a new UUID; in every log line and
     /// response of this request.
-    pub request_id: String,
+    pub request_id: crate::errors::RequestId,
     pub started: Instant,
     /// The normalised request path when it differs from the raw one (routed and
     /// forwarded instead of it).
@@ -86,7 +86,7 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn new(req: &HttpRequest, plane: &DataPlane) -> RequestCtx {
         RequestCtx {
-            request_id: crate::errors::request_id(req.headers()),
+            request_id: crate::errors::RequestId::from_headers(req.headers()),
             started: Instant::now(),
             normalized: None,
             state: plane.state.load_full(),
@@ -622,9 +622,10 @@ fn is_idempotent(m: &Method) -> bool {
 /// upstream's own headers of these names are replaced).
 fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
-    }
+    headers.insert(
+        HeaderName::from_static(X_REQUEST_ID),
+        ctx.request_id.header_value(),
+    );
     if let Some(limit) = &ctx.limit {
         for (name, value) in [
             ("x-ratelimit-limit", limit.limit),
@@ -660,9 +661,6 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
     }
     if plane.request_metrics {
         m.in_flight.dec();
-        m.requests_total
-            .with_label_values(&[method, route, ctx.status.as_str()])
-            .inc();
         if let Some(reason) = ctx.auth_failure {
             m.auth_failures.with_label_values(&[route, reason]).inc();
         }
@@ -675,10 +673,14 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
             .and_then(|r| ctx.state.gateway.route_metrics(r))
         {
             Some(rm) => {
+                rm.requests.inc(req.method(), ctx.status);
                 rm.request_duration.observe(seconds);
                 rm.overhead.observe(overhead);
             }
             None => {
+                m.requests_total
+                    .with_label_values(&[method, route, ctx.status.as_str()])
+                    .inc();
                 m.request_duration
                     .with_label_values(&[route])
                     .observe(seconds);
