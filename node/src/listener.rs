@@ -132,6 +132,11 @@ struct Conn<IO> {
     /// `Some` for HTTP/1.1 (HTTP/2 heads arrive in frames h2 parses whole).
     clock: Option<Rc<HeadClock>>,
     head_timeout: Duration,
+    /// When the head being read must be complete (`None`: no head is being read).
+    head_deadline: Option<tokio::time::Instant>,
+    /// The connection's one timer, made on first use and kept: it may run early
+    /// (set for an earlier head) and is then set again, so a request head
+    /// normally costs no timer registration and no allocation.
     head_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     header_timeouts: prometheus::IntCounter,
 }
@@ -143,6 +148,7 @@ impl<IO> Conn<IO> {
             _open: open,
             clock: h1.then(|| Rc::new(HeadClock::default())),
             head_timeout,
+            head_deadline: None,
             head_timer: None,
             header_timeouts: counters.header_timeouts.clone(),
         }
@@ -173,19 +179,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
             return polled;
         };
         if clock.busy.get() > 0 {
-            this.head_timer = None;
+            this.head_deadline = None;
             return polled;
         }
-        if buf.filled().len() > before && this.head_timer.is_none() {
-            let deadline = tokio::time::Instant::now()
-                .checked_add(this.head_timeout)
-                .unwrap_or_else(tokio::time::Instant::now);
-            this.head_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        if buf.filled().len() > before && this.head_deadline.is_none() {
+            this.head_deadline = Some(
+                tokio::time::Instant::now()
+                    .checked_add(this.head_timeout)
+                    .unwrap_or_else(tokio::time::Instant::now),
+            );
         }
         if polled.is_pending() {
-            if let Some(timer) = this.head_timer.as_mut() {
-                if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
-                    this.head_timer = None;
+            if let Some(deadline) = this.head_deadline {
+                if this.head_timed_out(deadline, cx) {
+                    this.head_deadline = None;
                     this.header_timeouts.inc();
                     tracing::debug!("connection sent no complete request head in time");
                     return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
@@ -193,6 +200,29 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
             }
         }
         polled
+    }
+}
+
+impl<IO> Conn<IO> {
+    /// Whether `deadline` has passed; if not, the timer will wake the task by
+    /// then (or earlier, and be set again).
+    fn head_timed_out(&mut self, deadline: tokio::time::Instant, cx: &mut Context<'_>) -> bool {
+        let timer = self
+            .head_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        loop {
+            if std::future::Future::poll(timer.as_mut(), cx).is_pending() {
+                return false;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            // It ran out for an earlier head: set it for this one.
+            timer.as_mut().reset(deadline);
+        }
     }
 }
 
@@ -204,7 +234,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.head_timer = None;
+            self.head_deadline = None;
         }
         polled
     }
@@ -216,7 +246,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.head_timer = None;
+            self.head_deadline = None;
         }
         polled
     }
