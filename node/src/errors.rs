@@ -28,8 +28,10 @@ pub struct RequestId(header::HeaderValue);
 impl RequestId {
     /// See [`request_id`].
     pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> RequestId {
+        // A `HeaderName`, not a `&str`: the lookup need not parse the name first.
+        const NAME: header::HeaderName = header::HeaderName::from_static(X_REQUEST_ID);
         let sane = headers
-            .get(X_REQUEST_ID)
+            .get(NAME)
             .filter(|v| {
                 let b = v.as_bytes();
                 !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
