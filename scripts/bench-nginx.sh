@@ -3,6 +3,9 @@
 # scripts/bench-openloop.sh (sourced, not run). Every proxy in the benchmarks
 # forwards to the same upstream: an nginx server that answers `return 200` itself,
 # in its own nginx instance (so it never shares the proxy nginx's worker).
+# `keepalive_requests` is raised from nginx's default (1,000 requests, then the
+# connection is closed) on every side: the other proxies keep their connections
+# open indefinitely, and the reconnects would be charged to whoever hit them.
 
 # nginx_temp_paths PREFIX : the temp-path lines for an nginx instance rooted at
 # PREFIX (only the modules this nginx build has), so it never touches /var/lib/nginx.
@@ -38,7 +41,7 @@ write_nginx_upstream_conf() {
     mkdir -p "$prefix"
     {
         nginx_main_conf "$prefix" 1 on
-        printf 'http {\n    access_log off;\n'
+        printf 'http {\n    access_log off;\n    keepalive_requests 1000000;\n'
         nginx_temp_paths "$prefix"
         cat <<EOF
     server {
@@ -60,12 +63,13 @@ write_nginx_proxy_conf() {
     mkdir -p "$prefix"
     {
         nginx_main_conf "$prefix" "$workers" "$master"
-        printf 'http {\n    access_log off;\n'
+        printf 'http {\n    access_log off;\n    keepalive_requests 1000000;\n'
         nginx_temp_paths "$prefix"
         cat <<EOF
     upstream bench_upstream {
         server 127.0.0.1:$upstream_port;
         keepalive 64;
+        keepalive_requests 1000000;
     }
     server {
         listen 127.0.0.1:$port backlog=4096;

@@ -754,10 +754,10 @@ fi
 acceptance+=("sluice/nginx req/s $(verdict "$(ratio "${MED_RPS[sluice]}" "${MED_RPS[nginx]}")" ">=" 0.85)")
 acceptance+=("sluice/nginx p99 $(verdict "$(ratio "${MED_P99[sluice]}" "${MED_P99[nginx]}")" "<=" 1.3)")
 acceptance_line="$(
-    IFS='|'
+    IFS=';'
     printf '%s' "${acceptance[*]}"
 )"
-acceptance_line="${acceptance_line//|/ | }"
+acceptance_line="${acceptance_line//;/; }"
 printf '\nTargets (issue 12): %s\n' "$acceptance_line"
 summary+=("targets: $acceptance_line")
 

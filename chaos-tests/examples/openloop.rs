@@ -42,15 +42,18 @@ fn parse_url(url: &str) -> Option<Target> {
     })
 }
 
-/// Reads one response; returns its status. Bodies must have a `Content-Length`
-/// (no chunked encoding: the benchmark upstreams answer a fixed body).
-fn read_response(conn: &mut BufReader<TcpStream>, line: &mut String) -> io::Result<u16> {
+/// Reads one response; returns its status and whether the server closes the
+/// connection after it (`Connection: close`, e.g. nginx after `keepalive_requests`).
+/// Bodies must have a `Content-Length` (no chunked encoding: the benchmark
+/// upstreams answer a fixed body).
+fn read_response(conn: &mut BufReader<TcpStream>, line: &mut String) -> io::Result<(u16, bool)> {
     line.clear();
     conn.read_line(line)?;
     let status = line.split(' ').nth(1).and_then(|s| s.parse().ok());
     let status =
         status.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
     let mut length = 0usize;
+    let mut close = false;
     loop {
         line.clear();
         if conn.read_line(line)? == 0 {
@@ -66,6 +69,8 @@ fn read_response(conn: &mut BufReader<TcpStream>, line: &mut String) -> io::Resu
                     .trim()
                     .parse()
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.trim().eq_ignore_ascii_case("close");
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -75,7 +80,7 @@ fn read_response(conn: &mut BufReader<TcpStream>, line: &mut String) -> io::Resu
         }
     }
     io::copy(&mut conn.by_ref().take(length as u64), &mut io::sink())?;
-    Ok(status)
+    Ok((status, close))
 }
 
 fn connect(addr: &str) -> io::Result<BufReader<TcpStream>> {
@@ -117,8 +122,16 @@ fn worker(
         })();
         let micros = intended.elapsed().as_micros().min(u32::MAX as u128) as u32;
         match result {
-            Ok(status) if (200..300).contains(&status) => latencies.push(micros),
-            Ok(_) => errors += 1,
+            Ok((status, close)) => {
+                if (200..300).contains(&status) {
+                    latencies.push(micros);
+                } else {
+                    errors += 1;
+                }
+                if close {
+                    conn = None;
+                }
+            }
             Err(_) => {
                 errors += 1;
                 conn = None;
