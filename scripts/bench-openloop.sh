@@ -181,15 +181,16 @@ for t in "${TARGETS[@]}"; do
     printf '  %-14s %8s %8s %8s %8s %8s %8s\n' "$t" "${MED[$t.rate]}" "${MED[$t.p50_us]}" "${MED[$t.p90_us]}" \
         "${MED[$t.p99_us]}" "${MED[$t.p999_us]}" "${MED[$t.max_us]}"
 done
+# added TARGET KEY : TARGET's median KEY minus direct's.
+added() { awk -v a="${MED[$1.$2]}" -v b="${MED[direct.$2]}" 'BEGIN { print a - b }'; }
 printf '\nAdded over direct (median of the target - median of direct), microseconds:\n'
 printf '  %-14s %8s %8s %8s\n' proxy p50 p99 p99.9
 for t in "${TARGETS[@]}"; do
     [[ "$t" == direct ]] && continue
-    printf '  %-14s %8s %8s %8s\n' "$t" $((MED[$t.p50_us] - MED[direct.p50_us])) \
-        $((MED[$t.p99_us] - MED[direct.p99_us])) $((MED[$t.p999_us] - MED[direct.p999_us]))
+    printf '  %-14s %8s %8s %8s\n' "$t" "$(added "$t" p50_us)" "$(added "$t" p99_us)" "$(added "$t" p999_us)"
 done
-added_nginx=$((MED[nginx.p99_us] - MED[direct.p99_us]))
-added_sluice=$((MED[sluice.p99_us] - MED[direct.p99_us]))
+added_nginx="$(added nginx p99_us)"
+added_sluice="$(added sluice p99_us)"
 ratio="$(awk -v a="$added_sluice" -v b="$added_nginx" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
 verdict="$(awk -v r="$ratio" 'BEGIN { print (r != "nan" && r + 0 <= 1.5) ? "ok" : "MISSED" }')"
 printf '\nSummary: rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s)\n' \
