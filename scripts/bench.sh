@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Benchmark: Sluice vs nginx, both proxying the same tiny upstream.
+# Benchmark: Sluice vs nginx vs a bare forwarder, all proxying the same upstream.
+# The default run is issue 12's acceptance run.
 #
 # What it does:
 #   1. installs wrk and nginx from Debian if they are missing (needs root),
-#   2. builds sluice in release (honours CARGO_TARGET_DIR, else ./target),
-#   3. starts ONE upstream (`sluice echo-server`, 1 worker, GET /hello),
-#   4. starts Sluice and nginx in front of it with the same worker count, both
-#      keeping upstream connections alive,
-#   5. runs wrk --latency against each, alternating targets for ROUNDS rounds
-#      (a short warm-up before every measured run),
-#   6. prints req/s, p50 and p99 per target (median across rounds), the
-#      Sluice/nginx ratios and a one-line summary.
+#   2. builds sluice and the bare forwarder (chaos-tests/examples/bare_forwarder.rs)
+#      in release (honours CARGO_TARGET_DIR, else ./target),
+#   3. starts ONE upstream: nginx answering `return 200` itself (its own instance,
+#      1 worker, access log off),
+#   4. starts in front of it, each with WORKERS (1) worker(s) and keeping upstream
+#      connections alive:
+#        sluice          circuit breaker and request metrics on, log level warn
+#        nginx           proxy_pass to an upstream block with keepalive
+#        sluice-bare     breaker and request metrics off (BARE=1)
+#        bare-forwarder  an actix-web handler forwarding with hyper 1.x's pooled
+#                        client, nothing else: the floor (FORWARDER=1)
+#        direct          the upstream itself, no proxy (DIRECT=1; off by default)
+#   5. runs `wrk -t1 -c64 --latency` for 5 s against each, alternating targets (the
+#      order rotates each round) for ROUNDS (5) rounds, a 1 s warm-up before each,
+#   6. prints req/s, p50, p99 and CPU time per request per target (median across
+#      rounds), the ratios vs nginx and vs the bare forwarder, and a summary line
+#      with issue 12's targets: sluice >= 1.0x bare-forwarder req/s, >= 0.85x
+#      nginx req/s, p99 <= 1.3x nginx's.
 # Everything listens on 127.0.0.1; configs and logs live in a temp dir; every
 # process the script started is stopped on exit (not the system nginx service).
 #
-# Authentication (AUTH=1, the default): the same route is also measured with
+# Authentication (AUTH=1; off by default): the same route is also measured with
 # `auth: jwt` and `auth: api_key`, against `auth: none`, in the same rounds:
 #   - auth-jwt     its own Sluice instance, route `auth: jwt`; AUTH_TOKENS distinct
 #                  RS256 tokens (own sub and jti, exp an hour or more ahead) signed
@@ -34,8 +45,8 @@
 # (scripts/bench-auth.lua; every request is formatted once, in init), so the load
 # is spread over all of them, not one replayed token. The three instances have
 # the same config except the route's `auth` word: separate instances rather than
-# three routes on one, because the upstream's fixed /hello body exists only on
-# that exact path and Sluice forwards paths unchanged. Before measuring, the auth
+# three routes on one, so that every variant requests the same path and reaches
+# the upstream with the same request line. Before measuring, the auth
 # routes must answer 200 to a sample of the credentials and 401 to a missing or a
 # bad one, and the `auth: none` route 200 to a bad one. The report adds jwt/none
 # and api_key/none ratios of req/s, p99 and CPU per request (target: throughput
@@ -45,16 +56,18 @@
 #
 # Environment (defaults in brackets):
 #   BARE [1]             also measure sluice-bare (breaker + request metrics off)
-#   WORKERS [1]          worker threads/processes for Sluice and for nginx
-#   ROUNDS [3]           measured runs per target, alternating targets
-#   DURATION [10s]       length of each measured wrk run
-#   WARMUP [2s]          wrk warm-up before each measured run ("0" = none)
+#   FORWARDER [1]        also measure bare-forwarder (the floor to compare with)
+#   DIRECT [0]           also measure the upstream itself, no proxy in between
+#   WORKERS [1]          worker threads/processes for each proxy (the upstream: 1)
+#   ROUNDS [5]           measured runs per target, alternating targets
+#   DURATION [5s]        length of each measured wrk run
+#   WARMUP [1s]          wrk warm-up before each measured run ("0" = none)
 #   CONNECTIONS [64]     wrk connections
-#   THREADS [2]          wrk threads
+#   THREADS [1]          wrk threads
 #   UPSTREAM_PORT [18091], SLUICE_PORT [18080], SLUICE_BARE_PORT [18082], NGINX_PORT [18081],
-#   SLUICE_ADMIN_PORT [18092]
+#   FORWARDER_PORT [18085], SLUICE_ADMIN_PORT [18092]
 #   BENCH_PATH [/hello]  path requested through both proxies
-#   AUTH [1]             also measure auth-jwt, auth-apikey and their `auth: none`
+#   AUTH [0]             also measure auth-jwt, auth-apikey and their `auth: none`
 #                        baselines none-tokens and none-keys (0 = skip)
 #   AUTH_TOKENS [10000], AUTH_KEYS [10000]   distinct JWTs / API keys in the load
 #   AUTH_COLD_TOKENS [50000 x WORKERS]       auth-jwt-cold's tokens (0 = skip it)
@@ -76,21 +89,24 @@
 set -euo pipefail
 
 WORKERS="${WORKERS:-1}"
-ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-10s}"
-WARMUP="${WARMUP:-2s}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-5s}"
+WARMUP="${WARMUP:-1s}"
 CONNECTIONS="${CONNECTIONS:-64}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-1}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18091}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
 SLUICE_BARE_PORT="${SLUICE_BARE_PORT:-18082}"
 NGINX_PORT="${NGINX_PORT:-18081}"
+FORWARDER_PORT="${FORWARDER_PORT:-18085}"
 SLUICE_ADMIN_PORT="${SLUICE_ADMIN_PORT:-18092}"
 SLUICE_JWT_PORT="${SLUICE_JWT_PORT:-18083}"
 SLUICE_APIKEY_PORT="${SLUICE_APIKEY_PORT:-18084}"
 BENCH_PATH="${BENCH_PATH:-/hello}"
 BARE="${BARE:-1}"
-AUTH="${AUTH:-1}"
+FORWARDER="${FORWARDER:-1}"
+DIRECT="${DIRECT:-0}"
+AUTH="${AUTH:-0}"
 AUTH_TOKENS="${AUTH_TOKENS:-10000}"
 AUTH_KEYS="${AUTH_KEYS:-10000}"
 AUTH_KEY_JOBS="${AUTH_KEY_JOBS:-16}"
@@ -105,6 +121,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 AUTH_PY="$ROOT/scripts/bench-auth.py"
 AUTH_LUA="$ROOT/scripts/bench-auth.lua"
+# shellcheck source=scripts/bench-nginx.sh
+source "$ROOT/scripts/bench-nginx.sh"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -139,10 +157,13 @@ cleanup() {
     done
     # nginx workers normally exit with their master; catch any stragglers by
     # the pid file of *our* instance only.
-    if [[ -n "$TMP" && -s "$TMP/nginx.pid" ]]; then
-        pid="$(cat "$TMP/nginx.pid")"
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    fi
+    local f
+    for f in "$TMP/nginx/nginx.pid" "$TMP/upstream/nginx.pid"; do
+        if [[ -n "$TMP" && -s "$f" ]]; then
+            pid="$(cat "$f")"
+            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+        fi
+    done
     if [[ -n "$TMP" && -d "$TMP" ]]; then
         if [[ "$KEEP_TMP" == 1 || $rc -ne 0 ]]; then
             log "temp dir kept: $TMP"
@@ -257,15 +278,22 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
 SLUICE_BIN="$TARGET_DIR/release/sluice"
+FORWARDER_BIN="$TARGET_DIR/release/examples/bare_forwarder"
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "building sluice (release) into $TARGET_DIR"
     CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p sluice
+    if [[ "$FORWARDER" == 1 ]]; then
+        log "building the bare forwarder (release)"
+        CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p chaos-tests --examples
+    fi
 fi
 [[ -x "$SLUICE_BIN" ]] || die "$SLUICE_BIN not found (build failed?)"
+[[ "$FORWARDER" != 1 || -x "$FORWARDER_BIN" ]] || die "$FORWARDER_BIN not found (build failed?)"
 
 # ------------------------------------------------------------------ setup ----
 PORTS=("$UPSTREAM_PORT" "$SLUICE_PORT" "$NGINX_PORT" "$SLUICE_ADMIN_PORT")
 [[ "$BARE" == 1 ]] && PORTS+=("$SLUICE_BARE_PORT" "$((SLUICE_ADMIN_PORT + 1))")
+[[ "$FORWARDER" == 1 ]] && PORTS+=("$FORWARDER_PORT")
 [[ "$AUTH" == 1 ]] && PORTS+=("$SLUICE_JWT_PORT" "$((SLUICE_ADMIN_PORT + 2))" "$SLUICE_APIKEY_PORT" "$((SLUICE_ADMIN_PORT + 3))")
 for p in "${PORTS[@]}"; do
     port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set *_PORT to move it)"
@@ -318,46 +346,6 @@ start_sluice() {
         die "$name failed to start (config: $dir/sluice.yaml)"
 }
 ADMIN_TOKEN="" # set by the auth setup
-
-write_nginx_config() {
-    local conf="$TMP/nginx.conf" m
-    {
-        cat <<EOF
-worker_processes $WORKERS;
-daemon off;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx-tmp/body;
-    proxy_temp_path $TMP/nginx-tmp/proxy;
-EOF
-        # Temp paths of the optional modules only if this nginx build has them.
-        for m in fastcgi uwsgi scgi; do
-            if ! "$NGINX_BIN" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-                printf '    %s_temp_path %s/nginx-tmp/%s;\n' "$m" "$TMP" "$m"
-            fi
-        done
-        cat <<EOF
-    upstream bench_upstream {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location $BENCH_PATH {
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-    } >"$conf"
-}
 
 # ---------------------------------------------------------------- targets ----
 TARGETS=()     # names, in run order
@@ -554,7 +542,7 @@ auth:
     keys:
       - { kid: bench-rsa, alg: RS256, public_key_file: bench-rsa.pub.pem }"
     # Tokens must outlive the run: an hour, or the whole run plus ten minutes.
-    n_targets=$((BARE == 1 ? 7 : 6))
+    n_targets=$((6 + BARE + FORWARDER + DIRECT))
     ((AUTH_COLD_TOKENS > 0)) && n_targets=$((n_targets + 1))
     run_seconds=$((ROUNDS * n_targets * ($(seconds_of "$DURATION") + $(seconds_of "$WARMUP")) + 600))
     TOKEN_TTL=$((run_seconds > 3600 ? run_seconds : 3600))
@@ -581,10 +569,20 @@ write_auth_config() {
     if [[ "$AUTH" == 1 ]]; then cp "$TMP/bench-rsa.pub.pem" "$dir/"; fi
 }
 
-log "starting upstream: sluice echo-server on 127.0.0.1:$UPSTREAM_PORT (1 worker)"
-spawn upstream "$TMP/upstream.log" "$SLUICE_BIN" echo-server --listen "127.0.0.1:$UPSTREAM_PORT" --workers 1
-wait_ready upstream "$LAST_PID" "http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH" "$TMP/upstream.log" ||
-    die "the upstream failed to start"
+# start_nginx NAME PREFIX PORT : an nginx instance with PREFIX/nginx.conf.
+start_nginx() {
+    local name="$1" prefix="$2" port="$3"
+    "$NGINX_BIN" -t -q -p "$prefix" -e "$prefix/error.log" -c "$prefix/nginx.conf" ||
+        die "$name: nginx rejected its config: $(cat "$prefix/error.log")"
+    spawn "$name" "$prefix/nginx.out" "$NGINX_BIN" -p "$prefix" -e "$prefix/error.log" -c "$prefix/nginx.conf"
+    wait_ready "$name" "$LAST_PID" "http://127.0.0.1:$port$BENCH_PATH" "$prefix/error.log" ||
+        die "$name (nginx) failed to start"
+}
+
+log "starting upstream: nginx return 200 on 127.0.0.1:$UPSTREAM_PORT (1 worker), $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
+write_nginx_upstream_conf "$TMP/upstream" "$UPSTREAM_PORT"
+start_nginx upstream "$TMP/upstream" "$UPSTREAM_PORT"
+UPSTREAM_PID="$LAST_PID"
 UPSTREAM_BODY="$(curl -sf --max-time 5 "http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH")"
 
 log "starting sluice on 127.0.0.1:$SLUICE_PORT ($WORKERS worker(s))"
@@ -624,20 +622,30 @@ if [[ "$AUTH" == 1 ]]; then
     done
 fi
 
-log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS worker(s)), $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
-write_nginx_config
-mkdir -p "$TMP/nginx-tmp"
-"$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" ||
-    die "nginx rejected its config: $(cat "$TMP/nginx-error.log")"
-spawn nginx "$TMP/nginx.out" "$NGINX_BIN" -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
+log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS worker(s), upstream keepalive)"
+write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" "$WORKERS" on
+start_nginx nginx "$TMP/nginx" "$NGINX_PORT"
 NGINX_PID="$LAST_PID"
-wait_ready nginx "$LAST_PID" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" "$TMP/nginx-error.log" ||
-    die "nginx failed to start"
+
+if [[ "$FORWARDER" == 1 ]]; then
+    log "starting bare-forwarder on 127.0.0.1:$FORWARDER_PORT ($WORKERS worker(s), hyper-util pooled client)"
+    spawn bare-forwarder "$TMP/bare-forwarder.log" "$FORWARDER_BIN" "127.0.0.1:$FORWARDER_PORT" \
+        "http://127.0.0.1:$UPSTREAM_PORT" "$WORKERS"
+    FORWARDER_PID="$LAST_PID"
+    wait_ready bare-forwarder "$LAST_PID" "http://127.0.0.1:$FORWARDER_PORT$BENCH_PATH" "$TMP/bare-forwarder.log" ||
+        die "the bare forwarder failed to start"
+fi
 
 register_target sluice "http://127.0.0.1:$SLUICE_PORT$BENCH_PATH" "$SLUICE_PID"
 register_target nginx "http://127.0.0.1:$NGINX_PORT$BENCH_PATH" "$NGINX_PID"
 if [[ "$BARE" == 1 ]]; then
     register_target sluice-bare "http://127.0.0.1:$SLUICE_BARE_PORT$BENCH_PATH" "$SLUICE_BARE_PID"
+fi
+if [[ "$FORWARDER" == 1 ]]; then
+    register_target bare-forwarder "http://127.0.0.1:$FORWARDER_PORT$BENCH_PATH" "$FORWARDER_PID"
+fi
+if [[ "$DIRECT" == 1 ]]; then
+    register_target direct "http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH" "$UPSTREAM_PID"
 fi
 if [[ "$AUTH" == 1 ]]; then
     # Each variant right after its baseline: the same requests to `auth: none`.
@@ -677,14 +685,19 @@ if [[ "$AUTH" == 1 ]]; then
     expect_ignored none-keys "an unknown API key" "$unknown_key"
 fi
 
-printf '\nSluice vs nginx: %s round(s) x %s per target (warm-up %s), wrk %s threads / %s connections, %s worker(s) each, %s cores\n' \
-    "$ROUNDS" "$DURATION" "$WARMUP" "$THREADS" "$CONNECTIONS" "$WORKERS" "$(nproc 2>/dev/null || echo '?')"
+printf '\nSluice vs nginx: %s round(s) x %s per target (warm-up %s), wrk %s thread(s) / %s connections, %s worker(s) each,\n' \
+    "$ROUNDS" "$DURATION" "$WARMUP" "$THREADS" "$CONNECTIONS" "$WORKERS"
+printf 'upstream nginx return 200 (1 worker), %s cores, %s\n' "$(nproc 2>/dev/null || echo '?')" "$(date -u '+%Y-%m-%d %H:%M UTC')"
 if [[ "$AUTH" == 1 ]]; then
     printf 'auth-*, none-*: the same route with auth jwt / api_key / none, load spread round-robin over %s RS256 tokens\n' "$AUTH_TOKENS"
     printf '(auth-jwt-cold: %s) / %s API keys\n' "$AUTH_COLD_TOKENS" "$AUTH_KEYS"
 fi
+# The order rotates each round, so no target always runs right after the same one.
 for ((r = 1; r <= ROUNDS; r++)); do
-    for t in "${TARGETS[@]}"; do bench_target "$t" "${TARGET_URL[$t]}" "$r"; done
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+        t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
+        bench_target "$t" "${TARGET_URL[$t]}" "$r"
+    done
 done
 
 # ----------------------------------------------------------------- report ----
@@ -697,30 +710,56 @@ for t in "${TARGETS[@]}"; do
 done
 
 printf '\nMedian of %s round(s):\n' "$ROUNDS"
-printf '  %-14s %12s %10s %10s %14s\n' target req/s p50 p99 'cpu us/req'
+printf '  %-14s %12s %18s %10s %10s %14s\n' target req/s 'req/s min-max' p50 p99 'cpu us/req'
 for t in "${TARGETS[@]}"; do
-    printf '  %-14s %12s %10s %10s %14s\n' "$t" "$(fmt_rps "${MED_RPS[$t]}")" \
+    range="$(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $1 > hi { hi = $1 } END { printf "%.0f-%.0f", lo, hi }' "$TMP/results-$t.tsv")"
+    printf '  %-14s %12s %18s %10s %10s %14s\n' "$t" "$(fmt_rps "${MED_RPS[$t]}")" "$range" \
         "$(fmt_ms "${MED_P50[$t]}")" "$(fmt_ms "${MED_P99[$t]}")" "${MED_CPU[$t]}"
 done
 
-printf '\nRatios vs nginx (throughput = X/nginx req/s, higher is better; p99 = X/nginx p99, lower is better):\n'
+# paired_ratio A B : the median over rounds of A's req/s / B's req/s in the same
+# round; steadier than the ratio of medians when the machine's speed drifts.
+paired_ratio() {
+    paste -d' ' <(awk '{ print $1 }' "$TMP/results-$1.tsv") <(awk '{ print $1 }' "$TMP/results-$2.tsv") |
+        awk '$2 > 0 { printf "%.4f\n", $1 / $2 }' | median | awk '{ printf "%.2f\n", $1 }'
+}
+have() { [[ -n "${MED_RPS[$1]:-}" ]]; }
+
+printf '\nRatios (req/s = X/Y req/s, higher is better; p99 = X/Y p99 and cpu = X/Y cpu per request, lower is better;\n'
+printf 'paired = median over rounds of the same round'"'"'s req/s ratio):\n'
 summary=()
 for t in "${TARGETS[@]}"; do
     summary+=("$t: $(fmt_rps "${MED_RPS[$t]}") req/s p50 $(fmt_ms "${MED_P50[$t]}") p99 $(fmt_ms "${MED_P99[$t]}")")
 done
-for t in "${TARGETS[@]}"; do
-    # auth-* and none-* runs send a credential per request through wrk's Lua:
-    # they are compared with each other below, not with nginx.
-    [[ "$t" == nginx || "$t" == auth-* || "$t" == none-* ]] && continue
-    tr="$(ratio "${MED_RPS[$t]}" "${MED_RPS[nginx]}")"
-    pr="$(ratio "${MED_P99[$t]}" "${MED_P99[nginx]}")"
-    printf '  %-14s throughput %s, p99 %s\n' "$t" "$tr" "$pr"
-    if [[ "$t" == sluice ]]; then
-        summary+=("ratio throughput $tr, p99 $pr, cpu/req $(ratio "${MED_CPU[$t]}" "${MED_CPU[nginx]}")")
-    else
-        summary+=("$t/nginx throughput $tr, p99 $pr")
-    fi
+for base in nginx bare-forwarder; do
+    have "$base" || continue
+    for t in "${TARGETS[@]}"; do
+        # auth-* and none-* runs send a credential per request through wrk's Lua:
+        # they are compared with each other below, not with the proxies.
+        [[ "$t" == "$base" || "$t" == auth-* || "$t" == none-* ]] && continue
+        [[ "$base" == bare-forwarder && "$t" == nginx ]] && continue
+        printf '  %-14s vs %-14s req/s %s (paired %s), p99 %s, cpu %s\n' "$t" "$base" \
+            "$(ratio "${MED_RPS[$t]}" "${MED_RPS[$base]}")" "$(paired_ratio "$t" "$base")" \
+            "$(ratio "${MED_P99[$t]}" "${MED_P99[$base]}")" "$(ratio "${MED_CPU[$t]}" "${MED_CPU[$base]}")"
+    done
 done
+
+# Issue 12's acceptance targets, on this run.
+verdict() { awk -v v="$1" -v op="$2" -v lim="$3" 'BEGIN {
+    ok = (op == ">=") ? (v + 0 >= lim) : (v + 0 <= lim); printf "%s %s %s %s", v, op, lim, ok ? "ok" : "MISSED" }'; }
+acceptance=()
+if have bare-forwarder; then
+    acceptance+=("sluice/bare-forwarder req/s $(verdict "$(ratio "${MED_RPS[sluice]}" "${MED_RPS[bare-forwarder]}")" ">=" 1.0)")
+fi
+acceptance+=("sluice/nginx req/s $(verdict "$(ratio "${MED_RPS[sluice]}" "${MED_RPS[nginx]}")" ">=" 0.85)")
+acceptance+=("sluice/nginx p99 $(verdict "$(ratio "${MED_P99[sluice]}" "${MED_P99[nginx]}")" "<=" 1.3)")
+acceptance_line="$(
+    IFS=';'
+    printf '%s' "${acceptance[*]}"
+)"
+acceptance_line="${acceptance_line//;/; }"
+printf '\nTargets (issue 12): %s\n' "$acceptance_line"
+summary+=("targets: $acceptance_line")
 
 if [[ -n "${MED_RPS[sluice-bare]:-}" ]]; then
     cost="$(awk -v a="${MED_RPS[sluice]}" -v b="${MED_RPS[sluice-bare]}" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.1f", (1 - a / b) * 100 }')"

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# nginx configs shared by scripts/bench.sh, scripts/bench-cost.sh and
+# scripts/bench-openloop.sh (sourced, not run). Every proxy in the benchmarks
+# forwards to the same upstream: an nginx server that answers `return 200` itself,
+# in its own nginx instance (so it never shares the proxy nginx's worker).
+# `keepalive_requests` is raised from nginx's default (1,000 requests, then the
+# connection is closed) on every side: the other proxies keep their connections
+# open indefinitely, and the reconnects would be charged to whoever hit them.
+
+# nginx_temp_paths PREFIX : the temp-path lines for an nginx instance rooted at
+# PREFIX (only the modules this nginx build has), so it never touches /var/lib/nginx.
+nginx_temp_paths() {
+    local prefix="$1" m bin
+    bin="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+    mkdir -p "$prefix/tmp"
+    printf '    client_body_temp_path %s/tmp/body;\n    proxy_temp_path %s/tmp/proxy;\n' "$prefix" "$prefix"
+    for m in fastcgi uwsgi scgi; do
+        if ! "$bin" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+            printf '    %s_temp_path %s/tmp/%s;\n' "$m" "$prefix" "$m"
+        fi
+    done
+}
+
+# nginx_main_conf PREFIX WORKERS MASTER : the top of a config (MASTER on|off; off
+# runs the one worker in the foreground process itself, e.g. under valgrind).
+nginx_main_conf() {
+    cat <<EOF
+daemon off;
+master_process $3;
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+
+# write_nginx_upstream_conf PREFIX PORT : the benchmark upstream, one worker,
+# access log off, `return 200` with a short fixed body on every path.
+write_nginx_upstream_conf() {
+    local prefix="$1" port="$2"
+    mkdir -p "$prefix"
+    {
+        nginx_main_conf "$prefix" 1 on
+        printf 'http {\n    access_log off;\n    keepalive_requests 1000000;\n'
+        nginx_temp_paths "$prefix"
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "hello from the benchmark upstream\n";
+        }
+    }
+}
+EOF
+    } >"$prefix/nginx.conf"
+}
+
+# write_nginx_proxy_conf PREFIX PORT UPSTREAM_PORT WORKERS MASTER : nginx as a
+# reverse proxy in front of the upstream, keeping upstream connections alive.
+write_nginx_proxy_conf() {
+    local prefix="$1" port="$2" upstream_port="$3" workers="$4" master="$5"
+    mkdir -p "$prefix"
+    {
+        nginx_main_conf "$prefix" "$workers" "$master"
+        printf 'http {\n    access_log off;\n    keepalive_requests 1000000;\n'
+        nginx_temp_paths "$prefix"
+        cat <<EOF
+    upstream bench_upstream {
+        server 127.0.0.1:$upstream_port;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$prefix/nginx.conf"
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Open-loop latency: what each proxy ADDS to the latency of going straight to the
+# upstream, at a fixed request rate (issue 12, item 5). wrk is closed-loop: when a
+# server stalls, wrk stops sending and the stall hides (coordinated omission).
+# chaos-tests/examples/openloop.rs sends at a fixed rate whatever happens and
+# charges every request from the time it should have been sent.
+#
+# What it does:
+#   1. installs wrk and nginx from Debian if missing, builds sluice and the
+#      chaos-tests examples (openloop, bare_forwarder) in release,
+#   2. starts the upstream (nginx `return 200`, its own instance, 1 worker) and in
+#      front of it, one worker each: nginx (upstream keepalive), Sluice (breaker and
+#      metrics on, log level warn) and the bare forwarder (FORWARDER=1),
+#   3. RATE unset: measures nginx's capacity as a proxy (wrk -t1 -c64, CAPACITY_SECS)
+#      and takes RATE_PERCENT (50) % of it,
+#   4. for ROUNDS rounds, alternating (the order rotates): a 1 s warm-up at RATE, then
+#      DURATION seconds at RATE over CONNECTIONS connections against direct (the
+#      upstream itself), nginx, sluice and bare-forwarder,
+#   5. prints per target the median over rounds of p50/p90/p99/p99.9 (microseconds),
+#      what each proxy adds over direct (the difference of the medians), and the
+#      target: Sluice's added p99 <= 1.5x nginx's added p99.
+# Absolute sub-millisecond figures on 2 shared cores are mostly scheduler noise;
+# compare proxies within one run.
+#
+# Environment (defaults in brackets):
+#   RATE []              requests per second (unset: RATE_PERCENT of nginx's capacity)
+#   RATE_PERCENT [50], CAPACITY_SECS [5]
+#   ROUNDS [3], DURATION [10] (seconds per measured run), CONNECTIONS [32]
+#   FORWARDER [1]        also measure the bare forwarder
+#   UPSTREAM_PORT [18491], NGINX_PORT [18492], SLUICE_PORT [18493],
+#   SLUICE_ADMIN_PORT [18494], FORWARDER_PORT [18495]
+#   SKIP_INSTALL [0], SKIP_BUILD [0], KEEP_TMP [0]
+set -euo pipefail
+
+RATE="${RATE:-}"
+RATE_PERCENT="${RATE_PERCENT:-50}"
+CAPACITY_SECS="${CAPACITY_SECS:-5}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+FORWARDER="${FORWARDER:-1}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-18491}"
+NGINX_PORT="${NGINX_PORT:-18492}"
+SLUICE_PORT="${SLUICE_PORT:-18493}"
+SLUICE_ADMIN_PORT="${SLUICE_ADMIN_PORT:-18494}"
+FORWARDER_PORT="${FORWARDER_PORT:-18495}"
+BENCH_PATH=/hello
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/bench-nginx.sh
+source "$ROOT/scripts/bench-nginx.sh"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench-openloop: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
+    missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v curl >/dev/null || missing+=(curl)
+    if ((${#missing[@]} > 0)); then
+        log "installing ${missing[*]} (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "building sluice and the chaos-tests examples (release) into $TARGET_DIR"
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p sluice >&2
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p chaos-tests --examples >&2
+fi
+SLUICE_BIN="$TARGET_DIR/release/sluice"
+OPENLOOP_BIN="$TARGET_DIR/release/examples/openloop"
+FORWARDER_BIN="$TARGET_DIR/release/examples/bare_forwarder"
+NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+for b in "$SLUICE_BIN" "$OPENLOOP_BIN" "$NGINX_BIN"; do [[ -x "$b" ]] || die "$b not found"; done
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-openloop.XXXXXX")"
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ "${KEEP_TMP:-0}" == 1 || $rc -ne 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+wait_http() { # NAME URL PID
+    for _ in $(seq 1 150); do
+        kill -0 "$3" 2>/dev/null || die "$1 exited before answering (logs in $TMP)"
+        curl -sf -o /dev/null --max-time 1 "$2" && return 0
+        sleep 0.2
+    done
+    die "$1 did not answer $2"
+}
+start() { # NAME PORT COMMAND... : in the background, until it answers BENCH_PATH
+    local name="$1" port="$2"
+    shift 2
+    "$@" >"$TMP/$name.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "$name" "http://127.0.0.1:$port$BENCH_PATH" "$!"
+}
+
+write_nginx_upstream_conf "$TMP/upstream" "$UPSTREAM_PORT"
+start upstream "$UPSTREAM_PORT" "$NGINX_BIN" -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/upstream/nginx.conf"
+write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" 1 on
+start nginx "$NGINX_PORT" "$NGINX_BIN" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
+mkdir -p "$TMP/sluice"
+cat >"$TMP/sluice/sluice.yaml" <<EOF
+node:
+  id: 1
+  listen: 127.0.0.1:$SLUICE_PORT
+  admin_listen: 127.0.0.1:$SLUICE_ADMIN_PORT
+  data_dir: $TMP/sluice/data
+  workers: 1
+log:
+  level: warn
+services:
+  bench:
+    upstreams: [http://127.0.0.1:$UPSTREAM_PORT]
+routes:
+  - { path: $BENCH_PATH, service: bench, methods: [GET], auth: none }
+EOF
+start sluice "$SLUICE_PORT" "$SLUICE_BIN" run --config "$TMP/sluice"
+TARGETS=(direct nginx sluice)
+declare -A URL=(
+    [direct]="http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH"
+    [nginx]="http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
+    [sluice]="http://127.0.0.1:$SLUICE_PORT$BENCH_PATH"
+)
+if [[ "$FORWARDER" == 1 ]]; then
+    [[ -x "$FORWARDER_BIN" ]] || die "$FORWARDER_BIN not found"
+    start bare-forwarder "$FORWARDER_PORT" "$FORWARDER_BIN" "127.0.0.1:$FORWARDER_PORT" "http://127.0.0.1:$UPSTREAM_PORT"
+    TARGETS+=(bare-forwarder)
+    URL[bare-forwarder]="http://127.0.0.1:$FORWARDER_PORT$BENCH_PATH"
+fi
+
+if [[ -z "$RATE" ]]; then
+    wrk -t1 -c64 -d1s "${URL[nginx]}" >/dev/null
+    capacity="$(wrk -t1 -c64 -d"${CAPACITY_SECS}s" "${URL[nginx]}" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')"
+    [[ -n "$capacity" ]] || die "could not measure nginx's capacity"
+    RATE=$((capacity * RATE_PERCENT / 100))
+    log "nginx proxies $capacity req/s closed-loop (wrk -t1 -c64); open-loop rate: $RATE_PERCENT% = $RATE req/s"
+fi
+
+printf '\nOpen-loop latency: %s req/s over %s connections, %s s per run, %s round(s), 1 worker per server, %s cores, %s\n' \
+    "$RATE" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+for t in "${TARGETS[@]}"; do : >"$TMP/results-$t"; done
+field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+        t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
+        "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" 1 >/dev/null # warm-up
+        line="$("$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" "$DURATION")"
+        printf '  round %s  %-14s %s\n' "$r" "$t" "$line"
+        [[ "$(field "$line" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$t"
+        echo "$line" >>"$TMP/results-$t"
+    done
+done
+
+median() {
+    sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) printf "%.0f\n", a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A MED=()
+KEYS=(rate p50_us p90_us p99_us p999_us max_us)
+for t in "${TARGETS[@]}"; do
+    for k in "${KEYS[@]}"; do
+        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median)"
+    done
+done
+
+printf '\nMedian of %s round(s), microseconds:\n' "$ROUNDS"
+printf '  %-14s %8s %8s %8s %8s %8s %8s\n' target rate p50 p90 p99 p99.9 max
+for t in "${TARGETS[@]}"; do
+    printf '  %-14s %8s %8s %8s %8s %8s %8s\n' "$t" "${MED[$t.rate]}" "${MED[$t.p50_us]}" "${MED[$t.p90_us]}" \
+        "${MED[$t.p99_us]}" "${MED[$t.p999_us]}" "${MED[$t.max_us]}"
+done
+# added TARGET KEY : TARGET's median KEY minus direct's.
+added() { awk -v a="${MED[$1.$2]}" -v b="${MED[direct.$2]}" 'BEGIN { print a - b }'; }
+printf '\nAdded over direct (median of the target - median of direct), microseconds:\n'
+printf '  %-14s %8s %8s %8s\n' proxy p50 p99 p99.9
+for t in "${TARGETS[@]}"; do
+    [[ "$t" == direct ]] && continue
+    printf '  %-14s %8s %8s %8s\n' "$t" "$(added "$t" p50_us)" "$(added "$t" p99_us)" "$(added "$t" p999_us)"
+done
+added_nginx="$(added nginx p99_us)"
+added_sluice="$(added sluice p99_us)"
+ratio="$(awk -v a="$added_sluice" -v b="$added_nginx" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
+verdict="$(awk -v r="$ratio" 'BEGIN { print (r != "nan" && r + 0 <= 1.5) ? "ok" : "MISSED" }')"
+printf '\nSummary: rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s)\n' \
+    "$RATE" "$added_sluice" "$added_nginx" "$ratio" "$verdict"
