@@ -233,18 +233,21 @@ fn subscription() -> Value {
 /// How long, after the heal, every acknowledged event may take to reach the sink.
 const DELIVERY_BOUND: Duration = Duration::from_secs(60);
 
-/// What the sink said last, and when it had every id in `acked` (None: not
-/// within `within`).
+/// What the sink said last, and how long it took to hold every id in `acked`;
+/// or why the wait ended without them: `within` passed, or for a second the
+/// cluster had no delivery pending (a missing event will not come).
 async fn wait_delivered(
+    c: &Cluster,
     sink: &str,
     acked: &BTreeSet<String>,
     within: Duration,
-) -> (Sink, Option<Duration>) {
+) -> (Sink, Result<Duration, String>) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(5))
         .finish();
     let t = Instant::now();
     let mut last = Sink::default();
+    let mut idle = 0;
     loop {
         match sluice_testkit::send(client.get(sink), None).await {
             Ok(a) if a.status == 200 => last = Sink::from(&a.body),
@@ -252,10 +255,30 @@ async fn wait_delivered(
             Err(e) => last.error = Some(format!("GET {sink}: {e}")),
         }
         if acked.iter().all(|id| last.ids.contains(id)) {
-            return (last, Some(t.elapsed()));
+            return (last, Ok(t.elapsed()));
         }
         if t.elapsed() > within {
-            return (last, None);
+            return (last, Err(format!("not within {within:?}")));
+        }
+        let mut pending = None;
+        for id in ALL {
+            let path = "/admin/webhooks/deliveries?status=pending&limit=1&consistent=true";
+            if let Ok(a) = c.admin_get(id, path).await {
+                if a.status == 200 {
+                    pending = a.body["deliveries"].as_array().map(|d| !d.is_empty());
+                    break;
+                }
+            }
+        }
+        idle = if pending == Some(false) { idle + 1 } else { 0 };
+        if idle >= 4 {
+            return (
+                last,
+                Err(format!(
+                    "nothing pending in the cluster after {:.1?}",
+                    t.elapsed()
+                )),
+            );
         }
         sleep(Duration::from_millis(250)).await;
     }
@@ -875,7 +898,7 @@ impl Scenario {
 
         // No lost event: every one answered 202 reaches the sink, none is dead.
         let ev = std::mem::take(&mut *self.events.borrow_mut());
-        let (sink, events_wait) = wait_delivered(&self.sink, &ev.acked, DELIVERY_BOUND).await;
+        let (sink, waited) = wait_delivered(&self.c, &self.sink, &ev.acked, DELIVERY_BOUND).await;
         let missing: Vec<&String> = ev
             .acked
             .iter()
@@ -884,12 +907,20 @@ impl Scenario {
         if !missing.is_empty() {
             let some: Vec<&str> = missing.iter().take(8).map(|s| s.as_str()).collect();
             problems.push(format!(
-                "lost events: {} of {} acknowledged never reached the sink within {DELIVERY_BOUND:?}: {}{}{}",
+                "lost events: {} of {} acknowledged never reached the sink ({}): {}{}{}",
                 missing.len(),
                 ev.acked.len(),
+                waited.as_ref().err().map(String::as_str).unwrap_or(""),
                 some.join(", "),
-                if missing.len() > some.len() { ", ..." } else { "" },
-                sink.error.as_ref().map(|e| format!(" (last: {e})")).unwrap_or_default()
+                if missing.len() > some.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+                sink.error
+                    .as_ref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
             ));
         }
         if ev.acked.is_empty() {
@@ -905,7 +936,10 @@ impl Scenario {
         for id in ALL {
             if let Ok(a) = self
                 .c
-                .admin_get(id, "/admin/webhooks/deliveries?status=dead&limit=500")
+                .admin_get(
+                    id,
+                    "/admin/webhooks/deliveries?status=dead&limit=500&consistent=true",
+                )
                 .await
             {
                 if a.status == 200 {
@@ -1025,7 +1059,7 @@ impl Scenario {
             events_acked: ev.acked.len(),
             events_delivered: ev.acked.len() - missing.len(),
             events_dup: sink.duplicates(),
-            events_wait,
+            events_wait: waited.ok(),
             refused: w.refused,
             transport: w.failed,
             applied,
