@@ -22,7 +22,9 @@
 #
 # Layout (NAME = SLUICE_DOCKER_NAME, default `sluice`):
 #   containers  NAME-1, NAME-2, NAME-3 (image SLUICE_IMAGE), NAME-upstream
-#               (`sluice echo-server --listen 0.0.0.0:9001`)
+#               (`sluice echo-server --listen 0.0.0.0:9001`: the demo upstream, and
+#               a webhook receiver at http://upstream:9001/sink/... whose
+#               GET /sink lists the webhook-ids it got)
 #   networks    NAME-public: the nodes answer to the alias `gateway` (Docker's DNS
 #                 returns all three, round-robin), the upstream to `upstream`;
 #                 clients live here. Published ports go through this network.
@@ -34,7 +36,8 @@
 #   volumes     NAME-N-data mounted at /var/lib/sluice (the node's data_dir)
 #   ports       node N: 8080 (data) and 9080 (admin, Raft) inside, published on
 #               127.0.0.1:(DATA_PORT_BASE+N) and 127.0.0.1:(ADMIN_PORT_BASE+N):
-#               fixed, so they survive restarts and network changes
+#               fixed, so they survive restarts and network changes; the
+#               upstream's 9001 on 127.0.0.1:UPSTREAM_PORT (to read its /sink)
 #   state dir   SLUICE_DOCKER_DIR (default <repo>/data/docker-NAME):
 #                 cluster.env   ports chosen at the first `up`
 #                 secrets.env   SLUICE_CLUSTER_SECRET, SLUICE_ADMIN_TOKEN (mode 600;
@@ -47,7 +50,8 @@
 #   SLUICE_IMAGE [sluice:latest]      build it with scripts/docker-image.sh
 #   SLUICE_DOCKER_NAME [sluice]       prefix of every container, network, volume
 #   SLUICE_DOCKER_DIR [<repo>/data/docker-NAME]
-#   SLUICE_DOCKER_PORT_BASE [18080], SLUICE_DOCKER_ADMIN_PORT_BASE [19080]
+#   SLUICE_DOCKER_PORT_BASE [18080], SLUICE_DOCKER_ADMIN_PORT_BASE [19080],
+#   SLUICE_DOCKER_UPSTREAM_PORT [19001]
 #                                     read at the first `up` only
 #   SLUICE_ADMIN_TOKEN                the admin token (else one is generated, printed)
 #   SLUICE_LOG_LEVEL [info]           written into a new node.yaml
@@ -94,8 +98,11 @@ is_port() { [[ "$1" =~ ^[0-9]+$ ]] && (("$1" > 0 && "$1" < 65536)); }
 load_settings() {
     PORT_BASE="$(kv_get "$SETTINGS" PORT_BASE)"
     ADMIN_PORT_BASE="$(kv_get "$SETTINGS" ADMIN_PORT_BASE)"
+    UPSTREAM_PORT="$(kv_get "$SETTINGS" UPSTREAM_PORT)"
     PORT_BASE="${PORT_BASE:-${SLUICE_DOCKER_PORT_BASE:-18080}}"
     ADMIN_PORT_BASE="${ADMIN_PORT_BASE:-${SLUICE_DOCKER_ADMIN_PORT_BASE:-19080}}"
+    UPSTREAM_PORT="${UPSTREAM_PORT:-${SLUICE_DOCKER_UPSTREAM_PORT:-19001}}"
+    is_port "$UPSTREAM_PORT" || die "bad upstream port $UPSTREAM_PORT"
     if ! is_port "$PORT_BASE" || ! is_port "$((PORT_BASE + 3))"; then die "bad port base $PORT_BASE"; fi
     if ! is_port "$ADMIN_PORT_BASE" || ! is_port "$((ADMIN_PORT_BASE + 3))"; then
         die "bad admin port base $ADMIN_PORT_BASE"
@@ -239,8 +246,9 @@ start_container() { # NAME
 create_upstream() {
     local c="$NAME-upstream"
     exists container "$c" || {
-        log "creating $c (sluice echo-server) on $PUBLIC as 'upstream'"
+        log "creating $c (sluice echo-server) on $PUBLIC as 'upstream', 127.0.0.1:$UPSTREAM_PORT"
         docker create --name "$c" --hostname upstream --network "$PUBLIC" --network-alias upstream \
+            -p "127.0.0.1:$UPSTREAM_PORT:9001" \
             --label "sluice.cluster=$NAME" "$IMAGE" echo-server --listen 0.0.0.0:9001 --workers 2 >/dev/null
     }
     start_container "$c"
@@ -335,7 +343,8 @@ cmd_up() {
     local t0=$SECONDS n
     docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE: run scripts/docker-image.sh first"
     mkdir -p "$DIR"
-    [[ -f "$SETTINGS" ]] || printf 'PORT_BASE=%s\nADMIN_PORT_BASE=%s\n' "$PORT_BASE" "$ADMIN_PORT_BASE" >"$SETTINGS"
+    [[ -f "$SETTINGS" ]] || printf 'PORT_BASE=%s\nADMIN_PORT_BASE=%s\nUPSTREAM_PORT=%s\n' \
+        "$PORT_BASE" "$ADMIN_PORT_BASE" "$UPSTREAM_PORT" >"$SETTINGS"
     store_secrets
     write_configs
     ensure_network "$PUBLIC"
@@ -386,7 +395,8 @@ cmd_status() {
         printf '%-16s %-9s %-10s %-7s %-5s %-8s %-24s %s\n' "$c" "$st" "$state" "$lid" "$term" "$applied" \
             "http://127.0.0.1:$(data_port "$n")" "$(admin_scheme)://127.0.0.1:$(admin_port "$n")"
     done
-    printf '%-16s %-9s (public network only: http://upstream:9001)\n' "$NAME-upstream" "$(state_of "$NAME-upstream")"
+    printf '%-16s %-9s http://upstream:9001 on the public network; http://127.0.0.1:%s (webhook sink: GET /sink)\n' \
+        "$NAME-upstream" "$(state_of "$NAME-upstream")" "$UPSTREAM_PORT"
     printf 'networks: %s (alias gateway), %s (internal, NAME-N.cluster)\n' "$PUBLIC" "$CLUSTER"
 }
 

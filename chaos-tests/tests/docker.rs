@@ -14,10 +14,19 @@
 //! on a [`Scenario`] (cluster up, `sluice load` traffic, an admin write loop) and
 //! [`Scenario::finish`] checks the shared invariants: after healing every
 //! acknowledged write is on every node, the nodes agree on the applied index and
-//! on `GET /admin/config`, no client got a 5xx, and a leader that was hit was
-//! replaced within 10 s. It also measures how long the cluster took to converge
-//! (all three nodes agree on a leader and have applied every write acknowledged
-//! before the heal), from the fault and from the heal.
+//! on `GET /admin/config`, no client got a 5xx, a leader that was hit was
+//! replaced within 10 s, no rate-limit window admitted more than its limit, and
+//! no event is lost: every event `POST /admin/events` answered 202 (published
+//! through any node, alongside the writes) reaches the webhook sink of the
+//! upstream container within 60 s, and no delivery is dead-lettered. It also
+//! measures how long the cluster took to converge (all three nodes agree on a
+//! leader and have applied every write acknowledged before the heal), from the
+//! fault and from the heal.
+//!
+//! The cluster is `sluice-chaos` with data ports 28081-28083, admin ports
+//! 29081-29083 and the upstream on 28090; `SLUICE_CHAOS_NAME`,
+//! `SLUICE_CHAOS_PORT_BASE`, `SLUICE_CHAOS_ADMIN_PORT_BASE` and
+//! `SLUICE_CHAOS_UPSTREAM_PORT` change them (two runs on one engine).
 //!
 //! `SLUICE_CHAOS_FAULT=skip-flush` (or `drop-apply[:N]`) runs the scenarios on
 //! nodes with a deliberately broken store (`raft/src/store/fault.rs`; the image
@@ -40,10 +49,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::docker::{self, Docker};
-use support::{admin_put, agreed_leader, brief, info_at, Backend, Cluster};
+use support::{admin_post, admin_put, agreed_leader, brief, info_at, Backend, Cluster};
 
 const ALL: [u64; 3] = [1, 2, 3];
-const NAME: &str = "sluice-chaos";
+
+/// The cluster's name (`SLUICE_CHAOS_NAME`, default `sluice-chaos`): the prefix
+/// of its containers, networks and volumes.
+fn cluster_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("SLUICE_CHAOS_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "sluice-chaos".into())
+    })
+}
+
+/// A port from the environment variable `var`, else `default`.
+fn port(var: &str, default: u16) -> u16 {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a port")),
+        _ => default,
+    }
+}
 
 /// `Some(reason)` when the Docker tests cannot run here; panics instead in CI.
 fn skip() -> Option<String> {
@@ -118,6 +148,173 @@ async fn write_loop(
     }
 }
 
+/// Events published, and what else happened.
+#[derive(Default)]
+struct Events {
+    /// Event ids answered 202 (a publish retried on another node with the same
+    /// idempotency key names the first event again).
+    acked: BTreeSet<String>,
+    /// 503 (no leader, commit timeout): retried on the next node.
+    refused: u32,
+    /// A transport error: retried on the next node.
+    failed: u32,
+    /// Any other answer: should not happen.
+    unexpected: Vec<String>,
+}
+
+/// Publishers running [`event_loop`] side by side (more events in flight when
+/// the fault strikes).
+const PUBLISHERS: usize = 3;
+
+/// Publishes events (type `chaos.tick`, idempotency key `SCENARIO-pP-eN`)
+/// through the admin APIs of the nodes in `targets` in turn, each retried on the
+/// next node with the same key until answered 202, until `stop`: a publish that
+/// was committed but whose answer was lost is not a second event.
+async fn event_loop(
+    scenario: &'static str,
+    publisher: usize,
+    admins: Vec<String>,
+    targets: Rc<RefCell<Vec<u64>>>,
+    stop: Rc<Cell<bool>>,
+    log: Rc<RefCell<Events>>,
+) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .finish();
+    let (mut turn, mut i) = (publisher, 0u32);
+    while !stop.get() {
+        let target = {
+            let t = targets.borrow();
+            (!t.is_empty()).then(|| t[turn % t.len()])
+        };
+        turn += 1;
+        let Some(node) = target else {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let key = format!("{scenario}-p{publisher}-e{i}");
+        let body = json!({ "type": "chaos.tick", "data": { "n": i }, "idempotency_key": key });
+        match admin_post(&client, &admins[node as usize - 1], "/admin/events", &body).await {
+            Ok(a) if a.status == 202 => match a.body["id"].as_str() {
+                Some(id) => {
+                    log.borrow_mut().acked.insert(id.to_owned());
+                    i += 1;
+                }
+                None => log.borrow_mut().unexpected.push(format!(
+                    "{key} via node {node}: 202 without an id: {}",
+                    a.text
+                )),
+            },
+            Ok(a) if a.status == 503 => log.borrow_mut().refused += 1,
+            Ok(a) => log
+                .borrow_mut()
+                .unexpected
+                .push(format!("{key} via node {node}: {} {}", a.status, a.text)),
+            Err(_) => log.borrow_mut().failed += 1,
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The subscription every scenario's cluster gets: every event type, to the
+/// upstream container's sink, and 20 attempts over about a minute, so that no
+/// leader change dead-letters anything.
+fn subscription() -> Value {
+    json!({
+        "url": "http://upstream:9001/sink/chaos",
+        "event_types": ["*"],
+        "retry_schedule": ["0s", "250ms", "500ms", "1s", "1s", "1s", "2s", "2s", "2s", "3s",
+                           "3s", "3s", "5s", "5s", "5s", "5s", "5s", "5s", "5s", "5s"],
+        "timeout": "3s",
+        "description": "docker chaos suite: no lost event",
+    })
+}
+
+/// How long, after the heal, every acknowledged event may take to reach the sink.
+const DELIVERY_BOUND: Duration = Duration::from_secs(60);
+
+/// What the sink said last, and how long it took to hold every id in `acked`;
+/// or why the wait ended without them: `within` passed, or for a second the
+/// cluster had no delivery pending (a missing event will not come).
+async fn wait_delivered(
+    c: &Cluster,
+    sink: &str,
+    acked: &BTreeSet<String>,
+    within: Duration,
+) -> (Sink, Result<Duration, String>) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .finish();
+    let t = Instant::now();
+    let mut last = Sink::default();
+    let mut idle = 0;
+    loop {
+        match sluice_testkit::send(client.get(sink), None).await {
+            Ok(a) if a.status == 200 => last = Sink::from(&a.body),
+            Ok(a) => last.error = Some(format!("GET {sink}: {} {}", a.status, a.text)),
+            Err(e) => last.error = Some(format!("GET {sink}: {e}")),
+        }
+        if acked.iter().all(|id| last.ids.contains(id)) {
+            return (last, Ok(t.elapsed()));
+        }
+        if t.elapsed() > within {
+            return (last, Err(format!("not within {within:?}")));
+        }
+        let mut pending = None;
+        for id in ALL {
+            let path = "/admin/webhooks/deliveries?status=pending&limit=1&consistent=true";
+            if let Ok(a) = c.admin_get(id, path).await {
+                if a.status == 200 {
+                    pending = a.body["deliveries"].as_array().map(|d| !d.is_empty());
+                    break;
+                }
+            }
+        }
+        idle = if pending == Some(false) { idle + 1 } else { 0 };
+        if idle >= 4 {
+            return (
+                last,
+                Err(format!(
+                    "nothing pending in the cluster after {:.1?}",
+                    t.elapsed()
+                )),
+            );
+        }
+        sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `GET /sink` of the upstream (`sluice echo-server`).
+#[derive(Default)]
+struct Sink {
+    /// POSTs with a `webhook-id` (retries and duplicates included).
+    received: u64,
+    ids: BTreeSet<String>,
+    error: Option<String>,
+}
+
+impl Sink {
+    fn from(v: &Value) -> Sink {
+        Sink {
+            received: v["received"].as_u64().unwrap_or(0),
+            ids: v["ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error: None,
+        }
+    }
+
+    /// Deliveries of an id the sink already had.
+    fn duplicates(&self) -> u64 {
+        self.received.saturating_sub(self.ids.len() as u64)
+    }
+}
+
 /// The `limited` policy of `scripts/docker-cluster.sh`'s seed config: every
 /// caller shares 100 requests per 5 s window on `/limited/*`.
 const LIMIT: u64 = 100;
@@ -179,9 +376,9 @@ fn limited_loop(
 /// `sluice load` in a container on the public network, for `secs` seconds.
 fn start_load(public_network: &str, secs: u64) -> Child {
     Command::new("docker")
-        .args(["run", "--rm", "--name", &format!("{NAME}-load")])
+        .args(["run", "--rm", "--name", &format!("{}-load", cluster_name())])
         // `docker-cluster.sh down` removes what carries the cluster's label.
-        .args(["--label", &format!("sluice.cluster={NAME}")])
+        .args(["--label", &format!("sluice.cluster={}", cluster_name())])
         .args(["--network", public_network, &docker::image()])
         .args(["load", "--target", "http://gateway:8080/api/chaos"])
         .args(["--duration", &format!("{secs}s"), "--rate", "200"])
@@ -230,6 +427,10 @@ struct Scenario {
     stop: Rc<Cell<bool>>,
     writes: Rc<RefCell<Writes>>,
     writer: Option<actix_rt::task::JoinHandle<()>>,
+    events: Rc<RefCell<Events>>,
+    publishers: Vec<actix_rt::task::JoinHandle<()>>,
+    /// The upstream's webhook sink, as the test reaches it.
+    sink: String,
     /// Admitted `/limited/*` requests per window (see [`limited_loop`]).
     limited: Arc<Mutex<BTreeMap<u64, u64>>>,
     limiter: Option<std::thread::JoinHandle<()>>,
@@ -261,6 +462,12 @@ struct Row {
     election: Option<Duration>,
     acked: usize,
     lost: usize,
+    /// Events answered 202; of those, in the sink; deliveries of an id the sink
+    /// already had; how long after the writes stopped the last one arrived.
+    events_acked: usize,
+    events_delivered: usize,
+    events_dup: u64,
+    events_wait: Option<Duration>,
     /// Admin writes refused with 503 / failed in transport (then retried).
     refused: u32,
     transport: u32,
@@ -292,7 +499,8 @@ impl Row {
     fn report_line(&self) -> String {
         format!(
             "REPORT {:<14} fault: {} | requests {} failures {} connect retries {} | \
-             new leader {} | writes acked {} lost {} (503 {}, transport {}) | applied {} | \
+             new leader {} | writes acked {} lost {} (503 {}, transport {}) | \
+             events acked {} delivered {} duplicates {} (all in {} after the writes stopped) | applied {} | \
              converged {} after the fault, {} after the heal{}",
             self.name,
             self.fault,
@@ -304,6 +512,10 @@ impl Row {
             self.lost,
             self.refused,
             self.transport,
+            self.events_acked,
+            self.events_delivered,
+            self.events_dup,
+            dur(self.events_wait),
             self.applied
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -347,7 +559,13 @@ impl Scenario {
     /// A fresh cluster, `sluice load` for `load_secs`, the write loop on every
     /// node, and 10 acknowledged writes.
     async fn start(name: &'static str, fault: &'static str, load_secs: u64) -> Scenario {
-        let backend = Docker::up(NAME, 28080, 29080);
+        let backend = Docker::up(
+            cluster_name(),
+            port("SLUICE_CHAOS_PORT_BASE", 28080),
+            port("SLUICE_CHAOS_ADMIN_PORT_BASE", 29080),
+            port("SLUICE_CHAOS_UPSTREAM_PORT", 28090),
+        );
+        let sink = backend.sink_url();
         let load = start_load(&backend.public_network(), load_secs);
         let admins: Vec<String> = ALL.iter().map(|id| backend.addresses(*id).admin).collect();
         let c = Cluster::new(Box::new(backend));
@@ -362,6 +580,27 @@ impl Scenario {
                 c.logs()
             );
         }
+        // Before the first event: an event no subscription matches has no delivery.
+        let sub = wait_for_async(
+            "a webhook subscription to the upstream's sink",
+            secs(30),
+            &c,
+            || async {
+                match c
+                    .admin_call(
+                        leader,
+                        "POST",
+                        "/admin/webhooks/subscriptions",
+                        Some(&subscription()),
+                    )
+                    .await
+                {
+                    Ok(a) if a.status == 201 => Ok(a.body["id"].as_str().unwrap_or("?").to_owned()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
         let targets = Rc::new(RefCell::new(ALL.to_vec()));
         let stop = Rc::new(Cell::new(false));
         let writes = Rc::new(RefCell::new(Writes::default()));
@@ -371,6 +610,19 @@ impl Scenario {
             stop.clone(),
             writes.clone(),
         ));
+        let events = Rc::new(RefCell::new(Events::default()));
+        let publishers = (0..PUBLISHERS)
+            .map(|p| {
+                actix_rt::spawn(event_loop(
+                    name,
+                    p,
+                    admins.clone(),
+                    targets.clone(),
+                    stop.clone(),
+                    events.clone(),
+                ))
+            })
+            .collect();
         let limited = Arc::new(Mutex::new(BTreeMap::new()));
         let limiter_stop = Arc::new(AtomicBool::new(false));
         let datas: Vec<String> = ALL.iter().map(|id| c.data_url(*id, "")).collect();
@@ -388,13 +640,16 @@ impl Scenario {
             stop,
             writes,
             writer: Some(writer),
+            events,
+            publishers,
+            sink,
             leader,
             term,
             election: None,
             fault_at: None,
             healed_at: None,
             converge: None,
-            notes: Vec::new(),
+            notes: vec![format!("webhook subscription {sub}")],
             allowed: None,
         };
         s.more_acks(10, 20).await;
@@ -452,7 +707,7 @@ impl Scenario {
     }
 
     fn container(&self, id: u64) -> String {
-        format!("{NAME}-{id}")
+        format!("{}-{id}", cluster_name())
     }
 
     /// Waits (from `since`) for a leader among `ids` other than the current one
@@ -590,6 +845,9 @@ impl Scenario {
         self.more_acks(5, 30).await;
         self.stop.set(true);
         self.writer.take().unwrap().await.expect("write loop");
+        for p in std::mem::take(&mut self.publishers) {
+            p.await.expect("event loop");
+        }
 
         let mut problems = Vec::new();
         // Everyone applies the same index and holds the same config.
@@ -636,6 +894,82 @@ impl Scenario {
             kinds[1],
             kinds[2],
             kinds[3]
+        ));
+
+        // No lost event: every one answered 202 reaches the sink, none is dead.
+        let ev = std::mem::take(&mut *self.events.borrow_mut());
+        let (sink, waited) = wait_delivered(&self.c, &self.sink, &ev.acked, DELIVERY_BOUND).await;
+        let missing: Vec<&String> = ev
+            .acked
+            .iter()
+            .filter(|id| !sink.ids.contains(*id))
+            .collect();
+        if !missing.is_empty() {
+            let some: Vec<&str> = missing.iter().take(8).map(|s| s.as_str()).collect();
+            problems.push(format!(
+                "lost events: {} of {} acknowledged never reached the sink ({}): {}{}{}",
+                missing.len(),
+                ev.acked.len(),
+                waited.as_ref().err().map(String::as_str).unwrap_or(""),
+                some.join(", "),
+                if missing.len() > some.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+                sink.error
+                    .as_ref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if ev.acked.is_empty() {
+            problems.push("no event was acknowledged at all".into());
+        }
+        if !ev.unexpected.is_empty() {
+            problems.push(format!(
+                "unexpected POST /admin/events answers: {:?}",
+                ev.unexpected
+            ));
+        }
+        let mut dead = None;
+        for id in ALL {
+            if let Ok(a) = self
+                .c
+                .admin_get(
+                    id,
+                    "/admin/webhooks/deliveries?status=dead&limit=500&consistent=true",
+                )
+                .await
+            {
+                if a.status == 200 {
+                    dead = a.body["deliveries"].as_array().cloned();
+                    break;
+                }
+            }
+        }
+        let dead = match dead {
+            None => {
+                problems.push("no node answered GET /admin/webhooks/deliveries?status=dead".into());
+                "?".to_owned()
+            }
+            Some(d) => {
+                if let Some(first) = d.first() {
+                    problems.push(format!(
+                        "{} deliveries dead-lettered, e.g. {first}",
+                        d.len()
+                    ));
+                }
+                d.len().to_string()
+            }
+        };
+        self.notes.push(format!(
+            "events: {} acked (503 {}, transport {}), {} ids in the sink, {} duplicate deliveries, {dead} dead",
+            ev.acked.len(),
+            ev.refused,
+            ev.failed,
+            sink.ids.len(),
+            sink.duplicates()
         ));
 
         // Every acknowledged write on every node.
@@ -722,6 +1056,10 @@ impl Scenario {
             election: self.election,
             acked: w.acked.len(),
             lost: lost.len(),
+            events_acked: ev.acked.len(),
+            events_delivered: ev.acked.len() - missing.len(),
+            events_dup: sink.duplicates(),
+            events_wait: waited.ok(),
             refused: w.refused,
             transport: w.failed,
             applied,
@@ -743,7 +1081,7 @@ impl Drop for Scenario {
         self.limiter_stop.store(true, Ordering::Relaxed);
         if let Some(mut child) = self.load.take() {
             let _ = Command::new("docker")
-                .args(["rm", "-f", &format!("{NAME}-load")])
+                .args(["rm", "-f", &format!("{}-load", cluster_name())])
                 .output();
             let _ = child.kill();
             let _ = child.wait();
@@ -909,18 +1247,24 @@ async fn kill_two() -> Row {
     s.targets.borrow_mut().retain(|n| *n == s.leader);
     sleep(secs(1)).await;
     let (acked, refused) = (s.acked(), s.writes.borrow().refused);
+    let events = s.events.borrow().acked.len();
     sleep(secs(6)).await;
     let (acked2, refused2) = (s.acked(), s.writes.borrow().refused);
     assert_eq!(
         acked, acked2,
         "writes acknowledged with one node of three up"
     );
+    assert_eq!(
+        events,
+        s.events.borrow().acked.len(),
+        "events acknowledged with one node of three up"
+    );
     assert!(
         refused2 > refused,
         "no write refused with 503 with one node up"
     );
     s.notes.push(format!(
-        "one node up 6 s: {} writes refused with 503, 0 acked",
+        "one node up 6 s: {} writes refused with 503, 0 acked, 0 events acked",
         refused2 - refused
     ));
     s.healed();
@@ -979,7 +1323,7 @@ fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-/// Prints `rows` (an 11-column table, then per scenario its notes and what broke).
+/// Prints `rows` (a table, then per scenario its notes and what broke).
 fn print_table(rows: &[(Option<Row>, &str, Duration, Vec<String>)]) {
     let head = [
         "scenario",
@@ -989,6 +1333,7 @@ fn print_table(rows: &[(Option<Row>, &str, Duration, Vec<String>)]) {
         "client failures by kind",
         "new leader",
         "writes acked/lost",
+        "events acked/delivered (dup)",
         "converged: from fault",
         "from heal",
         "took",
@@ -1005,13 +1350,17 @@ fn print_table(rows: &[(Option<Row>, &str, Duration, Vec<String>)]) {
                 r.failures(),
                 dur(r.election),
                 format!("{}/{}", r.acked, r.lost),
+                format!(
+                    "{}/{} ({})",
+                    r.events_acked, r.events_delivered, r.events_dup
+                ),
                 dur(r.from_fault),
                 dur(r.from_heal),
                 dur(Some(*took)),
             ],
             None => {
                 let mut v = vec![name.to_string(), verdict.into()];
-                v.extend(["-"; 7].iter().map(|s| s.to_string()));
+                v.extend(["-"; 8].iter().map(|s| s.to_string()));
                 v.push(dur(Some(*took)));
                 v
             }

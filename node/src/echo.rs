@@ -9,21 +9,43 @@
 //! - `/health`: 200, or 500 while failing (not counted in the stats)
 //! - `POST /_control/fail` and `/_control/heal`: switch every other path to 500 and
 //!   back; `GET /_control/stats`: how many non-control requests arrived
+//! - `POST /sink/...`: a webhook receiver: answers 204 and records the request's
+//!   `webhook-id` (the first [`SINK_IDS`] distinct ids are kept);
+//!   `GET /sink`: `{"received": N, "unique": U, "dropped": D, "ids": [...]}`
+//!   (POSTs with an id, retries included; distinct ids kept; POSTs whose id was
+//!   not kept because the set was full; the kept ids in arrival order). Neither
+//!   is counted in the stats nor failed by the switch.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How many distinct `webhook-id`s the sink keeps (about 40 bytes each).
+const SINK_IDS: usize = 1_000_000;
 
 /// Test switches shared by every worker of the echo server.
 #[derive(Default)]
 struct Control {
     failing: AtomicBool,
     requests: AtomicU64,
+    sink: Mutex<Sink>,
+}
+
+/// What `POST /sink/...` received.
+#[derive(Default)]
+struct Sink {
+    /// POSTs that carried a `webhook-id` (retries and duplicates included).
+    received: u64,
+    /// POSTs with an id not kept because the set was full (counted, not kept).
+    dropped: u64,
+    seen: HashSet<String>,
+    /// `seen` in arrival order.
+    ids: Vec<String>,
 }
 
 pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
@@ -35,10 +57,16 @@ pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
                 .route("/_control/fail", web::post().to(fail))
                 .route("/_control/heal", web::post().to(heal))
                 .route("/_control/stats", web::get().to(stats))
+                .route("/sink", web::get().to(sink_view))
+                .route("/sink", web::post().to(sink_record))
+                .route("/sink/{tail:.*}", web::post().to(sink_record))
                 .wrap_fn(|req, srv| {
                     use actix_web::dev::Service;
                     let control = req.app_data::<web::Data<Control>>().cloned();
-                    let is_control = req.path().starts_with("/_control/");
+                    let path = req.path();
+                    let is_control = path.starts_with("/_control/")
+                        || path == "/sink"
+                        || path.starts_with("/sink/");
                     let failing = match (&control, is_control) {
                         (Some(c), false) => {
                             // Health checks are not traffic: they are not counted.
@@ -87,6 +115,48 @@ async fn heal(c: web::Data<Control>) -> HttpResponse {
 
 async fn stats(c: web::Data<Control>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "requests": c.requests.load(Ordering::Relaxed) }))
+}
+
+/// `POST /sink/...`: 204, and the `webhook-id` recorded (the body is read and
+/// dropped, so the connection stays reusable).
+async fn sink_record(
+    c: web::Data<Control>,
+    req: HttpRequest,
+    mut body: web::Payload,
+) -> HttpResponse {
+    while let Some(chunk) = body.next().await {
+        if let Err(e) = chunk {
+            return HttpResponse::BadRequest().body(e.to_string());
+        }
+    }
+    let id = req
+        .headers()
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok());
+    if let Some(id) = id {
+        let mut sink = c.sink.lock().unwrap_or_else(|p| p.into_inner());
+        sink.received += 1;
+        if !sink.seen.contains(id) {
+            if sink.ids.len() < SINK_IDS {
+                sink.seen.insert(id.to_owned());
+                sink.ids.push(id.to_owned());
+            } else {
+                sink.dropped += 1;
+            }
+        }
+    }
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /sink`: what the sink received.
+async fn sink_view(c: web::Data<Control>) -> HttpResponse {
+    let sink = c.sink.lock().unwrap_or_else(|p| p.into_inner());
+    HttpResponse::Ok().json(json!({
+        "received": sink.received,
+        "unique": sink.ids.len(),
+        "dropped": sink.dropped,
+        "ids": sink.ids,
+    }))
 }
 
 async fn hello() -> HttpResponse {

@@ -83,7 +83,8 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// A tiny demo/test upstream (JSON echo, /delay/{ms}, /status/{code}, /bytes/{n}).
+    /// A tiny demo/test upstream (JSON echo, /delay/{ms}, /status/{code}, /bytes/{n})
+    /// and webhook receiver (POST /sink/... records the webhook-id; GET /sink lists them).
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: String,

@@ -791,3 +791,58 @@ async fn deliveries_page_with_a_cursor() {
     let bad = admin(&gw, "GET", "/admin/webhooks/deliveries?status=lost", None).await;
     assert_eq!(bad.status, 400);
 }
+
+/// `sluice echo-server`'s sink (the Docker chaos suite's receiver): 204 to every
+/// delivery, `GET /sink` lists each `webhook-id` once, retries and duplicates
+/// counted in `received`; neither counts as upstream traffic.
+#[actix_rt::test]
+async fn the_echo_server_sink_records_every_webhook_id() {
+    let gw = gateway("").await;
+    let echo = support::echo();
+    subscribe(
+        &gw,
+        json!({ "url": format!("{}/sink/x", echo.url()), "event_types": ["*"] }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(publish(&gw, json!({ "type": "sink.test", "data": { "n": n } })).await);
+    }
+    // A delivery by hand with an id the sink already has: a duplicate.
+    let again = send(
+        http()
+            .post(format!("{}/sink/other", echo.url()))
+            .insert_header(("webhook-id", ids[0].as_str())),
+        Some(b"{}".to_vec()),
+    )
+    .await
+    .expect("POST /sink");
+    assert_eq!(again.status, 204, "{}", again.text);
+    let sink = wait_for_async("three events in the sink", WAIT, &gw, || async {
+        let a = send(http().get(format!("{}/sink", echo.url())), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got: Vec<String> = a.body["ids"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.iter().all(|id| got.contains(id)) {
+            Ok(a.body)
+        } else {
+            Err(a.text)
+        }
+    })
+    .await;
+    assert_eq!(sink["unique"], 3, "{sink}");
+    assert_eq!(sink["ids"].as_array().map(Vec::len), Some(3), "{sink}");
+    assert!(sink["received"].as_u64() >= Some(4), "{sink}");
+    assert_eq!(sink["dropped"], 0, "{sink}");
+    let stats = send(http().get(format!("{}/_control/stats", echo.url())), None)
+        .await
+        .expect("stats");
+    assert_eq!(stats.body["requests"], 0, "{}", stats.text);
+}

@@ -43,6 +43,8 @@ pub struct Docker {
     dir: PathBuf,
     port_base: u16,
     admin_port_base: u16,
+    /// The upstream's 9001 (`sluice echo-server`, also the webhook sink), published.
+    upstream_port: u16,
     running: BTreeSet<u64>,
     /// Nodes disconnected from the cluster network.
     cut: BTreeSet<u64>,
@@ -107,15 +109,17 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 impl Docker {
     /// Brings up cluster `name` (three nodes, the upstream) with
     /// `scripts/docker-cluster.sh up` and the test's admin token; node N publishes
-    /// 127.0.0.1:`port_base`+N (data) and `admin_port_base`+N (admin). A leftover
-    /// cluster of the same name is removed first.
-    pub fn up(name: &str, port_base: u16, admin_port_base: u16) -> Docker {
+    /// 127.0.0.1:`port_base`+N (data) and `admin_port_base`+N (admin), the
+    /// upstream 127.0.0.1:`upstream_port`. A leftover cluster of the same name is
+    /// removed first.
+    pub fn up(name: &str, port_base: u16, admin_port_base: u16, upstream_port: u16) -> Docker {
         let dir = std::env::temp_dir().join(format!("sluice-docker-{name}"));
         let mut d = Docker {
             name: name.to_owned(),
             dir,
             port_base,
             admin_port_base,
+            upstream_port,
             running: BTreeSet::new(),
             cut: BTreeSet::new(),
         };
@@ -149,6 +153,10 @@ impl Docker {
                 "SLUICE_DOCKER_ADMIN_PORT_BASE",
                 self.admin_port_base.to_string(),
             )
+            .env(
+                "SLUICE_DOCKER_UPSTREAM_PORT",
+                self.upstream_port.to_string(),
+            )
             .env("SLUICE_ADMIN_TOKEN", TOKEN)
             .env("SLUICE_LOG_LEVEL", "info")
             .output()
@@ -162,6 +170,12 @@ impl Docker {
     /// The network clients live on (the DNS alias `gateway` answers there).
     pub fn public_network(&self) -> String {
         format!("{}-public", self.name)
+    }
+
+    /// The upstream's webhook sink as the test reaches it (`GET` lists the
+    /// `webhook-id`s it received); the nodes post to `http://upstream:9001/sink/...`.
+    pub fn sink_url(&self) -> String {
+        format!("http://127.0.0.1:{}/sink", self.upstream_port)
     }
 
     fn cluster_network(&self) -> String {

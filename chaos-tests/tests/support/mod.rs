@@ -522,6 +522,20 @@ pub async fn admin_put(
     send(req, Some(body.to_string().into_bytes())).await
 }
 
+/// `POST path` with a JSON body on the admin API at `admin` (a base URL).
+pub async fn admin_post(
+    client: &awc::Client,
+    admin: &str,
+    path: &str,
+    body: &Value,
+) -> Result<Answer, String> {
+    let req = client
+        .post(format!("{admin}{path}"))
+        .bearer_auth(TOKEN)
+        .content_type("application/json");
+    send(req, Some(body.to_string().into_bytes())).await
+}
+
 /// The body of `PUT /admin/routes/{id}` for a public wildcard route to the echo
 /// service (the tests call it without credentials).
 pub fn route_body(prefix: &str) -> Value {
