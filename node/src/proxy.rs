@@ -405,6 +405,8 @@ async fn send(
     *up.method_mut() = method(req.method())?;
     *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
     copy_request_headers(req, up.headers_mut(), tls, ctx);
+    up.headers_mut()
+        .insert(http1::header::HOST, host_header(upstream)?);
 
     let progress = body.progress.clone();
     let fut = client.send(up);
@@ -472,6 +474,21 @@ fn upstream_uri(
     }
     http1::Uri::from_maybe_shared(Bytes::from(uri)).map_err(|e| {
         GatewayError::new(Kind::BadRequest, Source::Client, "malformed request path")
+            .caused_by(e.to_string())
+    })
+}
+
+/// `Host` for the target: its authority, without the scheme's default port (as
+/// hyper would write it, without its per-request `format!`).
+fn host_header(upstream: &Upstream) -> Result<http1::HeaderValue, GatewayError> {
+    let a = upstream.authority.as_str();
+    let host = match upstream.scheme.as_str() {
+        "http" => a.strip_suffix(":80").unwrap_or(a),
+        "https" => a.strip_suffix(":443").unwrap_or(a),
+        _ => a,
+    };
+    http1::HeaderValue::from_str(host).map_err(|e| {
+        GatewayError::new(Kind::BadGateway, Source::Internal, "invalid upstream host")
             .caused_by(e.to_string())
     })
 }
@@ -618,7 +635,7 @@ fn copy_request_headers(
         }
     }
     if let Ok(v) = http1::HeaderValue::from_str(&ctx.request_id) {
-        out.insert(http1::HeaderName::from_static(X_REQUEST_ID), v);
+        out.insert(upstream_names::X_REQUEST_ID, v);
     }
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
@@ -649,11 +666,11 @@ fn copy_request_headers(
     if !xff.is_empty() {
         // The buffer becomes the value as it is (no copy).
         if let Ok(v) = http1::HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-            out.insert(http1::HeaderName::from_static(X_FORWARDED_FOR), v);
+            out.insert(upstream_names::X_FORWARDED_FOR, v);
         }
     }
     out.insert(
-        http1::HeaderName::from_static(X_FORWARDED_PROTO),
+        upstream_names::X_FORWARDED_PROTO,
         http1::HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
     // HTTP/2 carries the host in the URI authority, HTTP/1.1 in `Host`.
@@ -662,8 +679,19 @@ fn copy_request_headers(
         None => req.uri().authority().map(|a| a.as_str().as_bytes()),
     };
     if let Some(h) = host.and_then(|h| http1::HeaderValue::from_bytes(h).ok()) {
-        out.insert(http1::HeaderName::from_static(X_FORWARDED_HOST), h);
+        out.insert(upstream_names::X_FORWARDED_HOST, h);
     }
+}
+
+/// The names of the headers the gateway sets upstream, built at compile time.
+mod upstream_names {
+    use super::http1::HeaderName;
+
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::errors::X_REQUEST_ID);
+    pub const X_FORWARDED_FOR: HeaderName =
+        HeaderName::from_static(crate::forwarded::X_FORWARDED_FOR);
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(super::X_FORWARDED_PROTO);
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(super::X_FORWARDED_HOST);
 }
 
 /// Hop-by-hop header names (lower case, as both `http` versions keep them).

@@ -63,6 +63,8 @@ impl UpstreamClient {
             .pool_max_idle_per_host(limit)
             .pool_timer(TokioTimer::new())
             .http1_max_buf_size(MAX_BUF)
+            // The proxy sets `Host` itself.
+            .set_host(false)
             .build(https);
         UpstreamClient {
             client,

@@ -242,6 +242,68 @@ async fn the_upstream_gets_no_header_the_client_did_not_send() {
     assert_eq!(got, want, "the upstream's header lines");
 }
 
+/// `node.upstream_pool_limit` caps the requests in flight to upstreams per worker
+/// (hyper's pool has no cap of its own): with a limit of 1 and 2 workers, six
+/// requests to an upstream that never answers open at most two connections.
+#[actix_rt::test]
+async fn the_upstream_pool_limit_caps_connections() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = upstream.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in upstream.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start_with(
+        &[
+            (
+                "services.yaml",
+                &format!("services:\n  stalled: {{ upstreams: [http://{up}], timeout: 120s }}\n"),
+            ),
+            (
+                "routes.yaml",
+                "routes:\n  - { path: /stalled, service: stalled, auth: none }\n",
+            ),
+        ],
+        "  upstream_pool_limit: 1\n",
+    );
+    let mut holders = Vec::new();
+    for _ in 0..6 {
+        let mut h = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        std::io::Write::write_all(&mut h, b"GET /stalled HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        holders.push(h);
+    }
+    wait_for_async(
+        "the first upstream connection",
+        Duration::from_secs(20),
+        &gw,
+        || {
+            let n = accepted.load(Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Err(n),
+                    _ => Ok(()),
+                }
+            }
+        },
+    )
+    .await;
+    // Give the other requests every chance to open connections of their own.
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let n = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&n),
+        "{n} upstream connections for a limit of 1 per worker x 2"
+    );
+}
+
 /// Behind a trusted proxy (`node.trusted_proxies`), the proxy's forwarding
 /// headers go upstream, `X-Forwarded-For` extended with the proxy's address.
 #[actix_rt::test]
