@@ -36,6 +36,7 @@ mod server;
 mod signing;
 mod telemetry;
 mod tls;
+mod upstream_client;
 mod webhooks;
 
 use clap::{Parser, Subcommand};

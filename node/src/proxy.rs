@@ -24,20 +24,19 @@ use crate::listener::HeadClock;
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
+use crate::upstream_client::{http1, ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
-use awc::error::SendRequestError;
 use bytes::Bytes;
 use cluster_config::{Route, Upstream};
-use futures_util::Stream;
+use futures_util::StreamExt;
 use sluice_actors::upstream::{Admission, UpstreamPool};
 use std::cell::{Cell, RefCell};
-use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -112,7 +111,7 @@ pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     plane: web::Data<DataPlane>,
-    client: web::Data<awc::Client>,
+    client: web::Data<UpstreamClient>,
 ) -> HttpResponse {
     let mut rec = Recording::start(&req, &plane);
     let ctx = &mut rec.ctx;
@@ -200,7 +199,7 @@ async fn lifecycle(
     req: &HttpRequest,
     payload: web::Payload,
     plane: &DataPlane,
-    client: &awc::Client,
+    client: &UpstreamClient,
 ) -> Result<HttpResponse, GatewayError> {
     let state = ctx.state.clone();
     phases::screen(req.method(), req.path(), req.headers())?;
@@ -320,7 +319,7 @@ async fn proxy(
     payload: web::Payload,
     pool: &UpstreamPool,
     plane: &DataPlane,
-    client: &awc::Client,
+    client: &UpstreamClient,
 ) -> Result<HttpResponse, GatewayError> {
     let Some(route) = ctx.route.clone() else {
         return Err(GatewayError::not_found());
@@ -399,30 +398,20 @@ async fn send(
     body: &RequestBody,
     upstream: &Upstream,
     timeout: Duration,
-    client: &awc::Client,
+    client: &UpstreamClient,
     tls: bool,
-) -> Result<awc::ClientResponse, GatewayError> {
-    let path = ctx.normalized.as_deref().unwrap_or(req.path());
-    let uri = match req.uri().query() {
-        Some(q) => format!(
-            "{}://{}{}{}?{}",
-            upstream.scheme, upstream.authority, upstream.base_path, path, q
-        ),
-        None => format!(
-            "{}://{}{}{}",
-            upstream.scheme, upstream.authority, upstream.base_path, path
-        ),
-    };
-    let mut up = client.request(req.method().clone(), uri);
+) -> Result<http1::Response<ResponseBody>, GatewayError> {
+    let mut up = http1::Request::new(body.upstream_body());
+    // Room for the client's headers and the gateway's own, so it never regrows.
+    *up.headers_mut() = http1::HeaderMap::with_capacity(req.headers().len() + 8);
+    *up.method_mut() = method(req.method())?;
+    *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
     copy_request_headers(req, up.headers_mut(), tls, ctx);
+    up.headers_mut()
+        .insert(http1::header::HOST, host_header(upstream)?);
 
     let progress = body.progress.clone();
-    let fut = match body.kind {
-        // `body::None`, not `send()`: no `Content-Length: 0` on a GET.
-        BodyKind::Empty => up.send_body(actix_web::body::None::new()),
-        BodyKind::Sized(len) => up.send_body(SizedStream::new(len, body.stream())),
-        BodyKind::Stream => up.send_body(BodyStream::new(body.stream())),
-    };
+    let fut = client.send(up);
     let mut fut = std::pin::pin!(fut);
     let mut deadline = after(tokio::time::Instant::now(), timeout);
     let result = loop {
@@ -455,26 +444,105 @@ async fn send(
     result.map_err(|e| upstream_error(e, &upstream.url))
 }
 
+/// The target's URL for this request: the upstream's scheme, authority and base
+/// path, then the (normalised) request path and query, built in one buffer.
+fn upstream_uri(
+    ctx: &RequestCtx,
+    req: &HttpRequest,
+    upstream: &Upstream,
+) -> Result<http1::Uri, GatewayError> {
+    let path = ctx.normalized.as_deref().unwrap_or(req.path());
+    let query = req.uri().query();
+    let mut uri = String::with_capacity(
+        upstream.scheme.len()
+            + 3
+            + upstream.authority.len()
+            + upstream.base_path.len()
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    for part in [
+        upstream.scheme.as_str(),
+        "://",
+        &upstream.authority,
+        &upstream.base_path,
+        path,
+    ] {
+        uri.push_str(part);
+    }
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    http1::Uri::from_maybe_shared(Bytes::from(uri)).map_err(|e| {
+        GatewayError::new(Kind::BadRequest, Source::Client, "malformed request path")
+            .caused_by(e.to_string())
+    })
+}
+
+/// `Host` for the target: its authority, without the scheme's default port (as
+/// hyper would write it, without its per-request `format!`).
+fn host_header(upstream: &Upstream) -> Result<http1::HeaderValue, GatewayError> {
+    let a = upstream.authority.as_str();
+    let host = match upstream.scheme.as_str() {
+        "http" => a.strip_suffix(":80").unwrap_or(a),
+        "https" => a.strip_suffix(":443").unwrap_or(a),
+        _ => a,
+    };
+    http1::HeaderValue::from_str(host).map_err(|e| {
+        GatewayError::new(Kind::BadGateway, Source::Internal, "invalid upstream host")
+            .caused_by(e.to_string())
+    })
+}
+
+/// The same method in `http` 1.x; the standard ones without allocating.
+fn method(m: &Method) -> Result<http1::Method, GatewayError> {
+    Ok(match *m {
+        Method::GET => http1::Method::GET,
+        Method::HEAD => http1::Method::HEAD,
+        Method::POST => http1::Method::POST,
+        Method::PUT => http1::Method::PUT,
+        Method::DELETE => http1::Method::DELETE,
+        Method::PATCH => http1::Method::PATCH,
+        Method::OPTIONS => http1::Method::OPTIONS,
+        Method::TRACE => http1::Method::TRACE,
+        Method::CONNECT => http1::Method::CONNECT,
+        // An extension method: the same token rules in both versions.
+        _ => http1::Method::from_bytes(m.as_str().as_bytes()).map_err(|_| {
+            GatewayError::new(Kind::BadRequest, Source::Client, "malformed request method")
+        })?,
+    })
+}
+
 /// The client is told what kind of failure it met, never which target: that
 /// goes to the log line (`detail`, `cause`) of the same request id.
-fn upstream_error(e: SendRequestError, target: &str) -> GatewayError {
-    match e {
-        SendRequestError::Connect(err) => GatewayError::new(
+fn upstream_error(e: hyper_util::client::legacy::Error, target: &str) -> GatewayError {
+    if e.is_connect() {
+        return GatewayError::new(
             Kind::BadGateway,
             Source::Upstream,
             "cannot connect to the upstream",
         )
-        .caused_by(err)
-        .retryable(),
-        SendRequestError::Timeout => GatewayError::new(
-            Kind::GatewayTimeout,
-            Source::Upstream,
-            "the upstream timed out",
-        ),
-        other => GatewayError::new(Kind::BadGateway, Source::Upstream, "the upstream failed")
-            .caused_by(other.to_string()),
+        .caused_by(error_chain(&e))
+        .retryable()
+        .detail(target);
     }
-    .detail(target)
+    GatewayError::new(Kind::BadGateway, Source::Upstream, "the upstream failed")
+        .caused_by(error_chain(&e))
+        .detail(target)
+}
+
+/// An error and its sources on one line (hyper's own `Display` names only the
+/// outermost, e.g. "client error (Connect)").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// `t + d`, or as far ahead as the clock goes: a duration from config never
@@ -488,58 +556,88 @@ fn after(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 /// Builds the client response from the upstream's, streaming its body.
-fn respond(up: awc::ClientResponse) -> HttpResponse {
-    let mut b = HttpResponse::build(up.status());
-    let skip = connection_listed(up.headers());
+fn respond(up: http1::Response<ResponseBody>) -> HttpResponse {
+    let (head, body) = up.into_parts();
+    let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = HttpResponse::new(status);
+    let out = response.headers_mut();
+    let skip = connection_listed(
+        head.headers
+            .get_all(http1::header::CONNECTION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
     let mut length = None;
-    for (name, value) in up.headers() {
-        if name == header::CONTENT_LENGTH {
+    for (name, value) in &head.headers {
+        let n = name.as_str();
+        if name == http1::header::CONTENT_LENGTH {
             length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
             continue;
         }
-        if is_hop_by_hop(name) || skip.iter().any(|s| s == name) || name == X_REQUEST_ID {
+        if is_hop_by_hop(n) || n == X_REQUEST_ID || skip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
             continue;
         }
-        b.append_header((name.clone(), value.clone()));
+        // The names and values hyper parsed are valid in `http` 0.2 too.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(n, v);
+        }
     }
-    let status = up.status();
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return b.finish();
+        return response;
     }
     match length {
-        Some(len) => b.body(SizedStream::new(len, up)),
-        None => b.streaming(up),
+        Some(len) => response
+            .set_body(SizedStream::new(len, body))
+            .map_into_boxed_body(),
+        None => response
+            .set_body(BodyStream::new(body))
+            .map_into_boxed_body(),
     }
 }
 
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
 /// forwarding headers and the gateway's own identity headers. `Host` is left to
 /// the client library (the upstream's own).
-fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: &RequestCtx) {
-    let skip = connection_listed(req.headers());
+fn copy_request_headers(
+    req: &HttpRequest,
+    out: &mut http1::HeaderMap,
+    tls: bool,
+    ctx: &RequestCtx,
+) {
+    let headers = req.headers();
+    let skip = connection_listed(headers.get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
-    for (name, value) in req.headers() {
-        if is_hop_by_hop(name)
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             // `100-continue` was answered here; nothing else gets past `screen`.
             || name == header::EXPECT
-            || name == X_REQUEST_ID
-            || name == X_FORWARDED_FOR
-            || name == X_FORWARDED_PROTO
-            || name == X_FORWARDED_HOST
-            || (!ctx.peer_trusted && (name == FORWARDED || name == X_REAL_IP))
-            || crate::headers::is_identity_header(name.as_str())
+            || n == X_REQUEST_ID
+            || n == X_FORWARDED_FOR
+            || n == X_FORWARDED_PROTO
+            || n == X_FORWARDED_HOST
+            || (!ctx.peer_trusted && (n == FORWARDED || n == X_REAL_IP))
+            || crate::headers::is_identity_header(n)
             || (!keep_credentials
-                && (name == header::AUTHORIZATION || name == crate::auth::X_API_KEY))
-            || skip.iter().any(|s| s == name)
+                && (name == header::AUTHORIZATION || n == crate::auth::X_API_KEY))
+            || skip.iter().any(|s| s.eq_ignore_ascii_case(n))
         {
             continue;
         }
-        out.append(name.clone(), value.clone());
+        if let (Ok(n), Ok(v)) = (
+            http1::HeaderName::from_bytes(n.as_bytes()),
+            http1::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(n, v);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        out.insert(HeaderName::from_static(X_REQUEST_ID), v);
+    if let Ok(v) = http1::HeaderValue::from_str(&ctx.request_id) {
+        out.insert(upstream_names::X_REQUEST_ID, v);
     }
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
@@ -549,65 +647,118 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, tls: bool, ctx: 
             (X_USER_ROLES, Some(roles.as_str())),
             (X_CLIENT_ID, client),
         ] {
-            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-                out.insert(HeaderName::from_static(name), v);
+            if let Some(v) = value.and_then(|v| http1::HeaderValue::from_str(v).ok()) {
+                out.insert(http1::HeaderName::from_static(name), v);
             }
         }
     }
     // A trusted proxy's list is extended; anyone else's is replaced, so an
     // upstream never reads an address the client chose as the client's.
-    let peer = req.peer_addr().map(|a| a.ip().to_canonical().to_string());
+    let peer = req.peer_addr().map(|a| a.ip().to_canonical());
     let prior = if ctx.peer_trusted {
-        req.headers().get_all_str(X_FORWARDED_FOR).join(", ")
+        headers.get_all_str(X_FORWARDED_FOR).join(", ")
     } else {
         String::new()
     };
     let xff = match (prior.is_empty(), peer) {
         (false, Some(ip)) => format!("{prior}, {ip}"),
-        (true, Some(ip)) => ip,
+        (true, Some(ip)) => ip_text(ip),
         (_, None) => prior,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        if !xff.is_empty() {
-            out.insert(HeaderName::from_static(X_FORWARDED_FOR), v);
+    if !xff.is_empty() {
+        // The buffer becomes the value as it is (no copy).
+        if let Ok(v) = http1::HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+            out.insert(upstream_names::X_FORWARDED_FOR, v);
         }
     }
     out.insert(
-        HeaderName::from_static(X_FORWARDED_PROTO),
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
+        upstream_names::X_FORWARDED_PROTO,
+        http1::HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
     // HTTP/2 carries the host in the URI authority, HTTP/1.1 in `Host`.
-    let host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if let Some(h) = host {
-        out.insert(HeaderName::from_static(X_FORWARDED_HOST), h);
+    let host = match headers.get(header::HOST) {
+        Some(h) => Some(h.as_bytes()),
+        None => req.uri().authority().map(|a| a.as_str().as_bytes()),
+    };
+    if let Some(h) = host.and_then(|h| http1::HeaderValue::from_bytes(h).ok()) {
+        out.insert(upstream_names::X_FORWARDED_HOST, h);
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// The names of the headers the gateway sets upstream, built at compile time.
+mod upstream_names {
+    use super::http1::HeaderName;
+
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::errors::X_REQUEST_ID);
+    pub const X_FORWARDED_FOR: HeaderName =
+        HeaderName::from_static(crate::forwarded::X_FORWARDED_FOR);
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(super::X_FORWARDED_PROTO);
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(super::X_FORWARDED_HOST);
 }
 
-/// Header names listed in `Connection` (hop-by-hop by declaration). Usually none,
-/// so this allocates nothing in the common case.
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
+/// An address as text; IPv4 (the usual peer) without the formatting machinery,
+/// which costs more than the rest of the header work together.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+/// Hop-by-hop header names (lower case, as both `http` versions keep them).
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
+
+/// Header names listed in `Connection` (hop-by-hop by declaration), borrowed from
+/// its values. Usually there is no such header: then nothing is allocated.
+fn connection_listed<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a str> {
+    values
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn ip_text_writes_what_display_does() {
+    for ip in [
+        "0.0.0.0",
+        "127.0.0.1",
+        "10.20.100.255",
+        "203.0.113.9",
+        "::1",
+        "2001:db8::7",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().expect("address");
+        assert_eq!(ip_text(ip), ip.to_string());
+    }
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -740,12 +891,14 @@ impl Progress {
 }
 
 /// The client's body, handed to the upstream request lazily: it is taken out of the
-/// slot only when the client library first polls it, so after a connect failure
-/// (which happens before any polling) it is still there for the retry.
+/// slot only when the client library first asks for a chunk, so after a connect
+/// failure (which happens before that) it is still there for the retry.
 struct RequestBody {
     kind: BodyKind,
     slot: Rc<RefCell<Option<web::Payload>>>,
     progress: Rc<Progress>,
+    /// Set (by hyper's side, hence atomic) when an attempt first asked for the body.
+    asked: Arc<AtomicBool>,
 }
 
 impl RequestBody {
@@ -777,57 +930,78 @@ impl RequestBody {
             kind,
             slot: Rc::new(RefCell::new(Some(payload))),
             progress,
+            asked: Arc::new(AtomicBool::new(false)),
         }
     }
 
     fn unsent(&self) -> bool {
-        self.slot.borrow().is_some()
+        !self.asked.load(Ordering::Relaxed) && self.slot.borrow().is_some()
     }
 
     fn client_failed(&self) -> bool {
         self.progress.client_failed.get()
     }
 
-    fn stream(&self) -> LazyBody {
-        LazyBody {
-            slot: self.slot.clone(),
-            taken: None,
-            progress: self.progress.clone(),
+    /// The body of one attempt: nothing for a bodiless request; else a channel
+    /// fed by a task on this worker ([`feed`]) once hyper asks for the first chunk.
+    fn upstream_body(&self) -> UpstreamBody {
+        let length = match self.kind {
+            BodyKind::Empty => return UpstreamBody::Empty,
+            BodyKind::Sized(n) => Some(n),
+            BodyKind::Stream => None,
+        };
+        let (start, started) = tokio::sync::oneshot::channel();
+        // One chunk in the channel: memory stays bounded, back-pressure reaches
+        // the client.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        actix_rt::spawn(feed(self.slot.clone(), self.progress.clone(), started, tx));
+        UpstreamBody::Channel {
+            length,
+            start: Some(start),
+            asked: self.asked.clone(),
+            rx,
         }
     }
 }
 
-struct LazyBody {
+/// Moves the client's body to the upstream request's channel, chunk by chunk,
+/// keeping [`Progress`] up to date. Takes the body out of its slot only once hyper
+/// has asked for it; an attempt dropped before that (connect failure) leaves it.
+async fn feed(
     slot: Rc<RefCell<Option<web::Payload>>>,
-    taken: Option<web::Payload>,
     progress: Rc<Progress>,
-}
-
-impl Stream for LazyBody {
-    type Item = Result<Bytes, actix_web::error::PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.taken.is_none() {
-            this.taken = this.slot.borrow_mut().take();
-            this.progress.started.set(true);
-            this.progress.last.set(Some(Instant::now()));
-        }
-        let Some(payload) = this.taken.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(payload).poll_next(cx);
-        let p = &this.progress;
-        p.waiting_on_client.set(polled.is_pending());
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => p.last.set(Some(Instant::now())),
-            Poll::Ready(None) => {
-                p.done.set(true);
-                p.last.set(Some(Instant::now()));
+    started: tokio::sync::oneshot::Receiver<()>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, ClientBodyError>>,
+) {
+    if started.await.is_err() {
+        return;
+    }
+    let Some(mut payload) = slot.borrow_mut().take() else {
+        return;
+    };
+    progress.started.set(true);
+    progress.last.set(Some(Instant::now()));
+    loop {
+        progress.waiting_on_client.set(true);
+        let next = payload.next().await;
+        progress.waiting_on_client.set(false);
+        match next {
+            Some(Ok(chunk)) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // the attempt is over
+                }
+                progress.last.set(Some(Instant::now()));
             }
-            Poll::Ready(Some(Err(_))) => p.client_failed.set(true),
-            Poll::Pending => {}
+            None => {
+                progress.done.set(true);
+                progress.last.set(Some(Instant::now()));
+                return;
+            }
+            Some(Err(_)) => {
+                progress.client_failed.set(true);
+                let _ = tx.send(Err(ClientBodyError)).await;
+                return;
+            }
         }
-        polled
     }
 }

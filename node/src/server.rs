@@ -140,22 +140,10 @@ fn data_plane(
     };
     warn_if_files_run_short(node);
     listener::serve(listen, move || {
-        // One client per worker thread (awc's Client is !Send), with an explicit
-        // pool limit, no redirects, no decompression (no compress features), no
-        // default headers and no client-wide timeout: the proxy applies route
-        // timeouts itself so a long download is not cut off.
-        let client = awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .limit(pool_limit)
-                    .timeout(Duration::from_secs(5))
-                    .conn_keep_alive(Duration::from_secs(30))
-                    .conn_lifetime(Duration::from_secs(300)),
-            )
-            .disable_redirects()
-            .disable_timeout()
-            .no_default_headers()
-            .finish();
+        // One upstream client per worker thread, so a connection's task and its
+        // requests share a thread; capped at `node.upstream_pool_limit` requests
+        // in flight (see `upstream_client`).
+        let client = crate::upstream_client::UpstreamClient::new(pool_limit);
         App::new()
             .app_data(plane.clone())
             .app_data(web::Data::new(client))

@@ -7,7 +7,7 @@ use awc::http::StatusCode;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
-use sluice_testkit::{free_port, wait_for_async, Echo, Signal, TempDir};
+use sluice_testkit::{free_port, raw_request, wait_for_async, Echo, Recorder, Signal, TempDir};
 use std::time::{Duration, Instant};
 use support::{echo, validate, Gateway};
 
@@ -170,6 +170,138 @@ async fn sets_request_id_and_forwarding_headers() {
         .to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(sent_back.as_deref(), Some(id.as_str()));
+}
+
+/// The upstream receives what the client sent (minus hop-by-hop headers) plus the
+/// headers the gateway sets by design, and nothing else: no `Date`, no
+/// `Accept-Encoding`, no `Content-Length: 0` on a GET, no client-library
+/// `User-Agent`. Checked on the wire (the `Recorder` shows every header line).
+#[actix_rt::test]
+async fn the_upstream_gets_no_header_the_client_did_not_send() {
+    let recorder = Recorder::start();
+    let gw = Gateway::start(&[
+        (
+            "services.yaml",
+            &format!("services:\n  rec: {{ upstreams: [{}] }}\n", recorder.url()),
+        ),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /rec, service: rec, auth: none }\n",
+        ),
+    ]);
+    let port = gw.port;
+    let answer = actix_rt::task::spawn_blocking(move || {
+        raw_request(
+            port,
+            "GET",
+            "/rec?q=1",
+            &[
+                ("Accept", "application/json"),
+                ("User-Agent", "fidelity/1"),
+                ("X-Custom", "a"),
+                ("X-Custom", "b"),
+                ("X-Request-ID", "fidelity-1"),
+            ],
+            None,
+        )
+    })
+    .await
+    .expect("join")
+    .expect("raw request");
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["request_line"], "GET /rec?q=1 HTTP/1.1");
+    let mut got: Vec<(String, String)> = answer.body["headers"]
+        .as_array()
+        .expect("header lines")
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or_default().to_ascii_lowercase(),
+                h[1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let upstream_host = format!("127.0.0.1:{}", recorder.port);
+    let client_host = format!("127.0.0.1:{port}");
+    let mut want: Vec<(String, String)> = [
+        ("accept", "application/json"),
+        ("host", upstream_host.as_str()),
+        ("user-agent", "fidelity/1"),
+        ("x-custom", "a"),
+        ("x-custom", "b"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", client_host.as_str()),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "fidelity-1"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "the upstream's header lines");
+}
+
+/// `node.upstream_pool_limit` caps the requests in flight to upstreams per worker
+/// (hyper's pool has no cap of its own): with a limit of 1 and 2 workers, six
+/// requests to an upstream that never answers open at most two connections.
+#[actix_rt::test]
+async fn the_upstream_pool_limit_caps_connections() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = upstream.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in upstream.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let gw = Gateway::start_with(
+        &[
+            (
+                "services.yaml",
+                &format!("services:\n  stalled: {{ upstreams: [http://{up}], timeout: 120s }}\n"),
+            ),
+            (
+                "routes.yaml",
+                "routes:\n  - { path: /stalled, service: stalled, auth: none }\n",
+            ),
+        ],
+        "  upstream_pool_limit: 1\n",
+    );
+    let mut holders = Vec::new();
+    for _ in 0..6 {
+        let mut h = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        std::io::Write::write_all(&mut h, b"GET /stalled HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        holders.push(h);
+    }
+    wait_for_async(
+        "the first upstream connection",
+        Duration::from_secs(20),
+        &gw,
+        || {
+            let n = accepted.load(Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Err(n),
+                    _ => Ok(()),
+                }
+            }
+        },
+    )
+    .await;
+    // Give the other requests every chance to open connections of their own.
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let n = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&n),
+        "{n} upstream connections for a limit of 1 per worker x 2"
+    );
 }
 
 /// Behind a trusted proxy (`node.trusted_proxies`), the proxy's forwarding

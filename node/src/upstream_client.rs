@@ -1,0 +1,186 @@
+//! The proxy's upstream client: hyper 1.x's pooled client (`hyper-util`), HTTP/1.1
+//! and, over TLS with ALPN, HTTP/2, with rustls (ring) and the webpki roots. One per
+//! data-plane worker, like the actix runtime it runs on, so a connection's task and
+//! the requests using it stay on one thread.
+//!
+//! hyper's pool has no cap of its own: `node.upstream_pool_limit` is a semaphore
+//! here, one permit per request from sending until its response body ends (or is
+//! dropped), so no more requests — and so no more connections in use — than that are
+//! in flight on the worker; the idle pool is capped to the same number.
+//!
+//! hyper needs a `Send` request body and the client's (actix's `Payload`) is not:
+//! [`UpstreamBody`] is either empty (bodiless requests, no task, no channel) or the
+//! receiving end of a one-chunk channel fed by a task on this worker, which starts
+//! reading the client's body only when hyper first asks for it (see
+//! `proxy::RequestBody`).
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// The `http` 1.x types hyper speaks (actix-web 4 is on 0.2).
+pub use hyper::http as http1;
+
+/// How long an idle upstream connection is kept (and the connect timeout).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-connection read buffer and write queue bound (hyper's default is ~400 KiB):
+/// a streamed body in flight holds at most about this much per direction.
+const MAX_BUF: usize = 64 * 1024;
+
+/// One worker's upstream client and its connection cap.
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    slots: Arc<Semaphore>,
+}
+
+impl UpstreamClient {
+    /// A client holding at most `limit` requests in flight (and idle connections
+    /// per upstream). No redirects, no decompression, no default headers, no
+    /// client-wide timeout: the proxy applies route timeouts itself.
+    pub fn new(limit: usize) -> UpstreamClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(limit)
+            .pool_timer(TokioTimer::new())
+            .http1_max_buf_size(MAX_BUF)
+            // The proxy sets `Host` itself.
+            .set_host(false)
+            .build(https);
+        UpstreamClient {
+            client,
+            slots: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+
+    /// Sends `req` once a slot is free and waits for the response head. The slot
+    /// is held by the response's body.
+    pub async fn send(
+        &self,
+        req: http1::Request<UpstreamBody>,
+    ) -> Result<http1::Response<ResponseBody>, hyper_util::client::legacy::Error> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let resp = self.client.request(req).await?;
+        Ok(resp.map(|body| ResponseBody {
+            body,
+            _permit: permit,
+        }))
+    }
+}
+
+/// The request body as hyper takes it (`Send`).
+pub enum UpstreamBody {
+    Empty,
+    /// Chunks from the feeding task; `start` tells it hyper has asked, `asked`
+    /// tells the proxy the body can no longer be sent again.
+    Channel {
+        length: Option<u64>,
+        start: Option<oneshot::Sender<()>>,
+        asked: Arc<AtomicBool>,
+        rx: mpsc::Receiver<Result<Bytes, ClientBodyError>>,
+    },
+}
+
+/// The client's body failed (ended early, malformed): the upstream request is
+/// aborted; the proxy answers the client itself.
+#[derive(Debug)]
+pub struct ClientBodyError;
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client's request body failed")
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Channel {
+                start, asked, rx, ..
+            } => {
+                if let Some(start) = start.take() {
+                    asked.store(true, Ordering::Relaxed);
+                    let _ = start.send(());
+                }
+                rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, UpstreamBody::Empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Channel {
+                length: Some(n), ..
+            } => SizeHint::with_exact(*n),
+            UpstreamBody::Channel { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// The upstream's response body as a stream of data chunks (trailers are not
+/// forwarded), holding its request's slot until it ends or is dropped.
+pub struct ResponseBody {
+    body: Incoming,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl futures_util::Stream for ResponseBody {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    // Trailers: nothing to forward (yet).
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, None)
+    }
+}
