@@ -7,7 +7,7 @@
 use crate::admin::Admin;
 use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
-use crate::{cluster, endpoints, listener, proxy};
+use crate::{cluster, endpoints, listener};
 use actix_web::{web, App, HttpServer};
 use cluster_config::{load_dir, LoadedConfig, NodeConfig};
 use sluice_raft::RaftNode;
@@ -147,8 +147,7 @@ fn data_plane(
         App::new()
             .app_data(plane.clone())
             .app_data(web::Data::new(client))
-            .configure(endpoints::configure)
-            .default_service(web::to(proxy::handle))
+            .default_service(web::to(endpoints::dispatch))
     })
 }
 

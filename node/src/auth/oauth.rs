@@ -31,11 +31,6 @@ const FAILED_LOGINS: Quota = Quota {
     per: Duration::from_secs(60),
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/oauth/token", web::post().to(token))
-        .route("/.well-known/jwks.json", web::get().to(jwks));
-}
-
 /// An RFC 6749 §5.2 error answer.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
     HttpResponse::build(status)
@@ -92,7 +87,11 @@ fn client_credentials(
     }
 }
 
-async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) -> HttpResponse {
+pub async fn token(
+    req: HttpRequest,
+    body: web::Bytes,
+    plane: web::Data<DataPlane>,
+) -> HttpResponse {
     let state = plane.state.load_full();
     let head = RequestHead {
         method: req.method(),
@@ -236,7 +235,7 @@ async fn token(req: HttpRequest, body: web::Bytes, plane: web::Data<DataPlane>) 
     }
 }
 
-async fn jwks(plane: web::Data<DataPlane>) -> HttpResponse {
+pub async fn jwks(plane: web::Data<DataPlane>) -> HttpResponse {
     let state = plane.state.load();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
