@@ -10,7 +10,7 @@
 //! open connections, and malformed requests counted and logged at debug rather
 //! than at ERROR by actix-http.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -106,6 +106,47 @@ impl Drop for Open {
 #[derive(Default)]
 pub struct HeadClock {
     busy: Cell<u32>,
+    /// The route timeout's timer for the request being handled (one at a time on
+    /// an HTTP/1.1 connection), kept from one request to the next.
+    pub request_timer: LazyTimer,
+}
+
+/// A timer kept for the life of a connection and used for one deadline after
+/// another. Deadlines mostly grow (now + a fixed timeout), so while it is set for
+/// an earlier deadline it is left alone: it then runs out early and is set again
+/// for the current one. A deadline costs no allocation and, normally, no timer
+/// registration (one per timeout period at most), where a fresh `Sleep` costs a
+/// registration and a removal.
+#[derive(Default)]
+pub struct LazyTimer {
+    sleep: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+impl LazyTimer {
+    /// Ready once `deadline` has passed; until then the task is woken by then
+    /// (or earlier, and polls again).
+    pub fn poll_until(&self, deadline: tokio::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slot = self.sleep.borrow_mut();
+        let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        loop {
+            if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            // It ran out for an earlier deadline: set it for this one.
+            sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Waits until `deadline`.
+    pub async fn sleep_until(&self, deadline: tokio::time::Instant) {
+        std::future::poll_fn(|cx| self.poll_until(deadline, cx)).await
+    }
 }
 
 impl HeadClock {
@@ -134,10 +175,9 @@ struct Conn<IO> {
     head_timeout: Duration,
     /// When the head being read must be complete (`None`: no head is being read).
     head_deadline: Option<tokio::time::Instant>,
-    /// The connection's one timer, made on first use and kept: it may run early
-    /// (set for an earlier head) and is then set again, so a request head
-    /// normally costs no timer registration and no allocation.
-    head_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Kept for the connection's life: a request head normally costs no timer
+    /// registration and no allocation.
+    head_timer: LazyTimer,
     header_timeouts: prometheus::IntCounter,
 }
 
@@ -149,7 +189,7 @@ impl<IO> Conn<IO> {
             clock: h1.then(|| Rc::new(HeadClock::default())),
             head_timeout,
             head_deadline: None,
-            head_timer: None,
+            head_timer: LazyTimer::default(),
             header_timeouts: counters.header_timeouts.clone(),
         }
     }
@@ -191,7 +231,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
         }
         if polled.is_pending() {
             if let Some(deadline) = this.head_deadline {
-                if this.head_timed_out(deadline, cx) {
+                if this.head_timer.poll_until(deadline, cx).is_ready() {
                     this.head_deadline = None;
                     this.header_timeouts.inc();
                     tracing::debug!("connection sent no complete request head in time");
@@ -200,29 +240,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
             }
         }
         polled
-    }
-}
-
-impl<IO> Conn<IO> {
-    /// Whether `deadline` has passed; if not, the timer will wake the task by
-    /// then (or earlier, and be set again).
-    fn head_timed_out(&mut self, deadline: tokio::time::Instant, cx: &mut Context<'_>) -> bool {
-        let timer = self
-            .head_timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
-        loop {
-            if std::future::Future::poll(timer.as_mut(), cx).is_pending() {
-                return false;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return true;
-            }
-            // It ran out for an earlier head: set it for this one.
-            timer.as_mut().reset(deadline);
-        }
     }
 }
 
@@ -430,5 +447,51 @@ impl Http {
         // host or scheme it holds (the proxy knows whether it listens with TLS).
         let app = app.into_factory().map_err(|e| e.into().error_response());
         builder.finish(map_config(app, |_| AppConfig::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LazyTimer;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// One timer serves a deadline earlier than the one it is set for, and a later
+    /// one after running out early: each wait ends at its own deadline.
+    #[tokio::test]
+    async fn a_lazy_timer_ends_each_wait_at_its_own_deadline() {
+        let timer = LazyTimer::default();
+        let long = Instant::now() + Duration::from_secs(5);
+        // Set for 5 s, then given up on (as when an upstream answers in time).
+        let given_up =
+            tokio::time::timeout(Duration::from_millis(20), timer.sleep_until(long)).await;
+        assert!(given_up.is_err(), "a 5 s wait ended after 20 ms");
+
+        // An earlier deadline than the one it is set for.
+        let start = Instant::now();
+        timer.sleep_until(start + Duration::from_millis(50)).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50),
+            "ended early: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(4),
+            "waited for the old deadline: {waited:?}"
+        );
+
+        // Set for 100 ms, then a later deadline: it runs out early and is set again.
+        let start = Instant::now();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(10),
+            timer.sleep_until(start + Duration::from_millis(100)),
+        )
+        .await;
+        timer.sleep_until(start + Duration::from_millis(300)).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300),
+            "ended at the earlier deadline: {waited:?}"
+        );
     }
 }

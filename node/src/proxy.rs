@@ -414,10 +414,13 @@ async fn send(
     let fut = client.send(up);
     let mut fut = std::pin::pin!(fut);
     let mut deadline = after(tokio::time::Instant::now(), timeout);
+    // HTTP/1.1: the connection's timer, kept from one request to the next.
+    let conn = req.conn_data::<Rc<HeadClock>>();
     let result = loop {
         tokio::select! {
+            biased;
             r = &mut fut => break r,
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = sleep_until(conn, deadline) => {
                 // The upload still moving means the upstream has not had the whole
                 // request yet: wait on, but never longer than `timeout` idle.
                 match progress.next_deadline(timeout) {
@@ -442,6 +445,15 @@ async fn send(
         }
     };
     result.map_err(|e| upstream_error(e, &upstream.url))
+}
+
+/// Waits until `deadline` on the connection's reusable timer, or (HTTP/2, whose
+/// requests share the connection) a timer of its own.
+async fn sleep_until(conn: Option<&Rc<HeadClock>>, deadline: tokio::time::Instant) {
+    match conn {
+        Some(c) => c.request_timer.sleep_until(deadline).await,
+        None => tokio::time::sleep_until(deadline).await,
+    }
 }
 
 /// The target's URL for this request: the upstream's scheme, authority and base
