@@ -154,8 +154,7 @@ impl Kind {
     }
 }
 
-/// Not `Send`: a request, and so its errors, stay on one worker thread (awc's
-/// errors are not `Send` either).
+/// Not `Send`: a request, and so its errors, stay on one worker thread.
 type Cause = Box<dyn std::error::Error>;
 
 #[derive(Debug)]
