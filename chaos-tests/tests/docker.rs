@@ -104,6 +104,15 @@ struct Writes {
     unexpected: Vec<String>,
 }
 
+/// The next node to send to, taking turns over the reachable ones (`None`: none
+/// is reachable now).
+fn next_target(targets: &RefCell<Vec<u64>>, turn: &mut usize) -> Option<u64> {
+    let t = targets.borrow();
+    let node = (!t.is_empty()).then(|| t[*turn % t.len()]);
+    *turn += 1;
+    node
+}
+
 /// PUTs routes `w0`, `w1`, … through the admin APIs of the nodes in `targets` in
 /// turn (`admins[id - 1]`), each retried on the next node until acknowledged,
 /// until `stop`.
@@ -118,12 +127,7 @@ async fn write_loop(
         .finish();
     let (mut turn, mut i) = (0usize, 0u32);
     while !stop.get() {
-        let target = {
-            let t = targets.borrow();
-            (!t.is_empty()).then(|| t[turn % t.len()])
-        };
-        turn += 1;
-        let Some(node) = target else {
+        let Some(node) = next_target(&targets, &mut turn) else {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -183,12 +187,7 @@ async fn event_loop(
         .finish();
     let (mut turn, mut i) = (publisher, 0u32);
     while !stop.get() {
-        let target = {
-            let t = targets.borrow();
-            (!t.is_empty()).then(|| t[turn % t.len()])
-        };
-        turn += 1;
-        let Some(node) = target else {
+        let Some(node) = next_target(&targets, &mut turn) else {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             continue;
         };

@@ -515,11 +515,7 @@ pub async fn admin_put(
     path: &str,
     body: &Value,
 ) -> Result<Answer, String> {
-    let req = client
-        .put(format!("{admin}{path}"))
-        .bearer_auth(TOKEN)
-        .content_type("application/json");
-    send(req, Some(body.to_string().into_bytes())).await
+    admin_json(client.put(format!("{admin}{path}")), body).await
 }
 
 /// `POST path` with a JSON body on the admin API at `admin` (a base URL).
@@ -529,10 +525,12 @@ pub async fn admin_post(
     path: &str,
     body: &Value,
 ) -> Result<Answer, String> {
-    let req = client
-        .post(format!("{admin}{path}"))
-        .bearer_auth(TOKEN)
-        .content_type("application/json");
+    admin_json(client.post(format!("{admin}{path}")), body).await
+}
+
+/// Sends `req` with the admin token and a JSON body.
+async fn admin_json(req: awc::ClientRequest, body: &Value) -> Result<Answer, String> {
+    let req = req.bearer_auth(TOKEN).content_type("application/json");
     send(req, Some(body.to_string().into_bytes())).await
 }
 
