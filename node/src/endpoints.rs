@@ -1,5 +1,6 @@
 //! Built-in data-plane endpoints: `/health` (process is up), `/ready` (safe to send
-//! traffic) and `/metrics` (Prometheus text).
+//! traffic) and `/metrics` (Prometheus text), and the dispatch that sends them,
+//! the OAuth endpoints (`crate::auth::oauth`) and the proxy their requests.
 
 use crate::dataplane::DataPlane;
 use crate::upstream_client::UpstreamClient;
