@@ -37,6 +37,7 @@ mod signing;
 mod telemetry;
 mod tls;
 mod upstream_client;
+mod upstream_h1;
 mod webhooks;
 
 use clap::{Parser, Subcommand};

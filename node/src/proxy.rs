@@ -24,13 +24,17 @@ use crate::listener::HeadClock;
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
-use crate::upstream_client::{http1, ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient};
+use crate::upstream_client::{
+    http1, ClientBodyError, UpstreamBody, UpstreamClient, UpstreamResponse,
+};
+use crate::upstream_h1;
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use cluster_config::{Route, Upstream};
+use futures_util::future::Either;
 use futures_util::StreamExt;
 use sluice_actors::upstream::{Admission, UpstreamPool};
 use std::cell::{Cell, RefCell};
@@ -362,7 +366,7 @@ async fn proxy(
         }
         ctx.admission = None;
         pool.report(
-            matches!(&result, Ok(r) if !r.status().is_server_error()),
+            matches!(&result, Ok(r) if !r.status.is_server_error()),
             admission,
         );
         match result {
@@ -392,6 +396,10 @@ async fn proxy(
 /// Sends the request to one target and waits for its response head, within the
 /// route's timeout (counted from the end of the request body, like Envoy's route
 /// timeout, so a slow upload is not cut off while it makes progress).
+///
+/// A bodiless request to a plain-HTTP upstream goes out on the proxy's own
+/// HTTP/1.1 client ([`crate::upstream_h1`]), its head written straight from the
+/// client's headers; any other on hyper's.
 async fn send(
     ctx: &RequestCtx,
     req: &HttpRequest,
@@ -400,26 +408,44 @@ async fn send(
     timeout: Duration,
     client: &UpstreamClient,
     tls: bool,
-) -> Result<http1::Response<ResponseBody>, GatewayError> {
-    let mut up = http1::Request::new(body.upstream_body());
-    // Room for the client's headers and the gateway's own, so it never regrows.
-    *up.headers_mut() = http1::HeaderMap::with_capacity(req.headers().len() + 8);
-    *up.method_mut() = method(req.method())?;
-    *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
-    copy_request_headers(req, up.headers_mut(), tls, ctx);
-    up.headers_mut()
-        .insert(http1::header::HOST, host_header(upstream)?);
+) -> Result<UpstreamResponse, GatewayError> {
+    let fut = if body.is_empty() && upstream.scheme == "http" {
+        let head = h1_head(ctx, req, upstream, tls);
+        Either::Left(async move {
+            let sent = client
+                .send_h1(upstream_h1::Request {
+                    authority: &upstream.authority,
+                    head: &head,
+                    head_only: req.method() == Method::HEAD,
+                    idempotent: is_idempotent(req.method()),
+                })
+                .await;
+            sent.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
+        })
+    } else {
+        let mut up = http1::Request::new(body.upstream_body());
+        // Room for the client's headers and the gateway's own, so it never regrows.
+        *up.headers_mut() = http1::HeaderMap::with_capacity(req.headers().len() + 8);
+        *up.method_mut() = method(req.method())?;
+        *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
+        copy_request_headers(req, up.headers_mut(), tls, ctx);
+        up.headers_mut()
+            .insert(http1::header::HOST, host_header(upstream)?);
+        Either::Right(async move {
+            let sent = client.send(up).await;
+            sent.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
+        })
+    };
 
     let progress = body.progress.clone();
-    let fut = client.send(up);
     let mut fut = std::pin::pin!(fut);
     let mut deadline = after(tokio::time::Instant::now(), timeout);
     // HTTP/1.1: the connection's timer, kept from one request to the next.
     let conn = req.conn_data::<Rc<HeadClock>>();
-    let result = loop {
+    loop {
         tokio::select! {
             biased;
-            r = &mut fut => break r,
+            r = &mut fut => return r,
             _ = sleep_until(conn, deadline) => {
                 // The upload still moving means the upstream has not had the whole
                 // request yet: wait on, but never longer than `timeout` idle.
@@ -443,8 +469,25 @@ async fn send(
                 }
             }
         }
-    };
-    result.map_err(|e| upstream_error(e, &upstream.url))
+    }
+}
+
+/// The head of a bodiless request for the own HTTP/1.1 client: request line
+/// (the upstream's base path, the normalised path and the query), the client's
+/// headers as [`copy_request_headers`] passes them, and `Host`.
+fn h1_head(ctx: &RequestCtx, req: &HttpRequest, upstream: &Upstream, tls: bool) -> Vec<u8> {
+    let path = ctx.normalized.as_deref().unwrap_or(req.path());
+    let query = req.uri().query();
+    let target = [
+        upstream.base_path.as_str(),
+        path,
+        if query.is_some() { "?" } else { "" },
+        query.unwrap_or(""),
+    ];
+    let mut head = upstream_h1::HeadWriter::new(req.method().as_str(), &target, 512);
+    copy_request_headers(req, &mut head, tls, ctx);
+    head.header("host", host_of(upstream).as_bytes());
+    head.finish()
 }
 
 /// Waits until `deadline` on the connection's reusable timer, or (HTTP/2, whose
@@ -495,16 +538,20 @@ fn upstream_uri(
 /// `Host` for the target: its authority, without the scheme's default port (as
 /// hyper would write it, without its per-request `format!`).
 fn host_header(upstream: &Upstream) -> Result<http1::HeaderValue, GatewayError> {
-    let a = upstream.authority.as_str();
-    let host = match upstream.scheme.as_str() {
-        "http" => a.strip_suffix(":80").unwrap_or(a),
-        "https" => a.strip_suffix(":443").unwrap_or(a),
-        _ => a,
-    };
-    http1::HeaderValue::from_str(host).map_err(|e| {
+    http1::HeaderValue::from_str(host_of(upstream)).map_err(|e| {
         GatewayError::new(Kind::BadGateway, Source::Internal, "invalid upstream host")
             .caused_by(e.to_string())
     })
+}
+
+/// The target's authority, without the scheme's default port.
+fn host_of(upstream: &Upstream) -> &str {
+    let a = upstream.authority.as_str();
+    match upstream.scheme.as_str() {
+        "http" => a.strip_suffix(":80").unwrap_or(a),
+        "https" => a.strip_suffix(":443").unwrap_or(a),
+        _ => a,
+    }
 }
 
 /// The same method in `http` 1.x; the standard ones without allocating.
@@ -528,19 +575,19 @@ fn method(m: &Method) -> Result<http1::Method, GatewayError> {
 
 /// The client is told what kind of failure it met, never which target: that
 /// goes to the log line (`detail`, `cause`) of the same request id.
-fn upstream_error(e: hyper_util::client::legacy::Error, target: &str) -> GatewayError {
-    if e.is_connect() {
+fn upstream_error(connect: bool, e: &dyn std::error::Error, target: &str) -> GatewayError {
+    if connect {
         return GatewayError::new(
             Kind::BadGateway,
             Source::Upstream,
             "cannot connect to the upstream",
         )
-        .caused_by(error_chain(&e))
+        .caused_by(error_chain(e))
         .retryable()
         .detail(target);
     }
     GatewayError::new(Kind::BadGateway, Source::Upstream, "the upstream failed")
-        .caused_by(error_chain(&e))
+        .caused_by(error_chain(e))
         .detail(target)
 }
 
@@ -568,34 +615,31 @@ fn after(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 /// Builds the client response from the upstream's, streaming its body.
-fn respond(up: http1::Response<ResponseBody>) -> HttpResponse {
-    let (head, body) = up.into_parts();
-    let status = StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+fn respond(up: UpstreamResponse) -> HttpResponse {
+    let UpstreamResponse {
+        status,
+        headers,
+        body,
+    } = up;
     let mut response = HttpResponse::new(status);
     let out = response.headers_mut();
     let skip = connection_listed(
-        head.headers
-            .get_all(http1::header::CONNECTION)
+        headers
             .iter()
-            .map(|v| v.as_bytes()),
+            .filter(|(n, _)| n == header::CONNECTION)
+            .map(|(_, v)| v.as_bytes()),
     );
     let mut length = None;
-    for (name, value) in &head.headers {
+    for (name, value) in &headers {
         let n = name.as_str();
-        if name == http1::header::CONTENT_LENGTH {
+        if name == header::CONTENT_LENGTH {
             length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
             continue;
         }
         if is_hop_by_hop(n) || n == X_REQUEST_ID || skip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
             continue;
         }
-        // The names and values hyper parsed are valid in `http` 0.2 too.
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(n, v);
-        }
+        out.append(name.clone(), value.clone());
     }
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return response;
@@ -610,15 +654,46 @@ fn respond(up: http1::Response<ResponseBody>) -> HttpResponse {
     }
 }
 
+/// Where the upstream request's headers go: hyper's header map, or the head
+/// bytes of the own HTTP/1.1 client.
+trait HeaderSink {
+    /// One of the client's headers (its name as parsed, lower case).
+    fn add(&mut self, name: &str, value: &[u8]);
+    /// One of the gateway's own.
+    fn set(&mut self, name: &'static str, value: &[u8]);
+}
+
+impl HeaderSink for http1::HeaderMap {
+    fn add(&mut self, name: &str, value: &[u8]) {
+        if let (Ok(n), Ok(v)) = (
+            http1::HeaderName::from_bytes(name.as_bytes()),
+            http1::HeaderValue::from_bytes(value),
+        ) {
+            self.append(n, v);
+        }
+    }
+
+    fn set(&mut self, name: &'static str, value: &[u8]) {
+        if let Ok(v) = http1::HeaderValue::from_bytes(value) {
+            self.insert(http1::HeaderName::from_static(name), v);
+        }
+    }
+}
+
+impl HeaderSink for upstream_h1::HeadWriter {
+    fn add(&mut self, name: &str, value: &[u8]) {
+        self.header(name, value);
+    }
+
+    fn set(&mut self, name: &'static str, value: &[u8]) {
+        self.header(name, value);
+    }
+}
+
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
 /// forwarding headers and the gateway's own identity headers. `Host` is left to
 /// the client library (the upstream's own).
-fn copy_request_headers(
-    req: &HttpRequest,
-    out: &mut http1::HeaderMap,
-    tls: bool,
-    ctx: &RequestCtx,
-) {
+fn copy_request_headers(req: &HttpRequest, out: &mut impl HeaderSink, tls: bool, ctx: &RequestCtx) {
     let headers = req.headers();
     let skip = connection_listed(headers.get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
@@ -641,16 +716,9 @@ fn copy_request_headers(
         {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (
-            http1::HeaderName::from_bytes(n.as_bytes()),
-            http1::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(n, v);
-        }
+        out.add(n, value.as_bytes());
     }
-    if let Ok(v) = http1::HeaderValue::from_str(&ctx.request_id) {
-        out.insert(upstream_names::X_REQUEST_ID, v);
-    }
+    out.set(X_REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
         let client = identity.client_id.as_deref();
@@ -659,8 +727,8 @@ fn copy_request_headers(
             (X_USER_ROLES, Some(roles.as_str())),
             (X_CLIENT_ID, client),
         ] {
-            if let Some(v) = value.and_then(|v| http1::HeaderValue::from_str(v).ok()) {
-                out.insert(http1::HeaderName::from_static(name), v);
+            if let Some(v) = value {
+                out.set(name, v.as_bytes());
             }
         }
     }
@@ -678,34 +746,17 @@ fn copy_request_headers(
         (_, None) => prior,
     };
     if !xff.is_empty() {
-        // The buffer becomes the value as it is (no copy).
-        if let Ok(v) = http1::HeaderValue::from_maybe_shared(Bytes::from(xff)) {
-            out.insert(upstream_names::X_FORWARDED_FOR, v);
-        }
+        out.set(X_FORWARDED_FOR, xff.as_bytes());
     }
-    out.insert(
-        upstream_names::X_FORWARDED_PROTO,
-        http1::HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
+    out.set(X_FORWARDED_PROTO, if tls { b"https" } else { b"http" });
     // HTTP/2 carries the host in the URI authority, HTTP/1.1 in `Host`.
     let host = match headers.get(header::HOST) {
         Some(h) => Some(h.as_bytes()),
         None => req.uri().authority().map(|a| a.as_str().as_bytes()),
     };
-    if let Some(h) = host.and_then(|h| http1::HeaderValue::from_bytes(h).ok()) {
-        out.insert(upstream_names::X_FORWARDED_HOST, h);
+    if let Some(h) = host {
+        out.set(X_FORWARDED_HOST, h);
     }
-}
-
-/// The names of the headers the gateway sets upstream, built at compile time.
-mod upstream_names {
-    use super::http1::HeaderName;
-
-    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::errors::X_REQUEST_ID);
-    pub const X_FORWARDED_FOR: HeaderName =
-        HeaderName::from_static(crate::forwarded::X_FORWARDED_FOR);
-    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(super::X_FORWARDED_PROTO);
-    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(super::X_FORWARDED_HOST);
 }
 
 /// An address as text; IPv4 (the usual peer) without the formatting machinery,
@@ -944,6 +995,11 @@ impl RequestBody {
             progress,
             asked: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// No body to send (no task, no channel: see [`Self::upstream_body`]).
+    fn is_empty(&self) -> bool {
+        matches!(self.kind, BodyKind::Empty)
     }
 
     fn unsent(&self) -> bool {

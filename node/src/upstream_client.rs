@@ -13,7 +13,13 @@
 //! receiving end of a one-chunk channel fed by a task on this worker, which starts
 //! reading the client's body only when hyper first asks for it (see
 //! `proxy::RequestBody`).
+//!
+//! A request without a body to a plain-HTTP upstream takes the client of
+//! [`crate::upstream_h1`] instead, under the same cap; both answer with an
+//! [`UpstreamResponse`] in actix's types.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
@@ -37,10 +43,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a streamed body in flight holds at most about this much per direction.
 const MAX_BUF: usize = 64 * 1024;
 
-/// One worker's upstream client and its connection cap.
+/// One worker's upstream clients and its connection cap.
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    h1: crate::upstream_h1::Pool,
     slots: Arc<Semaphore>,
+}
+
+/// An upstream's response head in actix's types, and its body.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: ResponseBody,
 }
 
 impl UpstreamClient {
@@ -68,6 +82,7 @@ impl UpstreamClient {
             .build(https);
         UpstreamClient {
             client,
+            h1: crate::upstream_h1::Pool::new(limit),
             slots: Arc::new(Semaphore::new(limit.max(1))),
         }
     }
@@ -77,18 +92,51 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         req: http1::Request<UpstreamBody>,
-    ) -> Result<http1::Response<ResponseBody>, hyper_util::client::legacy::Error> {
-        let permit = self
-            .slots
+    ) -> Result<UpstreamResponse, hyper_util::client::legacy::Error> {
+        let permit = self.slot().await;
+        let (head, body) = self.client.request(req).await?.into_parts();
+        // The names and values hyper parsed are valid in `http` 0.2 too.
+        let headers = head
+            .headers
+            .iter()
+            .filter_map(|(n, v)| {
+                Some((
+                    HeaderName::from_bytes(n.as_str().as_bytes()).ok()?,
+                    HeaderValue::from_bytes(v.as_bytes()).ok()?,
+                ))
+            })
+            .collect();
+        Ok(UpstreamResponse {
+            status: StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            headers,
+            body: ResponseBody::Hyper {
+                body,
+                _permit: permit,
+            },
+        })
+    }
+
+    /// Sends a bodiless request to a plain-HTTP upstream on this worker's own
+    /// HTTP/1.1 client ([`crate::upstream_h1`]) once a slot is free.
+    pub async fn send_h1(
+        &self,
+        req: crate::upstream_h1::Request<'_>,
+    ) -> Result<UpstreamResponse, crate::upstream_h1::Error> {
+        let permit = self.slot().await;
+        let r = self.h1.send(req, permit).await?;
+        Ok(UpstreamResponse {
+            status: r.status,
+            headers: r.headers,
+            body: ResponseBody::H1(r.body),
+        })
+    }
+
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        self.slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the semaphore is never closed");
-        let resp = self.client.request(req).await?;
-        Ok(resp.map(|body| ResponseBody {
-            body,
-            _permit: permit,
-        }))
+            .expect("the semaphore is never closed")
     }
 }
 
@@ -157,23 +205,31 @@ impl Body for UpstreamBody {
 
 /// The upstream's response body as a stream of data chunks (trailers are not
 /// forwarded), holding its request's slot until it ends or is dropped.
-pub struct ResponseBody {
-    body: Incoming,
-    _permit: OwnedSemaphorePermit,
+pub enum ResponseBody {
+    Hyper {
+        body: Incoming,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// It holds its slot itself.
+    H1(crate::upstream_h1::Body),
 }
 
 impl futures_util::Stream for ResponseBody {
-    type Item = Result<Bytes, hyper::Error>;
+    type Item = std::io::Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let body = match self.get_mut() {
+            ResponseBody::H1(body) => return futures_util::Stream::poll_next(Pin::new(body), cx),
+            ResponseBody::Hyper { body, .. } => body,
+        };
         loop {
-            return match Pin::new(&mut self.body).poll_frame(cx) {
+            return match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => Poll::Ready(Some(Ok(data))),
                     // Trailers: nothing to forward (yet).
                     Err(_) => continue,
                 },
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };
