@@ -304,6 +304,171 @@ async fn the_upstream_pool_limit_caps_connections() {
     );
 }
 
+/// A scripted HTTP/1.1 upstream for the proxy's own client (bodiless requests to
+/// plain-HTTP upstreams): one thread per connection, each request answered by
+/// its path. Counts the connections it accepted.
+struct Scripted {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Scripted {
+    fn start() -> Scripted {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut out = stream.try_clone().expect("clone");
+                    let mut lines = BufReader::new(stream);
+                    // Set by /drop-next: the next request on this connection is
+                    // read and the connection closed without an answer.
+                    let mut drop_next = false;
+                    loop {
+                        let mut line = String::new();
+                        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                        let method = line.split(' ').next().unwrap_or("").to_owned();
+                        loop {
+                            let mut h = String::new();
+                            if lines.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                        }
+                        if drop_next {
+                            return;
+                        }
+                        let answer: &[u8] = match path.as_str() {
+                            "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                            "/length" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                            "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\nX-Hop: 1\r\nConnection: x-hop\r\n\r\nhello",
+                            "/interim" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                            "/no-content" => b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n",
+                            "/conflict" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+                            "/garbage" => b"HTTP/9 two hundred\r\n\r\n",
+                            "/drop-next" => {
+                                drop_next = true;
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept"
+                            }
+                            "/to-close" => {
+                                let _ = out.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil the close");
+                                return;
+                            }
+                            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                        };
+                        if out.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Scripted { addr, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The proxy's own HTTP/1.1 client (bodiless requests to plain-HTTP upstreams):
+/// every response framing of RFC 9112 arrives whole and unchanged, hop-by-hop
+/// headers are dropped, a malformed response is 502 and the node serves on, kept
+/// connections are reused, and a kept connection the upstream closed is retried on
+/// a new one for an idempotent request only.
+#[actix_rt::test]
+async fn the_own_http1_client_reads_every_framing_and_reuses_connections() {
+    let up = Scripted::start();
+    let gw = Gateway::start(&[
+        (
+            "services.yaml",
+            &format!(
+                "services:\n  s: {{ upstreams: [http://{}], circuit_breaker: {{ enabled: false }} }}\n",
+                up.addr
+            ),
+        ),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /*, service: s, auth: none }\n",
+        ),
+    ]);
+    // One client connection, so one worker's pool serves every request.
+    let c = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .connector(awc::Connector::new().limit(1))
+        .finish();
+    async fn text(
+        c: &awc::Client,
+        method: awc::http::Method,
+        url: String,
+    ) -> (StatusCode, awc::http::header::HeaderMap, String) {
+        let mut r = c.request(method, url).send().await.expect("request");
+        let body = r.body().await.expect("body");
+        (
+            r.status(),
+            r.headers().clone(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+    use awc::http::Method;
+
+    let (s, _, b) = text(&c, Method::GET, gw.url("/chunked")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello world"));
+    for _ in 0..3 {
+        let (s, h, b) = text(&c, Method::GET, gw.url("/length")).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, "hello"));
+        assert_eq!(h.get("x-up").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert!(
+            h.get("x-hop").is_none(),
+            "a Connection-listed header went through"
+        );
+    }
+    let (s, h, b) = text(&c, Method::HEAD, gw.url("/length")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, ""));
+    assert_eq!(
+        h.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
+    let (s, _, b) = text(&c, Method::GET, gw.url("/interim")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::CREATED, "ok"));
+    let (s, h, b) = text(&c, Method::GET, gw.url("/no-content")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::NO_CONTENT, ""));
+    assert!(h.get("x-up").is_some());
+    // Six requests so far on kept-alive framings: one upstream connection.
+    assert_eq!(up.connections(), 1, "kept connections were not reused");
+
+    let (s, _, b) = text(&c, Method::GET, gw.url("/to-close")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "until the close"));
+    for bad in ["/conflict", "/garbage"] {
+        let (s, _, b) = text(&c, Method::GET, gw.url(bad)).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY, "{bad}: {b}");
+    }
+
+    // A kept connection the upstream closes when the next request comes: a GET is
+    // sent again on a new connection; a POST is not (it may have been seen).
+    let (s, _, _) = text(&c, Method::GET, gw.url("/drop-next")).await;
+    assert_eq!(s, StatusCode::OK);
+    let before = up.connections();
+    let (s, _, b) = text(&c, Method::GET, gw.url("/after")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(up.connections(), before + 1);
+    let (s, _, _) = text(&c, Method::GET, gw.url("/drop-next")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = text(&c, Method::POST, gw.url("/after")).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+
+    // The node serves on.
+    let (s, _, b) = text(&c, Method::GET, gw.url("/length")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello"));
+}
+
 /// Behind a trusted proxy (`node.trusted_proxies`), the proxy's forwarding
 /// headers go upstream, `X-Forwarded-For` extended with the proxy's address.
 #[actix_rt::test]
