@@ -658,16 +658,16 @@ fn respond(up: UpstreamResponse) -> HttpResponse {
 /// bytes of the own HTTP/1.1 client.
 trait HeaderSink {
     /// One of the client's headers (its name as parsed, lower case).
-    fn add(&mut self, name: &str, value: &[u8]);
+    fn add(&mut self, name: &str, value: &HeaderValue);
     /// One of the gateway's own.
     fn set(&mut self, name: &'static str, value: &[u8]);
 }
 
 impl HeaderSink for http1::HeaderMap {
-    fn add(&mut self, name: &str, value: &[u8]) {
+    fn add(&mut self, name: &str, value: &HeaderValue) {
         if let (Ok(n), Ok(v)) = (
             http1::HeaderName::from_bytes(name.as_bytes()),
-            http1::HeaderValue::from_bytes(value),
+            http1::HeaderValue::from_bytes(value.as_bytes()),
         ) {
             self.append(n, v);
         }
@@ -681,8 +681,8 @@ impl HeaderSink for http1::HeaderMap {
 }
 
 impl HeaderSink for upstream_h1::HeadWriter {
-    fn add(&mut self, name: &str, value: &[u8]) {
-        self.header(name, value);
+    fn add(&mut self, name: &str, value: &HeaderValue) {
+        self.client_header(name, value);
     }
 
     fn set(&mut self, name: &'static str, value: &[u8]) {
@@ -716,7 +716,7 @@ fn copy_request_headers(req: &HttpRequest, out: &mut impl HeaderSink, tls: bool,
         {
             continue;
         }
-        out.add(n, value.as_bytes());
+        out.add(n, value);
     }
     out.set(X_REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = &ctx.identity {

@@ -663,12 +663,23 @@ impl HeadWriter {
         HeadWriter(head)
     }
 
-    /// A header line. A value holding a control character (CR, LF…) is left out:
-    /// it could end the line early and smuggle one in.
+    /// A header line of the gateway's own making. A value holding a control
+    /// character (CR, LF…) is left out: it could end the line early and smuggle
+    /// one in.
     pub fn header(&mut self, name: &str, value: &[u8]) {
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return;
         }
+        self.line(name, value);
+    }
+
+    /// A header line as the client sent it: its value already passed the HTTP/1.1
+    /// parser (`httparse`: no control character but tab) or `h2`'s checks.
+    pub fn client_header(&mut self, name: &str, value: &actix_web::http::header::HeaderValue) {
+        self.line(name, value.as_bytes());
+    }
+
+    fn line(&mut self, name: &str, value: &[u8]) {
         self.0.extend_from_slice(name.as_bytes());
         self.0.extend_from_slice(b": ");
         self.0.extend_from_slice(value);
