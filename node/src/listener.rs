@@ -21,14 +21,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use actix_http::{
-    body::MessageBody, error::DispatchError, HttpService, Protocol, Request, Response,
+    body::{BoxBody, MessageBody},
+    error::DispatchError,
+    HttpService, Protocol, Request, Response,
 };
 use actix_server::{GracefulShutdownSignal, Server};
-use actix_service::{
-    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
-};
+use actix_service::{fn_service, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
-use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
 
 use crate::h2guard::H2Guard;
@@ -281,13 +280,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
     }
 }
 
-/// Binds the data port and returns the running server.
+/// Binds the data port and returns the running server; `factory` makes each
+/// worker's request service.
 pub fn serve<F, I, S, B>(listen: Listen, factory: F) -> std::io::Result<Server>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
+    S: ServiceFactory<Request, Config = ()> + 'static,
+    S::Error: Into<Response<BoxBody>> + 'static,
     S::InitError: std::fmt::Debug,
     S::Response: Into<Response<B>> + 'static,
     <S::Service as actix_service::Service<Request>>::Future: 'static,
@@ -414,8 +414,8 @@ impl Http {
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + ConnData + Unpin + 'static,
         I: IntoServiceFactory<S, Request>,
-        S: ServiceFactory<Request, Config = AppConfig> + 'static,
-        S::Error: Into<actix_web::Error> + 'static,
+        S: ServiceFactory<Request, Config = ()> + 'static,
+        S::Error: Into<Response<BoxBody>> + 'static,
         S::InitError: std::fmt::Debug,
         S::Response: Into<Response<B>> + 'static,
         <S::Service as actix_service::Service<Request>>::Future: 'static,
@@ -443,10 +443,7 @@ impl Http {
         } else {
             builder
         };
-        // actix-web's own `AppConfig::new` is crate-private; nothing here reads the
-        // host or scheme it holds (the proxy knows whether it listens with TLS).
-        let app = app.into_factory().map_err(|e| e.into().error_response());
-        builder.finish(map_config(app, |_| AppConfig::default()))
+        builder.finish(app)
     }
 }
 

@@ -28,10 +28,11 @@ use crate::upstream_client::{
     http1, ClientBodyError, UpstreamBody, UpstreamClient, UpstreamResponse,
 };
 use crate::upstream_h1;
+use actix_http::{HttpMessage, Payload, Request};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Version};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::Bytes;
 use cluster_config::{Route, Upstream};
 use futures_util::future::Either;
@@ -87,7 +88,7 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn new(req: &HttpRequest, plane: &DataPlane) -> RequestCtx {
+    fn new(req: &Request, plane: &DataPlane) -> RequestCtx {
         RequestCtx {
             request_id: crate::errors::RequestId::from_headers(req.headers()),
             started: Instant::now(),
@@ -111,15 +112,11 @@ impl RequestCtx {
 }
 
 /// The data-plane handler for every path that is not a built-in endpoint.
-pub async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    plane: web::Data<DataPlane>,
-    client: web::Data<UpstreamClient>,
-) -> HttpResponse {
-    let mut rec = Recording::start(&req, &plane);
+pub async fn handle(mut req: Request, plane: &DataPlane, client: &UpstreamClient) -> HttpResponse {
+    let payload = req.take_payload();
+    let mut rec = Recording::start(&req, plane);
     let ctx = &mut rec.ctx;
-    let mut response = match lifecycle(ctx, &req, payload, &plane, &client).await {
+    let mut response = match lifecycle(ctx, &req, payload, plane, client).await {
         Ok(response) => response,
         Err(e) => {
             if e.is_noteworthy() {
@@ -140,9 +137,9 @@ pub async fn handle(
 /// or, if the handler is dropped first (the client closed the connection, or
 /// actix-http gave up on a malformed body), when it is dropped. The in-flight
 /// gauge goes up here and down in `record`, so it cannot leak.
-struct Recording {
-    plane: web::Data<DataPlane>,
-    req: HttpRequest,
+struct Recording<'r> {
+    plane: &'r DataPlane,
+    req: &'r Request,
     ctx: RequestCtx,
     done: bool,
     /// The connection's head clock (HTTP/1.1): stopped while this request is
@@ -150,8 +147,8 @@ struct Recording {
     clock: Option<Rc<HeadClock>>,
 }
 
-impl Recording {
-    fn start(req: &HttpRequest, plane: &web::Data<DataPlane>) -> Recording {
+impl<'r> Recording<'r> {
+    fn start(req: &'r Request, plane: &'r DataPlane) -> Recording<'r> {
         if plane.request_metrics {
             plane.metrics.in_flight.inc();
         }
@@ -161,8 +158,8 @@ impl Recording {
         }
         Recording {
             ctx: RequestCtx::new(req, plane),
-            plane: plane.clone(),
-            req: req.clone(),
+            plane,
+            req,
             done: false,
             clock,
         }
@@ -171,11 +168,11 @@ impl Recording {
     fn finish(mut self, status: StatusCode) {
         self.ctx.status = status;
         self.done = true;
-        record(&self.plane, &self.ctx, &self.req);
+        record(self.plane, &self.ctx, self.req);
     }
 }
 
-impl Drop for Recording {
+impl Drop for Recording<'_> {
     fn drop(&mut self) {
         if let Some(c) = &self.clock {
             c.leave();
@@ -193,15 +190,15 @@ impl Drop for Recording {
             }
         }
         debug!(request_id = %ctx.request_id, "the client went away before its answer");
-        record(&self.plane, &self.ctx, &self.req);
+        record(self.plane, &self.ctx, self.req);
     }
 }
 
 /// The steps up to and including the upstream's answer; the first refusal ends it.
 async fn lifecycle(
     ctx: &mut RequestCtx,
-    req: &HttpRequest,
-    payload: web::Payload,
+    req: &Request,
+    payload: Payload,
     plane: &DataPlane,
     client: &UpstreamClient,
 ) -> Result<HttpResponse, GatewayError> {
@@ -319,8 +316,8 @@ fn circuit_check<'s>(
 /// Each attempt's outcome goes to the service's actor (`do_send`, no waiting).
 async fn proxy(
     ctx: &mut RequestCtx,
-    req: &HttpRequest,
-    payload: web::Payload,
+    req: &Request,
+    payload: Payload,
     pool: &UpstreamPool,
     plane: &DataPlane,
     client: &UpstreamClient,
@@ -402,7 +399,7 @@ async fn proxy(
 /// client's headers; any other on hyper's.
 async fn send(
     ctx: &RequestCtx,
-    req: &HttpRequest,
+    req: &Request,
     body: &RequestBody,
     upstream: &Upstream,
     timeout: Duration,
@@ -475,7 +472,7 @@ async fn send(
 /// The head of a bodiless request for the own HTTP/1.1 client: request line
 /// (the upstream's base path, the normalised path and the query), the client's
 /// headers as [`copy_request_headers`] passes them, and `Host`.
-fn h1_head(ctx: &RequestCtx, req: &HttpRequest, upstream: &Upstream, tls: bool) -> Vec<u8> {
+fn h1_head(ctx: &RequestCtx, req: &Request, upstream: &Upstream, tls: bool) -> Vec<u8> {
     let path = ctx.normalized.as_deref().unwrap_or(req.path());
     let query = req.uri().query();
     let target = [
@@ -503,7 +500,7 @@ async fn sleep_until(conn: Option<&Rc<HeadClock>>, deadline: tokio::time::Instan
 /// path, then the (normalised) request path and query, built in one buffer.
 fn upstream_uri(
     ctx: &RequestCtx,
-    req: &HttpRequest,
+    req: &Request,
     upstream: &Upstream,
 ) -> Result<http1::Uri, GatewayError> {
     let path = ctx.normalized.as_deref().unwrap_or(req.path());
@@ -693,7 +690,7 @@ impl HeaderSink for upstream_h1::HeadWriter {
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
 /// forwarding headers and the gateway's own identity headers. `Host` is left to
 /// the client library (the upstream's own).
-fn copy_request_headers(req: &HttpRequest, out: &mut impl HeaderSink, tls: bool, ctx: &RequestCtx) {
+fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, tls: bool, ctx: &RequestCtx) {
     let headers = req.headers();
     let skip = connection_listed(headers.get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
@@ -860,7 +857,7 @@ fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
 }
 
 /// Step 7: metrics and the access-log line. Always runs.
-fn record(plane: &DataPlane, ctx: &RequestCtx, req: &HttpRequest) {
+fn record(plane: &DataPlane, ctx: &RequestCtx, req: &Request) {
     let elapsed = ctx.started.elapsed();
     let method = req.method().as_str();
     let route = ctx
@@ -958,14 +955,14 @@ impl Progress {
 /// failure (which happens before that) it is still there for the retry.
 struct RequestBody {
     kind: BodyKind,
-    slot: Rc<RefCell<Option<web::Payload>>>,
+    slot: Rc<RefCell<Option<Payload>>>,
     progress: Rc<Progress>,
     /// Set (by hyper's side, hence atomic) when an attempt first asked for the body.
     asked: Arc<AtomicBool>,
 }
 
 impl RequestBody {
-    fn new(req: &HttpRequest, payload: web::Payload) -> Self {
+    fn new(req: &Request, payload: Payload) -> Self {
         let h = req.headers();
         let length = h
             .get(header::CONTENT_LENGTH)
@@ -1036,7 +1033,7 @@ impl RequestBody {
 /// keeping [`Progress`] up to date. Takes the body out of its slot only once hyper
 /// has asked for it; an attempt dropped before that (connect failure) leaves it.
 async fn feed(
-    slot: Rc<RefCell<Option<web::Payload>>>,
+    slot: Rc<RefCell<Option<Payload>>>,
     progress: Rc<Progress>,
     started: tokio::sync::oneshot::Receiver<()>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, ClientBodyError>>,

@@ -8,9 +8,11 @@ use crate::admin::Admin;
 use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use crate::{cluster, endpoints, listener};
+use actix_service::fn_service;
 use actix_web::{web, App, HttpServer};
 use cluster_config::{load_dir, LoadedConfig, NodeConfig};
 use sluice_raft::RaftNode;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,11 +145,18 @@ fn data_plane(
         // One upstream client per worker thread, so a connection's task and its
         // requests share a thread; capped at `node.upstream_pool_limit` requests
         // in flight (see `upstream_client`).
-        let client = crate::upstream_client::UpstreamClient::new(pool_limit);
-        App::new()
-            .app_data(plane.clone())
-            .app_data(web::Data::new(client))
-            .default_service(web::to(endpoints::dispatch))
+        let worker = Rc::new((
+            plane.clone(),
+            crate::upstream_client::UpstreamClient::new(pool_limit),
+        ));
+        fn_service(move |req: actix_http::Request| {
+            let worker = worker.clone();
+            async move {
+                let (plane, client) = &*worker;
+                let response = endpoints::dispatch(req, plane, client).await;
+                Ok::<_, actix_http::Error>(actix_http::Response::from(response))
+            }
+        })
     })
 }
 

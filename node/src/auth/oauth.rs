@@ -12,8 +12,9 @@
 
 use crate::dataplane::DataPlane;
 use crate::phases::RequestHead;
+use actix_http::{HttpMessage, Request};
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use base64::Engine;
 use cluster_config::Quota;
 use jsonwebtoken::{Algorithm, Header};
@@ -51,7 +52,7 @@ fn too_many(retry_after: Duration, description: &str) -> HttpResponse {
 /// Client credentials from `Authorization: Basic` (each part form-decoded, RFC
 /// 6749 §2.3.1) or from the form; `Err` names what is wrong with them.
 fn client_credentials(
-    req: &HttpRequest,
+    req: &Request,
     form: &HashMap<String, String>,
 ) -> Result<(String, String, bool), &'static str> {
     let basic = req
@@ -87,11 +88,7 @@ fn client_credentials(
     }
 }
 
-pub async fn token(
-    req: HttpRequest,
-    body: web::Bytes,
-    plane: web::Data<DataPlane>,
-) -> HttpResponse {
+pub async fn token(req: &Request, body: bytes::Bytes, plane: &DataPlane) -> HttpResponse {
     let state = plane.state.load_full();
     let head = RequestHead {
         method: req.method(),
@@ -121,7 +118,7 @@ pub async fn token(
             );
         }
     }
-    let (client_id, secret, basic) = match client_credentials(&req, &form) {
+    let (client_id, secret, basic) = match client_credentials(req, &form) {
         Ok(c) => c,
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
@@ -235,7 +232,7 @@ pub async fn token(
     }
 }
 
-pub async fn jwks(plane: web::Data<DataPlane>) -> HttpResponse {
+pub fn jwks(plane: &DataPlane) -> HttpResponse {
     let state = plane.state.load();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
