@@ -3,8 +3,8 @@
 //!
 //! What `HttpServer::bind_auto_h2c` and `bind_rustls_0_23` do, step for step: accept
 //! (actix-server), TLS with ALPN `h2`/`http/1.1` (actix-tls) or a peek at the h2c
-//! preface, then actix-http's `HttpService` with an actix-web `App` per worker.
-//! The additions: the guard between the socket and the protocol, a deadline on
+//! preface, then actix-http's `HttpService`, here over the worker's own request
+//! service (`server.rs`) rather than an actix-web `App`. The additions: the guard between the socket and the protocol, a deadline on
 //! the first bytes (`node.client_header_timeout`: a connection that never sends a
 //! byte is closed, where actix would wait for ever on the h2c peek), a count of
 //! open connections, and malformed requests counted and logged at debug rather

@@ -626,11 +626,16 @@ fn respond(up: UpstreamResponse) -> HttpResponse {
             .filter(|(n, _)| n == header::CONNECTION)
             .map(|(_, v)| v.as_bytes()),
     );
+    // With `Transfer-Encoding` the body is delimited by it and any
+    // `Content-Length` is wrong (RFC 9112 §6.3): not forwarded, not trusted.
+    let encoded = headers.iter().any(|(n, _)| n == header::TRANSFER_ENCODING);
     let mut length = None;
     for (name, value) in &headers {
         let n = name.as_str();
         if name == header::CONTENT_LENGTH {
-            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            if !encoded {
+                length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            }
             continue;
         }
         if is_hop_by_hop(n) || n == X_REQUEST_ID || skip.iter().any(|s| s.eq_ignore_ascii_case(n)) {

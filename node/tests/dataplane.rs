@@ -243,7 +243,7 @@ async fn the_upstream_gets_no_header_the_client_did_not_send() {
 }
 
 /// `node.upstream_pool_limit` caps the requests in flight to upstreams per worker
-/// (hyper's pool has no cap of its own): with a limit of 1 and 2 workers, six
+/// (neither upstream client has a cap of its own): with a limit of 1 and 2 workers, six
 /// requests to an upstream that never answers open at most two connections.
 #[actix_rt::test]
 async fn the_upstream_pool_limit_caps_connections() {
@@ -351,6 +351,7 @@ impl Scripted {
                             "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\nX-Hop: 1\r\nConnection: x-hop\r\n\r\nhello",
                             "/interim" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
                             "/no-content" => b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n",
+                            "/both" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
                             "/conflict" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
                             "/garbage" => b"HTTP/9 two hundred\r\n\r\n",
                             "/drop-next" => {
@@ -444,6 +445,14 @@ async fn the_own_http1_client_reads_every_framing_and_reuses_connections() {
     // Six requests so far on kept-alive framings: one upstream connection.
     assert_eq!(up.connections(), 1, "kept connections were not reused");
 
+    // Both framings: the chunked one counts and the length is not passed on (the
+    // connection is not kept either).
+    let (s, h, b) = text(&c, Method::GET, gw.url("/both")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello"));
+    assert_ne!(
+        h.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"3"[..])
+    );
     let (s, _, b) = text(&c, Method::GET, gw.url("/to-close")).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "until the close"));
     for bad in ["/conflict", "/garbage"] {
