@@ -51,6 +51,13 @@ fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")
 }
 
+/// The answer (if any: the node may just close) is not a 502 or 503. Only the
+/// status line is read: a request id in the body may well hold "502".
+fn assert_not_upstream_failure(answer: &str) {
+    let code = status_line(answer).split(' ').nth(1).unwrap_or("");
+    assert!(code != "502" && code != "503", "{answer}");
+}
+
 /// An h2c (prior knowledge) POST whose body is longer than its `content-length`,
 /// sent with curl; returns curl's view of the status ("000" when the stream was
 /// reset, as it should be).
@@ -94,14 +101,14 @@ async fn client_caused_failures_never_open_the_breaker() {
             b"POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
             false,
         );
-        assert!(!a.contains("502") && !a.contains("503"), "{a}");
+        assert_not_upstream_failure(&a);
         // a body shorter than its Content-Length, connection closed mid-upload
         let a = exchange(
             port,
             b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc",
             true,
         );
-        assert!(!a.contains("502") && !a.contains("503"), "{a}");
+        assert_not_upstream_failure(&a);
         // an Expect the gateway cannot meet: refused up front
         let a = exchange(
             port,
