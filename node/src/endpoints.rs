@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 /// The data plane's one service, on actix-http directly (no actix-web `App`: its
-/// request object, routing and extractors cost about 3,000 instructions per
+/// request object, routing and extractors cost about 2,000 instructions per
 /// proxied request). The built-in endpoints are found by their exact path in a
 /// `match`; every other request goes to the proxy.
 pub async fn dispatch(req: Request, plane: &DataPlane, client: &UpstreamClient) -> HttpResponse {
