@@ -357,10 +357,9 @@ impl Conn {
                     keep_alive &= length.is_none();
                     Framing::Chunked(Chunk::Size)
                 }
-                (Some(false), _) | (None, None) => {
-                    keep_alive = false;
-                    Framing::ToClose
-                }
+                // Not kept, unless the response turns out to have no body at all
+                // (`Head::into_response`).
+                (Some(false), _) | (None, None) => Framing::ToClose,
                 (None, Some(n)) => Framing::Length(n),
             };
             return Ok(Some(Head {
@@ -397,10 +396,13 @@ impl Head {
             Framing::Length(0) => Framing::Done,
             f => f,
         };
+        // A body read to the close ends the connection; a 204 or a HEAD answer
+        // without a length does not (DELETE -> 204 keeps its connection).
+        let keep_alive = self.keep_alive && !matches!(framing, Framing::ToClose);
         let mut body = Body {
             conn: Some(conn),
             framing,
-            host: self.keep_alive.then_some(host),
+            host: keep_alive.then_some(host),
             trailers: 0,
             _permit: permit,
         };

@@ -442,7 +442,10 @@ async fn the_own_http1_client_reads_every_framing_and_reuses_connections() {
     let (s, h, b) = text(&c, Method::GET, gw.url("/no-content")).await;
     assert_eq!((s, b.as_str()), (StatusCode::NO_CONTENT, ""));
     assert!(h.get("x-up").is_some());
-    // Six requests so far on kept-alive framings: one upstream connection.
+    // A 204 without a length ends without the connection's close: kept too.
+    let (s, _, b) = text(&c, Method::GET, gw.url("/length")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "hello"));
+    // Eight requests so far on kept-alive framings: one upstream connection.
     assert_eq!(up.connections(), 1, "kept connections were not reused");
 
     // Both framings: the chunked one counts and the length is not passed on (the
