@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 pub use hyper::http as http1;
 
 /// How long an idle upstream connection is kept (and the connect timeout).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-connection read buffer and write queue bound (hyper's default is ~400 KiB):
 /// a streamed body in flight holds at most about this much per direction.
 const MAX_BUF: usize = 64 * 1024;

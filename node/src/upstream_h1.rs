@@ -24,6 +24,8 @@
 //! kept only after a complete HTTP/1.1 response without `Connection: close` that
 //! ends exactly where the bytes read end.
 
+// The idle and connect timeouts are hyper's client's: one setting for both.
+use crate::upstream_client::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
@@ -34,13 +36,10 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// How long an idle connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a response head (status line and headers), as hyper's buffer bound.
 const MAX_HEAD: usize = 64 * 1024;
 /// Bound on the header lines of one response head.
