@@ -13,7 +13,8 @@
 //!
 //! Connections are kept per worker and per upstream authority: at most
 //! `node.upstream_pool_limit` idle ones, each for at most 30 s, the most recently
-//! used first. A kept connection the upstream has closed is noticed before use
+//! used first; once a second, those older than that or closed by their upstream
+//! are let go. A kept connection the upstream has closed is noticed before use
 //! when its close has arrived (a readiness check, no system call), and otherwise
 //! by the request failing before any byte of an answer: an idempotent request is
 //! then sent once more on a new connection, as hyper's pool does.
@@ -29,14 +30,14 @@ use crate::upstream_client::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -50,10 +51,18 @@ const MAX_TRAILERS: usize = 64 * 1024;
 /// Room made in the read buffer before each read (a body chunk is at most this).
 const READ_SIZE: usize = 32 * 1024;
 
+/// How often a worker's kept connections are looked over: those idle longer than
+/// [`IDLE_TIMEOUT`] and those the upstream has closed are let go, whether or not
+/// their upstream gets another request.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// One worker's kept connections, by upstream authority (`host:port`).
 pub struct Pool {
-    hosts: RefCell<Vec<Rc<Host>>>,
+    hosts: Rc<RefCell<Vec<Rc<Host>>>>,
     max_idle: usize,
+    /// The sweeping task is started with the first upstream (in the worker's
+    /// runtime) and ends with the pool.
+    sweeping: Cell<bool>,
 }
 
 /// The kept connections to one authority, oldest first.
@@ -123,8 +132,9 @@ pub struct Request<'a> {
 impl Pool {
     pub fn new(max_idle: usize) -> Pool {
         Pool {
-            hosts: RefCell::new(Vec::new()),
+            hosts: Rc::new(RefCell::new(Vec::new())),
             max_idle,
+            sweeping: Cell::new(false),
         }
     }
 
@@ -162,7 +172,31 @@ impl Pool {
             max_idle: self.max_idle,
         });
         hosts.push(h.clone());
+        if !self.sweeping.replace(true) {
+            actix_rt::spawn(sweep(Rc::downgrade(&self.hosts)));
+        }
         h
+    }
+}
+
+/// Every [`SWEEP_EVERY`], lets go of the kept connections that are too old or
+/// closed by their upstream (a socket the upstream closed would otherwise stay in
+/// CLOSE_WAIT until its upstream's next request), and forgets upstreams with none
+/// left and no response in flight (one a reload removed). Ends with the pool.
+async fn sweep(hosts: Weak<RefCell<Vec<Rc<Host>>>>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hosts) = hosts.upgrade() else { return };
+        let now = Instant::now();
+        hosts.borrow_mut().retain(|h| {
+            let mut idle = h.idle.borrow_mut();
+            idle.retain(|k| {
+                now.saturating_duration_since(k.since) <= IDLE_TIMEOUT && k.conn.is_open()
+            });
+            !idle.is_empty() || Rc::strong_count(h) > 1
+        });
     }
 }
 

@@ -481,6 +481,67 @@ async fn the_own_http1_client_reads_every_framing_and_reuses_connections() {
     assert_eq!((s, b.as_str()), (StatusCode::OK, "hello"));
 }
 
+/// A kept upstream connection the upstream closes while it is idle is let go within
+/// seconds, with no further request to that upstream: the gateway's socket does not
+/// linger in CLOSE_WAIT (the upstream sees the gateway's close).
+#[actix_rt::test]
+async fn an_idle_connection_the_upstream_closes_is_let_go_without_another_request() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .expect("answer");
+        // Half-close: the gateway's side of this now idle connection sees the end.
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let started = Instant::now();
+        let closed = matches!(s.read(&mut byte), Ok(0));
+        let _ = tx.send((closed, started.elapsed()));
+    });
+    let gw = Gateway::start(&[
+        (
+            "services.yaml",
+            &format!(
+                "services:\n  s: {{ upstreams: [http://{addr}], circuit_breaker: {{ enabled: false }} }}\n"
+            ),
+        ),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /*, service: s, auth: none }\n",
+        ),
+    ]);
+    let c = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .finish();
+    let mut r = c.get(gw.url("/once")).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.body().await.expect("body"), Bytes::from_static(b"ok"));
+    let (closed, after) = actix_rt::task::spawn_blocking(move || rx.recv())
+        .await
+        .expect("join")
+        .expect("upstream thread");
+    assert!(
+        closed,
+        "the gateway kept a connection its upstream had closed ({after:?} waited)"
+    );
+    assert!(
+        after < Duration::from_secs(10),
+        "closed only after {after:?}"
+    );
+}
+
 /// Behind a trusted proxy (`node.trusted_proxies`), the proxy's forwarding
 /// headers go upstream, `X-Forwarded-For` extended with the proxy's address.
 #[actix_rt::test]
