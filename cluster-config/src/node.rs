@@ -29,6 +29,9 @@ pub struct NodeConfig {
     pub admin_tls: Option<AdminTls>,
     /// Upstream connections per worker thread (default 512): beyond it requests queue.
     pub upstream_pool_limit: usize,
+    /// `node.upstream_ca_file`: PEM certificates trusted for `https://` upstreams on
+    /// top of the public web roots (a private CA, a self-signed upstream).
+    pub upstream_ca_file: Option<PathBuf>,
     /// `node.request_metrics` (default true): per-request metrics on the data plane.
     /// Off only to measure their cost (`scripts/bench.sh`).
     pub request_metrics: bool,
@@ -199,6 +202,7 @@ impl Default for NodeConfig {
             tls: None,
             admin_tls: None,
             upstream_pool_limit: DEFAULT_UPSTREAM_POOL_LIMIT,
+            upstream_ca_file: None,
             request_metrics: true,
             jwt_cache: true,
             rate_limit_sync_interval: DEFAULT_RATE_LIMIT_SYNC_INTERVAL,
@@ -235,6 +239,7 @@ pub(crate) struct NodeSection {
     pub tls: Option<TlsSection>,
     pub admin_tls: Option<AdminTlsSection>,
     pub upstream_pool_limit: Option<usize>,
+    pub upstream_ca_file: Option<String>,
     pub request_metrics: Option<bool>,
     pub jwt_cache: Option<bool>,
     pub rate_limit_sync_interval: Option<String>,
@@ -433,12 +438,11 @@ impl NodeSections {
                 Err(msg) => err(node_file, &format!("node.trusted_proxies[{i}]"), msg),
             }
         }
-        // A file named under `section`, resolved against the config dir; it must exist.
-        let mut file_of = |section: &str, key: &str, value: &Option<String>| -> Option<PathBuf> {
-            let path = format!("node.{section}.{key}");
+        // A file named at `path`, resolved against the config dir; it must exist.
+        let mut file_at = |path: &str, value: &Option<String>| -> Option<PathBuf> {
             match value.as_deref().map(str::trim) {
                 None | Some("") => {
-                    err(node_file, &path, "required".into());
+                    err(node_file, path, "required".into());
                     None
                 }
                 Some(name) => {
@@ -448,7 +452,7 @@ impl NodeSections {
                     } else {
                         err(
                             node_file,
-                            &path,
+                            path,
                             format!("file not found: {}", resolved.display()),
                         );
                         None
@@ -456,9 +460,12 @@ impl NodeSections {
                 }
             }
         };
+        if node.upstream_ca_file.is_some() {
+            cfg.upstream_ca_file = file_at("node.upstream_ca_file", &node.upstream_ca_file);
+        }
         if let Some(tls) = &node.tls {
-            let cert = file_of("tls", "cert_file", &tls.cert_file);
-            let key = file_of("tls", "key_file", &tls.key_file);
+            let cert = file_at("node.tls.cert_file", &tls.cert_file);
+            let key = file_at("node.tls.key_file", &tls.key_file);
             if let (Some(cert_file), Some(key_file)) = (cert, key) {
                 cfg.tls = Some(TlsFiles {
                     cert_file,
@@ -467,9 +474,9 @@ impl NodeSections {
             }
         }
         if let Some(tls) = &node.admin_tls {
-            let cert = file_of("admin_tls", "cert_file", &tls.cert_file);
-            let key = file_of("admin_tls", "key_file", &tls.key_file);
-            let ca = file_of("admin_tls", "ca_file", &tls.ca_file);
+            let cert = file_at("node.admin_tls.cert_file", &tls.cert_file);
+            let key = file_at("node.admin_tls.key_file", &tls.key_file);
+            let ca = file_at("node.admin_tls.ca_file", &tls.ca_file);
             if let (Some(cert_file), Some(key_file), Some(ca_file)) = (cert, key, ca) {
                 cfg.admin_tls = Some(AdminTls {
                     files: TlsFiles {
@@ -694,6 +701,34 @@ mod tests {
                 ("node.tls.cert_file", "file not found"),
                 ("node.tls.key_file", "required"),
             ],
+        );
+    }
+
+    #[test]
+    fn the_upstream_ca_file_is_resolved_against_the_config_dir() {
+        assert_eq!(load_node("node: {}\n").upstream_ca_file, None);
+        let dir = TestDir::with(&[("n.yaml", "node:\n  upstream_ca_file: certs/ca.pem\n")]);
+        let errors = match load_dir_with_env(dir.path(), &test_env) {
+            Err(e) => e,
+            Ok(_) => panic!("loaded without the CA file"),
+        };
+        assert_has(
+            &errors,
+            Some(&dir.file("n.yaml")),
+            "node.upstream_ca_file",
+            "file not found",
+        );
+        dir.write("certs/ca.pem", "pem");
+        match load_dir_with_env(dir.path(), &test_env) {
+            Ok(cfg) => assert_eq!(
+                cfg.node.upstream_ca_file,
+                Some(dir.path().join("certs/ca.pem"))
+            ),
+            Err(e) => panic!("{e}"),
+        }
+        check(
+            "node:\n  upstream_ca_file: ''\n",
+            &[("node.upstream_ca_file", "required")],
         );
     }
 

@@ -48,10 +48,11 @@ struct Sink {
     ids: Vec<String>,
 }
 
-pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
+/// Serves on `listen`: h2c and HTTP/1.1, or with `tls` HTTPS (h2 and HTTP/1.1 by ALPN).
+pub fn run(listen: &str, workers: usize, tls: Option<rustls::ServerConfig>) -> std::io::Result<()> {
     let control = web::Data::from(Arc::new(Control::default()));
     actix_rt::System::new().block_on(async move {
-        HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(control.clone())
                 .route("/_control/fail", web::post().to(fail))
@@ -96,8 +97,11 @@ pub fn run(listen: &str, workers: usize) -> std::io::Result<()> {
                 .default_service(web::to(echo))
         })
         .workers(workers)
-        .backlog(4096)
-        .bind_auto_h2c(listen)?
+        .backlog(4096);
+        match tls {
+            Some(tls) => server.bind_rustls_0_23(listen, tls)?,
+            None => server.bind_auto_h2c(listen)?,
+        }
         .run()
         .await
     })

@@ -148,15 +148,22 @@ impl LazyTimer {
     }
 }
 
-impl HeadClock {
-    /// A request of this connection reached the handler: its head is complete.
-    pub fn enter(&self) {
-        self.busy.set(self.busy.get() + 1);
-    }
+/// A request of an HTTP/1.1 connection being handled, from the moment it reaches
+/// the handler (its head is complete) until its response has gone out, body and
+/// all: the head clock does not run meanwhile, so a slow upstream or a long quiet
+/// stream does not count against a request pipelined behind it.
+pub struct Busy(Rc<HeadClock>);
 
-    /// The handler is done with it (answered, or dropped).
-    pub fn leave(&self) {
-        self.busy.set(self.busy.get().saturating_sub(1));
+impl Busy {
+    pub fn enter(clock: &Rc<HeadClock>) -> Busy {
+        clock.busy.set(clock.busy.get() + 1);
+        Busy(clock.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.set(self.0.busy.get().saturating_sub(1));
     }
 }
 
@@ -165,7 +172,9 @@ impl HeadClock {
 /// actix-http does: the clock starts at the first byte read while no request of the
 /// connection is being handled and nothing has been written since, and stops when
 /// a request reaches the handler or a response is written. A kept-alive connection
-/// that sends half a head and then holds still is closed like a new one.
+/// that sends half a head and then holds still is closed like a new one. (Half a
+/// head that arrived while a response was going out is closed by actix-http's
+/// keep-alive timer.)
 struct Conn<IO> {
     io: IO,
     _open: Open,

@@ -92,6 +92,13 @@ enum Command {
         listen: String,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate
+        /// chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// A traffic generator that resolves the target's host name on every new
     /// connection, spreads requests over the addresses, retries a refused
@@ -209,9 +216,26 @@ fn main() -> ExitCode {
             headers,
             json: format == "json",
         })),
-        Command::EchoServer { listen, workers } => {
+        Command::EchoServer {
+            listen,
+            workers,
+            tls_cert,
+            tls_key,
+        } => {
             telemetry::init_logging(cluster_config::LogFormat::Pretty, "warn");
-            match echo::run(&listen, workers) {
+            let tls = tls_cert.zip(tls_key).map(|(cert_file, key_file)| {
+                tls::server_config(
+                    &cluster_config::TlsFiles {
+                        cert_file,
+                        key_file,
+                    },
+                    None,
+                )
+            });
+            match tls
+                .transpose()
+                .and_then(|tls| echo::run(&listen, workers, tls))
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("echo-server: {e}");

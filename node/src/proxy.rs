@@ -20,12 +20,12 @@
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
 use crate::forwarded::X_FORWARDED_FOR;
-use crate::listener::HeadClock;
+use crate::listener::{Busy, HeadClock};
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
 use crate::upstream_client::{
-    http1, ClientBodyError, UpstreamBody, UpstreamClient, UpstreamResponse,
+    http1, ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient, UpstreamResponse,
 };
 use crate::upstream_h1;
 use actix_http::{HttpMessage, Payload, Request};
@@ -39,9 +39,11 @@ use futures_util::future::Either;
 use futures_util::StreamExt;
 use sluice_actors::upstream::{Admission, UpstreamPool};
 use std::cell::{Cell, RefCell};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -85,6 +87,10 @@ pub struct RequestCtx {
     /// Time spent waiting on upstreams (every attempt), so `record` can tell the
     /// gateway's own share of the request's time.
     pub upstream_wait: Duration,
+    /// HTTP/1.1: the connection is handling this request (its head clock stopped)
+    /// until this is dropped: with the request, or with the streamed response
+    /// body it is handed to.
+    busy: Option<Busy>,
 }
 
 impl RequestCtx {
@@ -107,6 +113,7 @@ impl RequestCtx {
             error: None,
             auth_failure: None,
             upstream_wait: Duration::ZERO,
+            busy: req.conn_data::<Rc<HeadClock>>().map(Busy::enter),
         }
     }
 }
@@ -142,9 +149,6 @@ struct Recording<'r> {
     req: &'r Request,
     ctx: RequestCtx,
     done: bool,
-    /// The connection's head clock (HTTP/1.1): stopped while this request is
-    /// handled, so a slow upstream does not count as a slow client.
-    clock: Option<Rc<HeadClock>>,
 }
 
 impl<'r> Recording<'r> {
@@ -152,16 +156,11 @@ impl<'r> Recording<'r> {
         if plane.request_metrics {
             plane.metrics.in_flight.inc();
         }
-        let clock = req.conn_data::<Rc<HeadClock>>().cloned();
-        if let Some(c) = &clock {
-            c.enter();
-        }
         Recording {
             ctx: RequestCtx::new(req, plane),
             plane,
             req,
             done: false,
-            clock,
         }
     }
 
@@ -174,9 +173,6 @@ impl<'r> Recording<'r> {
 
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
-        if let Some(c) = &self.clock {
-            c.leave();
-        }
         if self.done {
             return;
         }
@@ -353,7 +349,7 @@ async fn proxy(
         if body.client_failed() {
             ctx.admission = None;
             pool.release(admission);
-            return result.map(respond).map_err(|_| {
+            return result.map(|r| respond(r, ctx.busy.take())).map_err(|_| {
                 GatewayError::new(
                     Kind::BadRequestBody,
                     Source::Client,
@@ -373,7 +369,7 @@ async fn proxy(
                         rm.upstream_duration.observe(waited.as_secs_f64());
                     }
                 }
-                return Ok(respond(resp));
+                return Ok(respond(resp, ctx.busy.take()));
             }
             Err(e)
                 if e.retryable
@@ -611,8 +607,9 @@ fn after(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
 /// Bound on any wait the proxy computes (a day, as `services.*.timeout`).
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
-/// Builds the client response from the upstream's, streaming its body.
-fn respond(up: UpstreamResponse) -> HttpResponse {
+/// Builds the client response from the upstream's, streaming its body; the
+/// connection stays busy with the request until the body has gone out.
+fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
     let UpstreamResponse {
         status,
         headers,
@@ -646,6 +643,7 @@ fn respond(up: UpstreamResponse) -> HttpResponse {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return response;
     }
+    let body = Outgoing { body, _busy: busy };
     match length {
         Some(len) => response
             .set_body(SizedStream::new(len, body))
@@ -653,6 +651,20 @@ fn respond(up: UpstreamResponse) -> HttpResponse {
         None => response
             .set_body(BodyStream::new(body))
             .map_into_boxed_body(),
+    }
+}
+
+/// The upstream's body on its way to the client, holding the connection busy.
+struct Outgoing {
+    body: ResponseBody,
+    _busy: Option<Busy>,
+}
+
+impl futures_util::Stream for Outgoing {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.body).poll_next(cx)
     }
 }
 

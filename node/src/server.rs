@@ -119,6 +119,7 @@ fn data_plane(
     plane: web::Data<DataPlane>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let pool_limit = node.upstream_pool_limit;
+    let upstream_tls = crate::tls::upstream_client_config(node.upstream_ca_file.as_deref())?;
     let listen = listener::Listen {
         addr: node.listen,
         workers: node.workers,
@@ -147,7 +148,7 @@ fn data_plane(
         // in flight (see `upstream_client`).
         let worker = Rc::new((
             plane.clone(),
-            crate::upstream_client::UpstreamClient::new(pool_limit),
+            crate::upstream_client::UpstreamClient::new(pool_limit, upstream_tls.clone()),
         ));
         fn_service(move |req: actix_http::Request| {
             let worker = worker.clone();

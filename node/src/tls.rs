@@ -90,3 +90,21 @@ pub fn client_config(
         None => Ok(builder.with_no_client_auth()),
     }
 }
+
+/// What the proxy verifies `https://` upstreams with: the public web roots and,
+/// with `node.upstream_ca_file`, the certificates in it. No client certificate.
+pub fn upstream_client_config(extra_ca: Option<&Path>) -> std::io::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(ca_file) = extra_ca {
+        for cert in certs(ca_file)? {
+            roots.add(cert).map_err(|e| bad(ca_file, e))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("TLS config: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,5 +1,6 @@
 //! The proxy's upstream client: hyper 1.x's pooled client (`hyper-util`), HTTP/1.1
-//! and, over TLS with ALPN, HTTP/2, with rustls (ring) and the webpki roots. One per
+//! and, over TLS with ALPN, HTTP/2, with rustls (ring), the webpki roots and
+//! `node.upstream_ca_file`'s certificates (`tls::upstream_client_config`). One per
 //! data-plane worker, like the actix runtime it runs on, so a connection's task and
 //! the requests using it stay on one thread.
 //!
@@ -61,13 +62,13 @@ impl UpstreamClient {
     /// A client holding at most `limit` requests in flight (and idle connections
     /// per upstream). No redirects, no decompression, no default headers, no
     /// client-wide timeout: the proxy applies route timeouts itself.
-    pub fn new(limit: usize) -> UpstreamClient {
+    pub fn new(limit: usize, tls: rustls::ClientConfig) -> UpstreamClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()

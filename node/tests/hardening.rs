@@ -547,3 +547,123 @@ async fn bad_admin_input_gets_a_json_error_and_changes_nothing() {
     )
     .starts_with("HTTP/1.1 200"));
 }
+
+/// A raw upstream: `/slow` streams `first`, says nothing for `quiet`, then `last`;
+/// anything else answers `fast`. Keep-alive, one thread per connection.
+fn quiet_streaming_upstream(quiet: Duration) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || loop {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answered = if head.starts_with(b"GET /slow ") {
+                    s.write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+                    )
+                    .and_then(|_| {
+                        std::thread::sleep(quiet);
+                        s.write_all(b"4\r\nlast\r\n0\r\n\r\n")
+                    })
+                } else {
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast")
+                };
+                if answered.is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads off `s` until `want` has arrived (true) or the connection ends (false).
+fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, want: &str) -> bool {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(got).contains(want) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// The head clock (`client_header_timeout`) does not run while a response is
+/// still streaming: a request pipelined behind a response that goes quiet for
+/// longer than the timeout is answered after it, and the response is not cut.
+/// A half head pipelined behind a response is still not waited for for ever.
+#[actix_rt::test]
+async fn a_request_pipelined_behind_a_quiet_stream_is_not_timed_out_but_a_half_head_is() {
+    let upstream = quiet_streaming_upstream(Duration::from_secs(3));
+    let gw = Gateway::start_with(
+        &[(
+            "gw.yaml",
+            &format!(
+                "services:\n  s: {{ upstreams: [http://{upstream}], timeout: 30s }}\nroutes:\n  - {{ path: /*, service: s, auth: none }}\n"
+            ),
+        )],
+        "  client_header_timeout: 1s\n  keepalive_timeout: 3s\n",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    assert!(read_until(&mut s, &mut got, "first"), "{got:?}");
+    // Pipelined while the first response is quiet.
+    s.write_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    let whole = read_until(&mut s, &mut got, "fast");
+    let text = String::from_utf8_lossy(&got);
+    assert!(whole, "the connection was cut: {text:?}");
+    assert!(text.contains("last"), "{text:?}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text:?}");
+
+    // Half a head pipelined behind a response, then nothing: the response goes
+    // out whole, then the connection is closed (by keep-alive plus the head
+    // allowance at the latest), whether the half head came with the request
+    // before it or while the response was streaming.
+    for (first, half_later) in [
+        (
+            &b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHo"[..],
+            false,
+        ),
+        (&b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"[..], true),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(first).expect("write");
+        let mut got = Vec::new();
+        if half_later {
+            assert!(read_until(&mut s, &mut got, "first"), "{got:?}");
+            s.write_all(b"GET /fast HTTP/1.1\r\nHo").expect("write");
+        }
+        let want = if half_later { "0\r\n\r\n" } else { "fast" };
+        assert!(read_until(&mut s, &mut got, want), "{got:?}");
+        let since = Instant::now();
+        let mut buf = [0u8; 256];
+        let end = s.read(&mut buf);
+        assert!(
+            matches!(end, Ok(0))
+                || matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the half head was waited for: {end:?} after {:?}",
+            since.elapsed()
+        );
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "closed after {:?}",
+            since.elapsed()
+        );
+    }
+}

@@ -238,3 +238,74 @@ routes:
         "revived target got no traffic"
     );
 }
+
+/// An `https://` upstream whose certificate a private CA signed: trusted through
+/// `node.upstream_ca_file`, spoken to in HTTP/2 (ALPN), bodies streamed both ways;
+/// a node without that CA refuses the upstream (502), it does not skip the check.
+#[actix_rt::test]
+async fn a_tls_upstream_is_verified_against_node_upstream_ca_file_and_spoken_to_in_h2() {
+    let dir = sluice_testkit::TempDir::new("upstream-tls");
+    let certs = dir.join("tls");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tls-certs.sh");
+    let made = std::process::Command::new(script)
+        .arg(&certs)
+        .arg("upstream")
+        .output()
+        .expect("scripts/tls-certs.sh (needs openssl)");
+    assert!(made.status.success(), "{made:?}");
+    let upstream = Echo::start_tls(
+        &sluice(),
+        &certs.join("upstream.pem"),
+        &certs.join("upstream.key"),
+    );
+    let config = format!(
+        "services:
+  secure:
+    upstreams: [{}]
+routes:
+  - {{ path: /api/*, service: secure, auth: none }}
+  - {{ path: /bytes/*, service: secure, auth: none }}
+",
+        upstream.url()
+    );
+    let gw = Gateway::start_with(
+        &[("services.yaml", &config)],
+        &format!("  upstream_ca_file: {}\n", certs.join("ca.pem").display()),
+    );
+
+    let (s, b, _) = status(&gw.url("/api/hello?x=1")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"], "HTTP/2.0", "{b}");
+    assert_eq!(
+        (b["path"].as_str(), b["query"].as_str()),
+        (Some("/api/hello"), Some("x=1"))
+    );
+
+    // 1 MiB up, 4 MiB down, through the TLS h2 connection.
+    let up = vec![b'u'; 1 << 20];
+    let mut r = client()
+        .post(gw.url("/api/upload"))
+        .send_body(up)
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = serde_json::from_slice(&r.body().await.expect("body")).expect("json");
+    assert_eq!(
+        (b["body_length"].as_u64(), b["version"].as_str()),
+        (Some(1 << 20), Some("HTTP/2.0")),
+        "{b}"
+    );
+    let mut r = client()
+        .get(gw.url(&format!("/bytes/{}", 4 << 20)))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    let down = r.body().limit(8 << 20).await.expect("body");
+    assert_eq!(down.len(), 4 << 20);
+
+    // Without the private CA the certificate is not trusted: 502.
+    let untrusting = Gateway::start(&[("services.yaml", &config)]);
+    let (s, b, _) = status(&untrusting.url("/api/hello")).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+}
