@@ -25,7 +25,7 @@
 # Environment (defaults in brackets):
 #   RATE []              requests per second (unset: RATE_PERCENT of nginx's capacity)
 #   RATE_PERCENT [50], CAPACITY_SECS [5]
-#   ROUNDS [3], DURATION [10] (seconds per measured run), CONNECTIONS [32]
+#   ROUNDS [7], DURATION [5] (seconds per measured run), CONNECTIONS [32]
 #   FORWARDER [1]        also measure the bare forwarder
 #   UPSTREAM_PORT [18491], NGINX_PORT [18492], SLUICE_PORT [18493],
 #   SLUICE_ADMIN_PORT [18494], FORWARDER_PORT [18495]
@@ -35,8 +35,8 @@ set -euo pipefail
 RATE="${RATE:-}"
 RATE_PERCENT="${RATE_PERCENT:-50}"
 CAPACITY_SECS="${CAPACITY_SECS:-5}"
-ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-7}"
+DURATION="${DURATION:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
 FORWARDER="${FORWARDER:-1}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18491}"

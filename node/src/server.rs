@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 /// Runs a node until it is told to stop. Returns once draining has finished.
 pub fn run(loaded: LoadedConfig) -> std::io::Result<()> {
+    raise_open_files_limit();
     actix_rt::System::new().block_on(serve(loaded))
 }
 
@@ -179,6 +180,36 @@ fn warn_if_files_run_short(node: &NodeConfig) {
             "node.max_connections is too high for the open-files limit (ulimit -n): raise \
              the limit to at least {needed} or lower node.max_connections"
         );
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, as Go's runtime does at
+/// start: systemd starts services at 1,024 soft (524,288 hard), far too few for
+/// the default `node.max_connections`; the hard limit stays the operator's.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return; // unlimited already
+    };
+    // No hard limit: the kernel still caps open files at fs.nr_open.
+    let hard = limit.maximum.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    if hard <= soft {
+        return;
+    }
+    limit.current = Some(hard);
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => info!(
+            from = soft,
+            to = hard,
+            "raised the open-files limit (ulimit -n)"
+        ),
+        Err(e) => warn!(soft, hard, error = %e, "could not raise the open-files limit"),
     }
 }
 

@@ -667,3 +667,52 @@ async fn a_request_pipelined_behind_a_quiet_stream_is_not_timed_out_but_a_half_h
         );
     }
 }
+
+/// The soft open-files limit (`ulimit -n`) a node is started with is raised to the
+/// hard limit, so a service manager's default of 1,024 does not cap connections.
+#[actix_rt::test]
+async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line")
+            .to_owned();
+        let mut f = line.split_whitespace().skip(3);
+        (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+    };
+    let (_, hard) = limits(std::process::id());
+    if hard.parse::<u64>().is_ok_and(|h| h <= 256) {
+        eprintln!("skipped: the hard open-files limit ({hard}) leaves nothing to raise");
+        return;
+    }
+    let dir = sluice_testkit::TempDir::new("nofile");
+    let port = sluice_testkit::free_port();
+    let node = format!(
+        "node:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{}\n  data_dir: {}\n  workers: 1\n",
+        sluice_testkit::free_port(),
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("node.yaml"), node).expect("write");
+    let bin = support::sluice();
+    let proc = sluice_testkit::Proc::spawn(
+        "gateway (ulimit -Sn 256)",
+        std::path::Path::new("/bin/sh"),
+        &[
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\" run --config \"$1\"",
+            bin.path().to_str().expect("utf-8"),
+            dir.path().to_str().expect("utf-8"),
+        ],
+        &dir.join("sluice.log"),
+    );
+    proc.wait_listening(&[port], Duration::from_secs(20));
+    let (soft, hard) = limits(proc.pid());
+    assert_eq!(soft, hard, "soft limit not raised:\n{}", proc.log_tail(20));
+    assert!(
+        proc.log_text().contains("raised the open-files limit"),
+        "{}",
+        proc.log_tail(20)
+    );
+}
