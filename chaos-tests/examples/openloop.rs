@@ -104,6 +104,17 @@ struct Conn {
     in_flight: Option<Instant>,
 }
 
+impl Conn {
+    /// A new connection in place of this one (kept as it is if that fails: its
+    /// next request then fails too and counts as an error).
+    fn reconnect(&mut self, addr: &str) {
+        if let Ok(s) = connect(addr) {
+            self.stream = s;
+            self.buf.clear();
+        }
+    }
+}
+
 /// Sleeps until one of `fds` is readable or `timeout` has passed (`None`: no
 /// limit), with nanosecond precision.
 fn wait(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
@@ -170,10 +181,7 @@ fn run(
                 _ => {
                     errors += 1;
                     finished += 1;
-                    if let Ok(s) = connect(&target.addr) {
-                        c.stream = s;
-                        c.buf.clear();
-                    }
+                    c.reconnect(&target.addr);
                     free.push(i);
                 }
             }
@@ -250,10 +258,7 @@ fn run(
                         errors += 1;
                     }
                     if a.close || failed {
-                        if let Ok(s) = connect(&target.addr) {
-                            c.stream = s;
-                            c.buf.clear();
-                        }
+                        c.reconnect(&target.addr);
                     }
                     free.push(i);
                 }
@@ -261,10 +266,7 @@ fn run(
                     c.in_flight = None;
                     finished += 1;
                     errors += 1;
-                    if let Ok(s) = connect(&target.addr) {
-                        c.stream = s;
-                        c.buf.clear();
-                    }
+                    c.reconnect(&target.addr);
                     free.push(i);
                 }
                 None => {}

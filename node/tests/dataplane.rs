@@ -492,14 +492,10 @@ async fn an_idle_connection_the_upstream_closes_is_let_go_without_another_reques
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).unwrap_or(0) == 0 {
-                return;
-            }
-            head.push(byte[0]);
+        if sluice_testkit::read_raw_head(&mut s).is_none() {
+            return;
         }
+        let mut byte = [0u8; 1];
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .expect("answer");
         // Half-close: the gateway's side of this now idle connection sees the end.

@@ -557,14 +557,9 @@ fn quiet_streaming_upstream(quiet: Duration) -> std::net::SocketAddr {
         for s in listener.incoming() {
             let Ok(mut s) = s else { return };
             std::thread::spawn(move || loop {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(head) = sluice_testkit::read_raw_head(&mut s) else {
+                    return;
+                };
                 let answered = if head.starts_with(b"GET /slow ") {
                     s.write_all(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",

@@ -41,5 +41,5 @@ pub use keys::KeyPair;
 pub use metrics::Metrics;
 pub use net::{free_port, port_open};
 pub use process::{tail, Proc, Signal};
-pub use raw::{raw_request, RawAnswer, Recorder};
+pub use raw::{raw_request, read_raw_head, RawAnswer, Recorder};
 pub use wait::{wait_for, wait_for_async, Logs, Probe, Seen, NO_LOGS, POLL_INTERVAL};

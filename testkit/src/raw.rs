@@ -17,6 +17,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Reads one request head (through the blank line) off `s`, a byte at a time so
+/// nothing after it is consumed; `None` if the connection ends first.
+pub fn read_raw_head(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 /// An answer read off the wire: status, header lines in order (names as sent),
 /// the body de-chunked, as text and as JSON (`Null` when it is not JSON).
 #[derive(Debug, Clone)]
