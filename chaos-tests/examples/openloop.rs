@@ -115,24 +115,21 @@ impl Conn {
     }
 }
 
-/// Sleeps until one of `fds` is readable or `timeout` has passed (`None`: no
-/// limit), with nanosecond precision.
-fn wait(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+/// Sleeps until one of `fds` is readable or `timeout` has passed, with
+/// nanosecond precision.
+fn wait(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
     // SAFETY: `fds` is a live, exclusively borrowed slice of `pollfd` of the length
-    // passed; `ts_ptr` is null or points to `ts`, alive until the call returns; a
-    // null signal mask means the thread's own is kept.
+    // passed; `ts` is alive until the call returns; a null signal mask means the
+    // thread's own is kept.
     let r = unsafe {
         libc::ppoll(
             fds.as_mut_ptr(),
             fds.len() as libc::nfds_t,
-            ts_ptr,
+            &ts,
             std::ptr::null(),
         )
     };
@@ -201,14 +198,14 @@ fn run(
                 ready.push(i);
             }
         }
-        let until_next = (next < total && !free.is_empty())
-            .then(|| intended(next).saturating_duration_since(Instant::now()));
-        let timeout = match until_next {
-            Some(d) => Some(d),
-            // Nothing to send: wait for answers, but not past `give_up`.
-            None => Some(give_up.saturating_duration_since(Instant::now())),
+        // Nothing to send: wait for answers, but not past `give_up`.
+        let until = if next < total && !free.is_empty() {
+            intended(next)
+        } else {
+            give_up
         };
-        if timeout.is_some_and(|t| t.is_zero()) {
+        let timeout = until.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
             continue;
         }
         if let Err(e) = wait(&mut fds, timeout) {

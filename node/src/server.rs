@@ -213,11 +213,9 @@ fn raise_open_files_limit() {
     }
 }
 
-/// The soft `RLIMIT_NOFILE`, from `/proc/self/limits` (Linux); `None` elsewhere.
+/// The soft `RLIMIT_NOFILE`; `None` when unlimited.
 fn open_files_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 async fn watch_signals(
