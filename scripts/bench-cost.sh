@@ -57,8 +57,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() { # URL : up to 60 s (valgrind starts slowly)
-    for _ in $(seq 1 120); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done
+wait_http() { # URL : up to 180 s (valgrind starts slowly)
+    for _ in $(seq 1 360); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done
     echo "no answer from $1" >&2
     return 1
 }
@@ -102,7 +102,7 @@ measure() {
     local name="$1" port="$2"
     shift 2
     local out="$TMP/$name.callgrind"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$TMP/$name.log" 2>&1 &
+    valgrind --tool=callgrind --fair-sched=yes --callgrind-out-file="$out" "$@" >"$TMP/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$port/hello"

@@ -38,7 +38,7 @@ use cluster_config::{Route, Upstream};
 use futures_util::future::Either;
 use futures_util::StreamExt;
 use sluice_actors::upstream::{Admission, UpstreamPool};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +70,8 @@ pub struct RequestCtx {
     /// `X-Forwarded-For` (extended with the peer), `Forwarded` and `X-Real-IP` go
     /// upstream; anyone else's are replaced by the peer's address or dropped.
     pub peer_trusted: bool,
+    /// Whether the client's connection is TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
     pub route: Option<Arc<Route>>,
     pub identity: Option<Identity>,
     /// The rate-limit step's decision (admitted or refused), reported on every
@@ -77,8 +79,9 @@ pub struct RequestCtx {
     pub limit: Option<LimitDecision>,
     /// The breaker's verdict (a probe reports back differently).
     pub admission: Option<Admission>,
-    /// URL of the target the request was last sent to.
-    pub target: Option<String>,
+    /// Index, in its service's pool, of the target the request was last sent to
+    /// (its URL: [`RequestCtx::target_url`]).
+    pub target: Option<usize>,
     /// The response status, and the error kind when the gateway answered itself.
     pub status: StatusCode,
     pub error: Option<Kind>,
@@ -104,6 +107,7 @@ impl RequestCtx {
                 && req
                     .peer_addr()
                     .is_some_and(|a| plane.trusted_proxies.contains(a.ip())),
+            tls: plane.tls,
             route: None,
             identity: None,
             limit: None,
@@ -118,6 +122,21 @@ impl RequestCtx {
     }
 }
 
+impl RequestCtx {
+    /// URL of the target the request was last sent to; empty before any.
+    fn target_url(&self) -> &str {
+        let (Some(index), Some(route)) = (self.target, &self.route) else {
+            return "";
+        };
+        self.state
+            .gateway
+            .pools
+            .get(&route.service)
+            .and_then(|h| h.pool.targets().get(index))
+            .map_or("", |t| t.upstream.url.as_str())
+    }
+}
+
 /// The data-plane handler for every path that is not a built-in endpoint.
 pub async fn handle(mut req: Request, plane: &DataPlane, client: &UpstreamClient) -> HttpResponse {
     let payload = req.take_payload();
@@ -127,7 +146,7 @@ pub async fn handle(mut req: Request, plane: &DataPlane, client: &UpstreamClient
         Ok(response) => response,
         Err(e) => {
             if e.is_noteworthy() {
-                let upstream = ctx.target.as_deref().unwrap_or("");
+                let upstream = ctx.target_url();
                 warn!(request_id = %ctx.request_id, kind = ?e.kind, source = ?e.source, upstream, "{e}");
             }
             ctx.error = Some(e.kind);
@@ -337,11 +356,11 @@ async fn proxy(
             }));
         };
         let upstream = &target.target.upstream;
-        ctx.target = Some(upstream.url.clone());
+        ctx.target = Some(target.index);
         debug!(request_id = %ctx.request_id, route = %route.id, service = %route.service, target = %upstream.url, "routed");
 
         let sent = Instant::now();
-        let result = send(ctx, req, &body, upstream, route.timeout, client, plane.tls).await;
+        let result = send(ctx, req, &body, upstream, sent, route.timeout, client).await;
         let waited = sent.elapsed();
         ctx.upstream_wait += waited;
         // The client's failure (its body ended early, stalled or was malformed)
@@ -398,12 +417,12 @@ async fn send(
     req: &Request,
     body: &RequestBody,
     upstream: &Upstream,
+    sent: Instant,
     timeout: Duration,
     client: &UpstreamClient,
-    tls: bool,
 ) -> Result<UpstreamResponse, GatewayError> {
     let fut = if body.is_empty() && upstream.scheme == "http" {
-        let head = h1_head(ctx, req, upstream, tls);
+        let head = h1_head(ctx, req, upstream);
         Either::Left(async move {
             let sent = client
                 .send_h1(upstream_h1::Request {
@@ -421,7 +440,7 @@ async fn send(
         *up.headers_mut() = http1::HeaderMap::with_capacity(req.headers().len() + 8);
         *up.method_mut() = method(req.method())?;
         *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
-        copy_request_headers(req, up.headers_mut(), tls, ctx);
+        copy_request_headers(req, up.headers_mut(), ctx);
         up.headers_mut()
             .insert(http1::header::HOST, host_header(upstream)?);
         Either::Right(async move {
@@ -430,9 +449,9 @@ async fn send(
         })
     };
 
-    let progress = body.progress.clone();
+    let progress = body.progress();
     let mut fut = std::pin::pin!(fut);
-    let mut deadline = after(tokio::time::Instant::now(), timeout);
+    let mut deadline = after(tokio::time::Instant::from_std(sent), timeout);
     // HTTP/1.1: the connection's timer, kept from one request to the next.
     let conn = req.conn_data::<Rc<HeadClock>>();
     loop {
@@ -468,7 +487,7 @@ async fn send(
 /// The head of a bodiless request for the own HTTP/1.1 client: request line
 /// (the upstream's base path, the normalised path and the query), the client's
 /// headers as [`copy_request_headers`] passes them, and `Host`.
-fn h1_head(ctx: &RequestCtx, req: &Request, upstream: &Upstream, tls: bool) -> Vec<u8> {
+fn h1_head(ctx: &RequestCtx, req: &Request, upstream: &Upstream) -> Vec<u8> {
     let path = ctx.normalized.as_deref().unwrap_or(req.path());
     let query = req.uri().query();
     let target = [
@@ -478,7 +497,7 @@ fn h1_head(ctx: &RequestCtx, req: &Request, upstream: &Upstream, tls: bool) -> V
         query.unwrap_or(""),
     ];
     let mut head = upstream_h1::HeadWriter::new(req.method().as_str(), &target, 512);
-    copy_request_headers(req, &mut head, tls, ctx);
+    copy_request_headers(req, &mut head, ctx);
     head.header("host", host_of(upstream).as_bytes());
     head.finish()
 }
@@ -707,7 +726,7 @@ impl HeaderSink for upstream_h1::HeadWriter {
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
 /// forwarding headers and the gateway's own identity headers. `Host` is left to
 /// the client library (the upstream's own).
-fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, tls: bool, ctx: &RequestCtx) {
+fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, ctx: &RequestCtx) {
     let headers = req.headers();
     let skip = connection_listed(headers.get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
@@ -762,7 +781,7 @@ fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, tls: bool, ctx
     if !xff.is_empty() {
         out.set(X_FORWARDED_FOR, xff.as_bytes());
     }
-    out.set(X_FORWARDED_PROTO, if tls { b"https" } else { b"http" });
+    out.set(X_FORWARDED_PROTO, if ctx.tls { b"https" } else { b"http" });
     // HTTP/2 carries the host in the URI authority, HTTP/1.1 in `Host`.
     let host = match headers.get(header::HOST) {
         Some(h) => Some(h.as_bytes()),
@@ -924,7 +943,7 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &Request) {
         route,
         user = ctx.identity.as_ref().map_or("", |i| i.user_id.as_str()),
         client = ctx.identity.as_ref().and_then(|i| i.client_id.as_deref()).unwrap_or(""),
-        upstream = ctx.target.as_deref().unwrap_or(""),
+        upstream = ctx.target_url(),
         status = ctx.status.as_u16(),
         error = ctx.error.map_or("", Kind::code),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
@@ -972,10 +991,18 @@ impl Progress {
 /// failure (which happens before that) it is still there for the retry.
 struct RequestBody {
     kind: BodyKind,
-    slot: Rc<RefCell<Option<Payload>>>,
-    progress: Rc<Progress>,
-    /// Set (by hyper's side, hence atomic) when an attempt first asked for the body.
-    asked: Arc<AtomicBool>,
+    shared: Rc<BodyShared>,
+    /// Set (by hyper's side, hence atomic) when an attempt first asked for the body;
+    /// made with the first attempt that has a body to send.
+    asked: OnceCell<Arc<AtomicBool>>,
+}
+
+/// What the request and the task feeding its body to an attempt share: one
+/// allocation per request.
+struct BodyShared {
+    /// The client's body until an attempt takes it.
+    slot: RefCell<Option<Payload>>,
+    progress: Progress,
 }
 
 impl RequestBody {
@@ -998,16 +1025,16 @@ impl RequestBody {
             }
             None => BodyKind::Empty,
         };
-        let progress = Rc::new(Progress::default());
-        if matches!(kind, BodyKind::Empty) {
-            progress.done.set(true);
-            progress.last.set(Some(Instant::now()));
-        }
+        // Nothing to upload: the timeout runs from the send (see `send`).
+        let progress = Progress::default();
+        progress.done.set(matches!(kind, BodyKind::Empty));
         RequestBody {
             kind,
-            slot: Rc::new(RefCell::new(Some(payload))),
-            progress,
-            asked: Arc::new(AtomicBool::new(false)),
+            shared: Rc::new(BodyShared {
+                slot: RefCell::new(Some(payload)),
+                progress,
+            }),
+            asked: OnceCell::new(),
         }
     }
 
@@ -1017,11 +1044,16 @@ impl RequestBody {
     }
 
     fn unsent(&self) -> bool {
-        !self.asked.load(Ordering::Relaxed) && self.slot.borrow().is_some()
+        !self.asked.get().is_some_and(|a| a.load(Ordering::Relaxed))
+            && self.shared.slot.borrow().is_some()
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.shared.progress
     }
 
     fn client_failed(&self) -> bool {
-        self.progress.client_failed.get()
+        self.progress().client_failed.get()
     }
 
     /// The body of one attempt: nothing for a bodiless request; else a channel
@@ -1036,11 +1068,14 @@ impl RequestBody {
         // One chunk in the channel: memory stays bounded, back-pressure reaches
         // the client.
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        actix_rt::spawn(feed(self.slot.clone(), self.progress.clone(), started, tx));
+        actix_rt::spawn(feed(self.shared.clone(), started, tx));
         UpstreamBody::Channel {
             length,
             start: Some(start),
-            asked: self.asked.clone(),
+            asked: self
+                .asked
+                .get_or_init(|| Arc::new(AtomicBool::new(false)))
+                .clone(),
             rx,
         }
     }
@@ -1050,17 +1085,17 @@ impl RequestBody {
 /// keeping [`Progress`] up to date. Takes the body out of its slot only once hyper
 /// has asked for it; an attempt dropped before that (connect failure) leaves it.
 async fn feed(
-    slot: Rc<RefCell<Option<Payload>>>,
-    progress: Rc<Progress>,
+    shared: Rc<BodyShared>,
     started: tokio::sync::oneshot::Receiver<()>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, ClientBodyError>>,
 ) {
     if started.await.is_err() {
         return;
     }
-    let Some(mut payload) = slot.borrow_mut().take() else {
+    let Some(mut payload) = shared.slot.borrow_mut().take() else {
         return;
     };
+    let progress = &shared.progress;
     progress.started.set(true);
     progress.last.set(Some(Instant::now()));
     loop {
