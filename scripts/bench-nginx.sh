@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# nginx configs shared by scripts/bench.sh, scripts/bench-cost.sh and
-# scripts/bench-openloop.sh (sourced, not run). Every proxy in the benchmarks
+# nginx configs, and a CPU counter, shared by scripts/bench.sh,
+# scripts/bench-cost.sh and scripts/bench-openloop.sh (sourced, not run). Every proxy in the benchmarks
 # forwards to the same upstream: an nginx server that answers `return 200` itself,
 # in its own nginx instance (so it never shares the proxy nginx's worker).
 # `keepalive_requests` is raised from nginx's default (1,000 requests, then the
@@ -82,4 +82,16 @@ write_nginx_proxy_conf() {
 }
 EOF
     } >"$prefix/nginx.conf"
+}
+
+# cpu_ticks PID : user+system clock ticks of PID and its children processes (all
+# threads included), e.g. nginx's master and workers.
+cpu_ticks() {
+    local pid="$1" total=0 p t
+    [[ -z "$pid" ]] && { echo 0; return; }
+    for p in "$pid" $(pgrep -P "$pid" || true); do
+        t="$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)"
+        total=$((total + t))
+    done
+    echo "$total"
 }

@@ -16,9 +16,12 @@
 #   4. for ROUNDS rounds, alternating (the order rotates): a 1 s warm-up at RATE, then
 #      DURATION seconds at RATE over CONNECTIONS connections against direct (the
 #      upstream itself), nginx, sluice and bare-forwarder,
-#   5. prints per target the median over rounds of p50/p90/p99/p99.9 (microseconds),
+#   5. prints per target the median over rounds of p50/p90/p99/p99.9 (microseconds)
+#      and of the CPU time per request of the server answering and of the upstream,
 #      what each proxy adds over direct (the difference of the medians), and the
-#      target: Sluice's added p99 <= 1.5x nginx's added p99.
+#      target: Sluice's added p99 <= 1.5x nginx's added p99, beside Sluice's CPU per
+#      request over nginx's (at a fixed rate, the tail follows how busy the
+#      proxy's worker is).
 # Absolute sub-millisecond figures on 2 shared cores are mostly scheduler noise;
 # compare proxies within one run.
 #
@@ -97,11 +100,13 @@ wait_http() { # NAME URL PID
     done
     die "$1 did not answer $2"
 }
+declare -A PID_OF=()
 start() { # NAME PORT COMMAND... : in the background, until it answers BENCH_PATH
     local name="$1" port="$2"
     shift 2
     "$@" >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
+    PID_OF[$name]=$!
     wait_http "$name" "http://127.0.0.1:$port$BENCH_PATH" "$!"
 }
 
@@ -155,32 +160,46 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
         t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
         "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" 1 >/dev/null # warm-up
+        # CPU of the server answering (the proxy, or for direct the upstream) and
+        # of the upstream, per request, over the measured run.
+        server="${PID_OF[$t]:-}"
+        [[ "$t" == direct ]] && server="${PID_OF[upstream]}"
+        before="$(cpu_ticks "$server") $(cpu_ticks "${PID_OF[upstream]}")"
         line="$("$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" "$DURATION")"
+        after="$(cpu_ticks "$server") $(cpu_ticks "${PID_OF[upstream]}")"
+        line+="$(awk -v b="$before" -v a="$after" -v n="$(field "$line" requests)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            split(b, x, " "); split(a, y, " ")
+            if (n > 0) printf " cpu_us=%.1f upstream_cpu_us=%.1f", (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) * 1e6 / hz / n }')"
         printf '  round %s  %-14s %s\n' "$r" "$t" "$line"
         [[ "$(field "$line" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$t"
         echo "$line" >>"$TMP/results-$t"
     done
 done
 
-median() {
-    sort -g | awk '{ a[NR] = $1 } END {
+median() { # [PRINTF_FORMAT (%.0f)]
+    sort -g | awk -v f="${1:-%.0f}\n" '{ a[NR] = $1 } END {
         if (NR == 0) { print "nan"; exit }
-        if (NR % 2) printf "%.0f\n", a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+        if (NR % 2) printf f, a[(NR + 1) / 2]; else printf f, (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 declare -A MED=()
-KEYS=(rate p50_us p90_us p99_us p999_us max_us)
+KEYS=(rate p50_us p90_us p99_us p999_us max_us cpu_us upstream_cpu_us)
 for t in "${TARGETS[@]}"; do
     for k in "${KEYS[@]}"; do
-        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median)"
+        fmt=%.0f
+        [[ "$k" == *cpu_us ]] && fmt=%.1f
+        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median "$fmt")"
     done
 done
 
 printf '\nMedian of %s round(s), microseconds:\n' "$ROUNDS"
-printf '  %-14s %8s %8s %8s %8s %8s %8s\n' target rate p50 p90 p99 p99.9 max
+printf '  %-14s %8s %8s %8s %8s %8s %8s %12s %12s\n' target rate p50 p90 p99 p99.9 max 'cpu us/req' 'upstream cpu'
 for t in "${TARGETS[@]}"; do
-    printf '  %-14s %8s %8s %8s %8s %8s %8s\n' "$t" "${MED[$t.rate]}" "${MED[$t.p50_us]}" "${MED[$t.p90_us]}" \
-        "${MED[$t.p99_us]}" "${MED[$t.p999_us]}" "${MED[$t.max_us]}"
+    printf '  %-14s %8s %8s %8s %8s %8s %8s %12s %12s\n' "$t" "${MED[$t.rate]}" "${MED[$t.p50_us]}" "${MED[$t.p90_us]}" \
+        "${MED[$t.p99_us]}" "${MED[$t.p999_us]}" "${MED[$t.max_us]}" "${MED[$t.cpu_us]}" "${MED[$t.upstream_cpu_us]}"
 done
+printf '(cpu us/req: CPU time of the server answering (for direct, the upstream) per request, every\n'
+printf ' thread; upstream cpu: the upstream'"'"'s, the same work whoever forwards to it. Counted by the\n'
+printf ' kernel in clock ticks: good to a few per cent.)\n'
 # added TARGET KEY : TARGET's median KEY minus direct's.
 added() { awk -v a="${MED[$1.$2]}" -v b="${MED[direct.$2]}" 'BEGIN { print a - b }'; }
 printf '\nAdded over direct (median of the target - median of direct), microseconds:\n'
@@ -193,5 +212,6 @@ added_nginx="$(added nginx p99_us)"
 added_sluice="$(added sluice p99_us)"
 ratio="$(awk -v a="$added_sluice" -v b="$added_nginx" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
 verdict="$(awk -v r="$ratio" 'BEGIN { print (r != "nan" && r + 0 <= 1.5) ? "ok" : "MISSED" }')"
-printf '\nSummary: rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s)\n' \
-    "$RATE" "$added_sluice" "$added_nginx" "$ratio" "$verdict"
+cpu_ratio="$(awk -v a="${MED[sluice.cpu_us]}" -v b="${MED[nginx.cpu_us]}" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
+printf '\nSummary: rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s) | cpu per request sluice/nginx %s\n' \
+    "$RATE" "$added_sluice" "$added_nginx" "$ratio" "$verdict" "$cpu_ratio"

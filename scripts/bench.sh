@@ -390,18 +390,6 @@ target_get() {
     echo "$code"
 }
 
-# cpu_ticks PID : user+system clock ticks of PID and its children processes (all
-# threads included), e.g. nginx's master and workers.
-cpu_ticks() {
-    local pid="$1" total=0 p t
-    [[ -z "$pid" ]] && { echo 0; return; }
-    for p in "$pid" $(pgrep -P "$pid" || true); do
-        t="$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)"
-        total=$((total + t))
-    done
-    echo "$total"
-}
-
 # sanity NAME URL : the proxy answers 200 with the upstream's body (to a request
 # with NAME's first credential, if it has any).
 sanity() {
