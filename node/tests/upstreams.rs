@@ -309,3 +309,151 @@ routes:
     let (s, b, _) = status(&untrusting.url("/api/hello")).await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
 }
+
+/// An HTTPS upstream that offers only HTTP/1.1 by ALPN (as most do: a Node,
+/// Python or Java server behind TLS), on its own threads with rustls: for each
+/// request it answers with its request line, the protocol ALPN agreed on and the
+/// length of the body it read. Counts the TLS connections it accepted.
+struct H1TlsUpstream {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl H1TlsUpstream {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> H1TlsUpstream {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let chain = CertificateDer::pem_file_iter(cert)
+            .expect("cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("cert");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let conn = rustls::ServerConnection::new(config.clone()).expect("connection");
+                std::thread::spawn(move || {
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    while let Some(head) = sluice_testkit::read_raw_head(&mut tls) {
+                        let head = String::from_utf8_lossy(&head).into_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0u8; length];
+                        if tls.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let alpn = tls
+                            .conn
+                            .alpn_protocol()
+                            .map(|p| String::from_utf8_lossy(p).into_owned());
+                        let answer = serde_json::json!({
+                            "request_line": head.lines().next().unwrap_or(""),
+                            "alpn": alpn,
+                            "body_length": length,
+                        })
+                        .to_string();
+                        let out = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             content-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        if tls
+                            .write_all(out.as_bytes())
+                            .and_then(|_| tls.flush())
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        H1TlsUpstream { port, connections }
+    }
+}
+
+#[actix_rt::test]
+async fn a_tls_upstream_offering_only_http1_is_spoken_to_in_http1_on_a_kept_connection() {
+    let dir = sluice_testkit::TempDir::new("upstream-tls-h1");
+    let certs = dir.join("tls");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tls-certs.sh");
+    let made = std::process::Command::new(script)
+        .arg(&certs)
+        .arg("upstream")
+        .output()
+        .expect("scripts/tls-certs.sh (needs openssl)");
+    assert!(made.status.success(), "{made:?}");
+    let upstream = H1TlsUpstream::start(&certs.join("upstream.pem"), &certs.join("upstream.key"));
+    let config = format!(
+        "services:
+  secure:
+    upstreams: [https://localhost:{}]
+routes:
+  - {{ path: /api/*, service: secure, auth: none }}
+",
+        upstream.port
+    );
+    let gw = Gateway::start_with(
+        &[("services.yaml", &config)],
+        &format!("  upstream_ca_file: {}\n", certs.join("ca.pem").display()),
+    );
+
+    // One client connection, so one gateway worker and its pool of upstream
+    // connections: a bodiless request, 1 MiB up, another bodiless one.
+    let one = client();
+    let mut r = one.get(gw.url("/api/hello?x=1")).send().await.expect("get");
+    let body = r.body().await.expect("body");
+    assert_eq!(r.status(), StatusCode::OK, "{body:?}");
+    let b: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (b["request_line"].as_str(), b["alpn"].as_str()),
+        (Some("GET /api/hello?x=1 HTTP/1.1"), Some("http/1.1")),
+        "{b}"
+    );
+    let mut r = one
+        .post(gw.url("/api/upload"))
+        .send_body(vec![b'u'; 1 << 20])
+        .await
+        .expect("post");
+    let body = r.body().await.expect("body");
+    assert_eq!(r.status(), StatusCode::OK, "{body:?}");
+    let b: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (b["request_line"].as_str(), b["body_length"].as_u64()),
+        (Some("POST /api/upload HTTP/1.1"), Some(1 << 20)),
+        "{b}"
+    );
+    let mut r = one.get(gw.url("/api/again")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = r.body().await;
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the TLS connection to the upstream is kept and used again"
+    );
+}
