@@ -662,6 +662,17 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return response;
     }
+    let mut body = body;
+    if let ResponseBody::H1(h1) = &mut body {
+        if let Some(whole) = h1.take_whole() {
+            // Handed over whole: the upstream's slot is free and, the body
+            // having nothing left to produce, the client's connection no longer
+            // busy with it.
+            drop(body);
+            drop(busy);
+            return response.set_body(whole).map_into_boxed_body();
+        }
+    }
     let body = Outgoing { body, _busy: busy };
     match length {
         Some(len) => response

@@ -483,6 +483,23 @@ pub struct Body {
 }
 
 impl Body {
+    /// The whole body, when it has a length and all of it came with the head (the
+    /// common small answer): the connection goes back to its pool at once, and
+    /// the body needs no polling.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        let Framing::Length(n) = self.framing else {
+            return None;
+        };
+        let conn = self.conn.as_mut()?;
+        if conn.buf.len() as u64 != n {
+            return None;
+        }
+        let whole = conn.buf.split().freeze();
+        self.framing = Framing::Done;
+        self.release_if_done();
+        Some(whole)
+    }
+
     /// At the end of the body: the connection back to its pool, if it may be kept
     /// (nothing beyond the response was read).
     fn release_if_done(&mut self) {
