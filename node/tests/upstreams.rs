@@ -242,9 +242,9 @@ routes:
 /// An `https://` upstream whose certificate a private CA signed: trusted through
 /// `node.upstream_ca_file`, spoken to in HTTP/2 (ALPN), bodies streamed both ways;
 /// a node without that CA refuses the upstream (502), it does not skip the check.
-#[actix_rt::test]
-async fn a_tls_upstream_is_verified_against_node_upstream_ca_file_and_spoken_to_in_h2() {
-    let dir = sluice_testkit::TempDir::new("upstream-tls");
+/// A CA (`ca.pem`) and a certificate it signed for `localhost` (`upstream.pem`,
+/// `upstream.key`), made by `scripts/tls-certs.sh` in `dir`/tls.
+fn upstream_certs(dir: &sluice_testkit::TempDir) -> std::path::PathBuf {
     let certs = dir.join("tls");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tls-certs.sh");
     let made = std::process::Command::new(script)
@@ -253,6 +253,13 @@ async fn a_tls_upstream_is_verified_against_node_upstream_ca_file_and_spoken_to_
         .output()
         .expect("scripts/tls-certs.sh (needs openssl)");
     assert!(made.status.success(), "{made:?}");
+    certs
+}
+
+#[actix_rt::test]
+async fn a_tls_upstream_is_verified_against_node_upstream_ca_file_and_spoken_to_in_h2() {
+    let dir = sluice_testkit::TempDir::new("upstream-tls");
+    let certs = upstream_certs(&dir);
     let upstream = Echo::start_tls(
         &sluice(),
         &certs.join("upstream.pem"),
@@ -398,14 +405,7 @@ impl H1TlsUpstream {
 #[actix_rt::test]
 async fn a_tls_upstream_offering_only_http1_is_spoken_to_in_http1_on_a_kept_connection() {
     let dir = sluice_testkit::TempDir::new("upstream-tls-h1");
-    let certs = dir.join("tls");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tls-certs.sh");
-    let made = std::process::Command::new(script)
-        .arg(&certs)
-        .arg("upstream")
-        .output()
-        .expect("scripts/tls-certs.sh (needs openssl)");
-    assert!(made.status.success(), "{made:?}");
+    let certs = upstream_certs(&dir);
     let upstream = H1TlsUpstream::start(&certs.join("upstream.pem"), &certs.join("upstream.key"));
     let config = format!(
         "services:
