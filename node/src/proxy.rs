@@ -120,9 +120,7 @@ impl RequestCtx {
             busy: req.conn_data::<Rc<HeadClock>>().map(Busy::enter),
         }
     }
-}
 
-impl RequestCtx {
     /// URL of the target the request was last sent to; empty before any.
     fn target_url(&self) -> &str {
         let (Some(index), Some(route)) = (self.target, &self.route) else {
@@ -424,7 +422,7 @@ async fn send(
     let fut = if body.is_empty() && upstream.scheme == "http" {
         let head = h1_head(ctx, req, upstream);
         Either::Left(async move {
-            let sent = client
+            let answer = client
                 .send_h1(upstream_h1::Request {
                     authority: &upstream.authority,
                     head: &head,
@@ -432,7 +430,7 @@ async fn send(
                     idempotent: is_idempotent(req.method()),
                 })
                 .await;
-            sent.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
+            answer.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
         })
     } else {
         let mut up = http1::Request::new(body.upstream_body());
@@ -444,8 +442,8 @@ async fn send(
         up.headers_mut()
             .insert(http1::header::HOST, host_header(upstream)?);
         Either::Right(async move {
-            let sent = client.send(up).await;
-            sent.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
+            let answer = client.send(up).await;
+            answer.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
         })
     };
 
