@@ -56,10 +56,22 @@ EOF
     } >"$prefix/nginx.conf"
 }
 
-# write_nginx_proxy_conf PREFIX PORT UPSTREAM_PORT WORKERS MASTER : nginx as a
-# reverse proxy in front of the upstream, keeping upstream connections alive.
+# write_nginx_proxy_conf PREFIX PORT UPSTREAM_PORT WORKERS MASTER [FORWARD_HEADERS] :
+# nginx as a reverse proxy in front of the upstream, keeping upstream connections
+# alive. FORWARD_HEADERS=1 (default 0) also sends what Sluice sends every upstream
+# request by design: `X-Request-ID` (nginx's $request_id), `X-Forwarded-For`,
+# `X-Forwarded-Proto` and `X-Forwarded-Host`, as an nginx in front of an API is
+# usually configured; the default is issue 12's plain proxy_pass.
 write_nginx_proxy_conf() {
-    local prefix="$1" port="$2" upstream_port="$3" workers="$4" master="$5"
+    local prefix="$1" port="$2" upstream_port="$3" workers="$4" master="$5" forward="${6:-0}"
+    local extra=""
+    if [[ "$forward" == 1 ]]; then
+        extra='
+            proxy_set_header X-Request-ID $request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;'
+    fi
     mkdir -p "$prefix"
     {
         nginx_main_conf "$prefix" "$workers" "$master"
@@ -76,7 +88,7 @@ write_nginx_proxy_conf() {
         location / {
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";$extra
         }
     }
 }

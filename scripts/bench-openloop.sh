@@ -30,6 +30,8 @@
 #   RATE_PERCENT [50], CAPACITY_SECS [5]
 #   ROUNDS [7], DURATION [5] (seconds per measured run), CONNECTIONS [32]
 #   FORWARDER [1]        also measure the bare forwarder
+#   NGINX_FORWARD_HEADERS [0]  1: nginx also sends X-Request-ID and X-Forwarded-*
+#                        upstream, as Sluice does by design (scripts/bench-nginx.sh)
 #   UPSTREAM_PORT [18491], NGINX_PORT [18492], SLUICE_PORT [18493],
 #   SLUICE_ADMIN_PORT [18494], FORWARDER_PORT [18495]
 #   SKIP_INSTALL [0], SKIP_BUILD [0], KEEP_TMP [0]
@@ -112,7 +114,7 @@ start() { # NAME PORT COMMAND... : in the background, until it answers BENCH_PAT
 
 write_nginx_upstream_conf "$TMP/upstream" "$UPSTREAM_PORT"
 start upstream "$UPSTREAM_PORT" "$NGINX_BIN" -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/upstream/nginx.conf"
-write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" 1 on
+write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" 1 on "${NGINX_FORWARD_HEADERS:-0}"
 start nginx "$NGINX_PORT" "$NGINX_BIN" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
 mkdir -p "$TMP/sluice"
 cat >"$TMP/sluice/sluice.yaml" <<EOF

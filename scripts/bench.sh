@@ -67,6 +67,9 @@
 #   UPSTREAM_PORT [18091], SLUICE_PORT [18080], SLUICE_BARE_PORT [18082], NGINX_PORT [18081],
 #   FORWARDER_PORT [18085], SLUICE_ADMIN_PORT [18092]
 #   BENCH_PATH [/hello]  path requested through both proxies
+#   NGINX_FORWARD_HEADERS [0]  1: nginx also sends X-Request-ID and X-Forwarded-For/
+#                        -Proto/-Host upstream, as Sluice does by design (see
+#                        scripts/bench-nginx.sh); 0 is issue 12's plain proxy_pass
 #   AUTH [0]             also measure auth-jwt, auth-apikey and their `auth: none`
 #                        baselines none-tokens and none-keys (0 = skip)
 #   AUTH_TOKENS [10000], AUTH_KEYS [10000]   distinct JWTs / API keys in the load
@@ -611,7 +614,7 @@ if [[ "$AUTH" == 1 ]]; then
 fi
 
 log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS worker(s), upstream keepalive)"
-write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" "$WORKERS" on
+write_nginx_proxy_conf "$TMP/nginx" "$NGINX_PORT" "$UPSTREAM_PORT" "$WORKERS" on "${NGINX_FORWARD_HEADERS:-0}"
 start_nginx nginx "$TMP/nginx" "$NGINX_PORT"
 NGINX_PID="$LAST_PID"
 
