@@ -200,8 +200,8 @@ for t in "${TARGETS[@]}"; do
         "${MED[$t.p99_us]}" "${MED[$t.p999_us]}" "${MED[$t.max_us]}" "${MED[$t.cpu_us]}" "${MED[$t.upstream_cpu_us]}"
 done
 printf '(cpu us/req: CPU time of the server answering (for direct, the upstream) per request, every\n'
-printf ' thread; upstream cpu: the upstream'"'"'s, the same work whoever forwards to it. Counted by the\n'
-printf ' kernel in clock ticks: good to a few per cent.)\n'
+printf ' thread; upstream cpu: the upstream'"'"'s, more when a proxy sends it more headers. Counted by\n'
+printf ' the kernel in clock ticks: good to a few per cent.)\n'
 # added TARGET KEY : TARGET's median KEY minus direct's.
 added() { awk -v a="${MED[$1.$2]}" -v b="${MED[direct.$2]}" 'BEGIN { print a - b }'; }
 printf '\nAdded over direct (median of the target - median of direct), microseconds:\n'
