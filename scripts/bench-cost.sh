@@ -57,8 +57,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() { # URL : up to 180 s (valgrind starts slowly)
-    for _ in $(seq 1 360); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done
+wait_http() { # URL : up to 60 s (valgrind starts slowly)
+    for _ in $(seq 1 120); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done
     echo "no answer from $1" >&2
     return 1
 }

@@ -630,7 +630,7 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
     let UpstreamResponse {
         status,
         headers,
-        body,
+        mut body,
     } = up;
     let mut response = HttpResponse::new(status);
     let out = response.headers_mut();
@@ -660,7 +660,6 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return response;
     }
-    let mut body = body;
     if let ResponseBody::H1(h1) = &mut body {
         if let Some(whole) = h1.take_whole() {
             // Handed over whole: the upstream's slot is free and, the body
