@@ -25,11 +25,27 @@
 # Absolute sub-millisecond figures on 2 shared cores are mostly scheduler noise;
 # compare proxies within one run.
 #
+# Placement (PIN): the load generator, the upstream and the proxy are three busy
+# processes on 2 cores, and where the scheduler puts them decides the tail. A proxy
+# that lands on the generator's core shares it with the kernel's loopback work of
+# every request sent; when the two need more than the core (Sluice at 50 % of
+# nginx's capacity: about 73 % of a core, the generator about 45 %) a queue builds
+# and holds until the scheduler moves one of them, tens to hundreds of ms later:
+# the run's p99 goes from tens of us to 0.3-9 ms, by where the processes happened to
+# land rather than by what the proxy does (sampled: such windows had 93-95 % of
+# requests over 100 us while the proxy and the generator shared a core, 0-6 %
+# otherwise). PIN=1 takes that lottery out, the same for every proxy: the server
+# under test (every process and thread of it) runs on CPU 0, the upstream and the
+# load generator (wrk for the capacity too) on CPU 1. PIN=0 leaves placement to the
+# scheduler, as earlier versions of this script did.
+#
 # Environment (defaults in brackets):
 #   RATE []              requests per second (unset: RATE_PERCENT of nginx's capacity)
 #   RATE_PERCENT [50], CAPACITY_SECS [5]
 #   ROUNDS [7], DURATION [5] (seconds per measured run), CONNECTIONS [32]
 #   FORWARDER [1]        also measure the bare forwarder
+#   PIN [1]              1: server under test on CPU 0, upstream and load generator on
+#                        CPU 1 (see Placement above); 0: the scheduler places them
 #   NGINX_FORWARD_HEADERS [0]  1: nginx also sends X-Request-ID and X-Forwarded-*
 #                        upstream, as Sluice does by design (scripts/bench-nginx.sh)
 #   UPSTREAM_PORT [18491], NGINX_PORT [18492], SLUICE_PORT [18493],
@@ -44,6 +60,7 @@ ROUNDS="${ROUNDS:-7}"
 DURATION="${DURATION:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
 FORWARDER="${FORWARDER:-1}"
+PIN="${PIN:-1}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18491}"
 NGINX_PORT="${NGINX_PORT:-18492}"
 SLUICE_PORT="${SLUICE_PORT:-18493}"
@@ -102,11 +119,28 @@ wait_http() { # NAME URL PID
     done
     die "$1 did not answer $2"
 }
+# on SIDE COMMAND... : COMMAND on the CPU of SIDE (server: the one under test; load:
+# the upstream's and the load generator's) with PIN=1, anywhere with PIN=0.
+if [[ "$PIN" == 1 ]]; then
+    command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+    (($(nproc) >= 2)) || die "PIN=1 needs 2 CPUs"
+fi
+pinned() { # SIDE : the command prefix that puts a command on SIDE's CPU
+    [[ "$PIN" == 1 ]] || return 0
+    if [[ "$1" == server ]]; then echo "taskset -c 0"; else echo "taskset -c 1"; fi
+}
+on() {
+    local side="$1"
+    shift
+    $(pinned "$side") "$@"
+}
 declare -A PID_OF=()
 start() { # NAME PORT COMMAND... : in the background, until it answers BENCH_PATH
-    local name="$1" port="$2"
+    local name="$1" port="$2" side=server
     shift 2
-    "$@" >"$TMP/$name.log" 2>&1 &
+    [[ "$name" == upstream ]] && side=load
+    # taskset execs the command: $! is the server's own PID.
+    $(pinned "$side") "$@" >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
     PID_OF[$name]=$!
     wait_http "$name" "http://127.0.0.1:$port$BENCH_PATH" "$!"
@@ -147,27 +181,30 @@ if [[ "$FORWARDER" == 1 ]]; then
 fi
 
 if [[ -z "$RATE" ]]; then
-    wrk -t1 -c64 -d1s "${URL[nginx]}" >/dev/null
-    capacity="$(wrk -t1 -c64 -d"${CAPACITY_SECS}s" "${URL[nginx]}" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')"
+    on load wrk -t1 -c64 -d1s "${URL[nginx]}" >/dev/null
+    capacity="$(on load wrk -t1 -c64 -d"${CAPACITY_SECS}s" "${URL[nginx]}" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')"
     [[ -n "$capacity" ]] || die "could not measure nginx's capacity"
     RATE=$((capacity * RATE_PERCENT / 100))
     log "nginx proxies $capacity req/s closed-loop (wrk -t1 -c64); open-loop rate: $RATE_PERCENT% = $RATE req/s"
 fi
 
+placement="placed by the scheduler (PIN=0)"
+[[ "$PIN" == 1 ]] && placement="server under test on CPU 0, upstream and load generator on CPU 1 (PIN=1)"
 printf '\nOpen-loop latency: %s req/s over %s connections, %s s per run, %s round(s), 1 worker per server, %s cores, %s\n' \
     "$RATE" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+printf 'Placement: %s\n' "$placement"
 for t in "${TARGETS[@]}"; do : >"$TMP/results-$t"; done
 field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
         t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
-        "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" 1 >/dev/null # warm-up
+        on load "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" 1 >/dev/null # warm-up
         # CPU of the server answering (the proxy, or for direct the upstream) and
         # of the upstream, per request, over the measured run.
         server="${PID_OF[$t]:-}"
         [[ "$t" == direct ]] && server="${PID_OF[upstream]}"
         before="$(cpu_ticks "$server") $(cpu_ticks "${PID_OF[upstream]}")"
-        line="$("$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" "$DURATION")"
+        line="$(on load "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" "$DURATION")"
         after="$(cpu_ticks "$server") $(cpu_ticks "${PID_OF[upstream]}")"
         line+="$(awk -v b="$before" -v a="$after" -v n="$(field "$line" requests)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
             split(b, x, " "); split(a, y, " ")
@@ -215,5 +252,5 @@ added_sluice="$(added sluice p99_us)"
 ratio="$(awk -v a="$added_sluice" -v b="$added_nginx" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
 verdict="$(awk -v r="$ratio" 'BEGIN { print (r != "nan" && r + 0 <= 1.5) ? "ok" : "MISSED" }')"
 cpu_ratio="$(awk -v a="${MED[sluice.cpu_us]}" -v b="${MED[nginx.cpu_us]}" 'BEGIN { if (b <= 0) print "nan"; else printf "%.2f", a / b }')"
-printf '\nSummary: rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s) | cpu per request sluice/nginx %s\n' \
-    "$RATE" "$added_sluice" "$added_nginx" "$ratio" "$verdict" "$cpu_ratio"
+printf '\nSummary (PIN=%s): rate %s req/s | added p99: sluice %s us, nginx %s us | sluice/nginx added p99 %s (target <= 1.5: %s) | cpu per request sluice/nginx %s\n' \
+    "$PIN" "$RATE" "$added_sluice" "$added_nginx" "$ratio" "$verdict" "$cpu_ratio"
