@@ -770,6 +770,84 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err());
 }
 
+/// Sends `GET target` on `s` (kept alive) and reads its answer: the head, and a body
+/// of the `Content-Length` it gives.
+fn keep_alive_get(s: &mut std::net::TcpStream, target: &str) -> String {
+    use std::io::{Read, Write};
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+        .expect("request written");
+    let head = sluice_testkit::read_raw_head(s).expect("an answer head");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    s.read_exact(&mut body).expect("the answer body");
+    head
+}
+
+/// A graceful stop (SIGTERM) closes kept-alive HTTP/1.1 connections rather than
+/// waiting out their keep-alive: one with a request in flight gets its answer with
+/// `Connection: close`, then the close; an idle one is closed at once. Clients move
+/// to another node instead of holding a socket to one on its way out.
+#[actix_rt::test]
+async fn a_graceful_stop_closes_kept_alive_connections() {
+    use std::io::Read;
+    let echo = echo();
+    let services = format!("services:\n  slow: {{ upstreams: [{}] }}\n", echo.url());
+    let gw = Gateway::start(&[
+        ("services.yaml", &services),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /delay/:ms, service: slow, auth: none }\n",
+        ),
+    ]);
+    let port = gw.port;
+    let connect = move || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    let mut idle = connect();
+    let first = keep_alive_get(&mut idle, "/delay/0");
+    assert!(first.starts_with("http/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+    let busy = std::thread::spawn(move || {
+        let mut s = connect();
+        let head = keep_alive_get(&mut s, "/delay/1500");
+        let started = Instant::now();
+        let closed = s.read(&mut [0; 64]).map(|n| n == 0).unwrap_or(false);
+        (head, closed, started.elapsed())
+    });
+    gw.wait_metric("gateway_in_flight_requests", 1.0, 10).await;
+    let stopping = Instant::now();
+    gw.proc.signal(Signal::Term);
+
+    // The idle connection: closed at once, not after `keepalive_timeout` (60 s) or
+    // the node's `shutdown_timeout` (10 s here).
+    let closed = tokio::task::spawn_blocking(move || idle.read(&mut [0; 64]).map(|n| n == 0))
+        .await
+        .expect("join");
+    assert!(matches!(closed, Ok(true)), "idle connection: {closed:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the idle connection was closed {:?} after SIGTERM",
+        stopping.elapsed()
+    );
+    // The busy one: answered, told it is the last answer, then closed.
+    let (head, closed, after) = tokio::task::spawn_blocking(move || busy.join().expect("join"))
+        .await
+        .expect("join");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed, "the connection stayed open after its last answer");
+    assert!(after < Duration::from_secs(5), "closed {after:?} after it");
+    let exit = gw.proc.wait_exit(Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(0), "{}", gw.proc.log_text());
+}
+
 #[actix_rt::test]
 async fn serves_http2_with_prior_knowledge() {
     let echo = echo();
