@@ -12,8 +12,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
-    /// Paths without parameters, looked up by the request path as is.
-    exact: HashMap<String, Vec<Arc<Route>>>,
+    /// Paths without parameters, looked up by the request path as is. The keys
+    /// are the operator's, so a fast hasher does (SipHash was 160 instructions of
+    /// every request).
+    exact: HashMap<String, Vec<Arc<Route>>, foldhash::fast::RandomState>,
     param: Tier,
     wildcard: Tier,
 }
@@ -42,7 +44,7 @@ impl RouteTable {
     pub fn build(routes: Vec<Route>) -> Result<RouteTable, Vec<(usize, String)>> {
         let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
         let mut errors = Vec::new();
-        let mut exact: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
+        let mut exact: HashMap<String, Vec<Arc<Route>>, _> = HashMap::default();
         // Routes of one shape share a router entry: matchit would reject the second
         // insert, and param names do not matter to lookup.
         let mut groups: [Vec<Group>; 2] = [Vec::new(), Vec::new()];

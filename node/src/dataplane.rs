@@ -140,8 +140,9 @@ pub struct GatewayPart {
     pub config: Gateway,
     /// Keyed by the address of the route's `Arc` in `config.routes`.
     route_metrics: HashMap<usize, RouteMetrics, ByAddress>,
-    /// Service name -> its targets, their state and the actor that owns it.
-    pub pools: HashMap<String, UpstreamHandle>,
+    /// Service name -> its targets, their state and the actor that owns it (the
+    /// operator's keys, looked up on every request: a fast hasher does).
+    pub pools: HashMap<String, UpstreamHandle, foldhash::fast::RandomState>,
     /// `auth.jwt.keys`, parsed once for this config.
     pub auth_keys: ConfigKeys,
     /// `rate_limits`, in config order, each with its limiter policy.
