@@ -25,6 +25,13 @@ async fn get(url: &str) -> (StatusCode, awc::http::header::HeaderMap, Value) {
     (resp.status(), resp.headers().clone(), json)
 }
 
+/// A gateway with one service, `name`, on `echo`, and one route, `path`, to it.
+fn gateway_with_route(echo: &Echo, name: &str, path: &str) -> Gateway {
+    let services = format!("services:\n  {name}: {{ upstreams: [{}] }}\n", echo.url());
+    let routes = format!("routes:\n  - {{ path: {path}, service: {name}, auth: none }}\n");
+    Gateway::start(&[("services.yaml", &services), ("routes.yaml", &routes)])
+}
+
 fn services_yaml(echo: &Echo) -> String {
     format!(
         "services:\n  exact: {{ upstreams: [{u}/exact] }}\n  param: {{ upstreams: [{u}/param] }}\n  wild: {{ upstreams: [{u}/wild] }}\n",
@@ -691,14 +698,7 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
 #[actix_rt::test]
 async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
     let echo = echo();
-    let services = format!("services:\n  svc: {{ upstreams: [{}] }}\n", echo.url());
-    let gw = Gateway::start(&[
-        ("services.yaml", &services),
-        (
-            "routes.yaml",
-            "routes:\n  - { path: /a, service: svc, auth: none }\n",
-        ),
-    ]);
+    let gw = gateway_with_route(&echo, "svc", "/a");
     assert_eq!(get(&gw.url("/b")).await.0, StatusCode::NOT_FOUND);
 
     gw.write(
@@ -744,14 +744,7 @@ async fn sighup_applies_a_good_config_and_keeps_serving_on_a_bad_one() {
 #[actix_rt::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let echo = echo();
-    let services = format!("services:\n  slow: {{ upstreams: [{}] }}\n", echo.url());
-    let gw = Gateway::start(&[
-        ("services.yaml", &services),
-        (
-            "routes.yaml",
-            "routes:\n  - { path: /delay/:ms, service: slow, auth: none }\n",
-        ),
-    ]);
+    let gw = gateway_with_route(&echo, "slow", "/delay/:ms");
     let url = gw.url("/delay/1500");
     let slow = actix_rt::spawn(async move {
         let mut r = client().get(url).send().await.expect("slow request");
@@ -796,14 +789,7 @@ fn keep_alive_get(s: &mut std::net::TcpStream, target: &str) -> String {
 async fn a_graceful_stop_closes_kept_alive_connections() {
     use std::io::Read;
     let echo = echo();
-    let services = format!("services:\n  slow: {{ upstreams: [{}] }}\n", echo.url());
-    let gw = Gateway::start(&[
-        ("services.yaml", &services),
-        (
-            "routes.yaml",
-            "routes:\n  - { path: /delay/:ms, service: slow, auth: none }\n",
-        ),
-    ]);
+    let gw = gateway_with_route(&echo, "slow", "/delay/:ms");
     let port = gw.port;
     let connect = move || {
         let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
