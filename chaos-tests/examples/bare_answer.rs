@@ -1,0 +1,69 @@
+//! A server that answers every request itself, with what the benchmark upstream
+//! (nginx `return 200`) answers: `scripts/bench-answer.sh` compares what each HTTP
+//! server stack costs per request before a proxy does anything.
+//!
+//! Usage: `bare_answer actix|hyper LISTEN_ADDR`, one worker either way:
+//! - `actix`: actix-web's `HttpServer` (actix-server, actix-http's dispatcher, an
+//!   actix `Arbiter` per worker), a default service answering the body;
+//! - `hyper`: hyper 1.x's HTTP/1.1 connection on a current-thread tokio runtime,
+//!   one task per connection.
+#![forbid(unsafe_code)]
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+const BODY: &[u8] = b"hello from the benchmark upstream\n";
+
+fn actix(listen: String) -> std::io::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(|| {
+            App::new().default_service(web::to(|| async {
+                HttpResponse::Ok().content_type("text/plain").body(BODY)
+            }))
+        })
+        .workers(1)
+        .bind(listen)?
+        .run()
+        .await
+    })
+}
+
+fn hyper(listen: String) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        loop {
+            let (socket, _) = listener.accept().await?;
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain"),
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let io = hyper_util::rt::TokioIo::new(socket);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    })
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next()) {
+        (Some("actix"), Some(listen)) => actix(listen),
+        (Some("hyper"), Some(listen)) => hyper(listen),
+        _ => {
+            eprintln!("usage: bare_answer actix|hyper LISTEN_ADDR");
+            std::process::exit(2);
+        }
+    }
+}

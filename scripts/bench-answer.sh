@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# What an HTTP server stack costs per request before a proxy does anything: the CPU
+# per request of servers that answer every request themselves with the same 200
+# (the benchmark upstream's), at a fixed open-loop rate, one worker each:
+#   nginx   `return 200` (scripts/bench-nginx.sh's upstream config),
+#   actix   actix-web's HttpServer, the stack Sluice's data port is built on
+#           (chaos-tests/examples/bare_answer.rs),
+#   hyper   hyper 1.x's HTTP/1.1 connection on a current-thread tokio runtime (the same).
+# The server under test runs on CPU 0 and the load generator
+# (chaos-tests/examples/openloop.rs) on CPU 1, as bench-openloop.sh's PIN=1.
+# Prints, per server, the median over ROUNDS rounds of its CPU per request (every
+# thread, from /proc, in clock ticks: good to a few per cent) and p50/p99, and each
+# server's CPU over nginx's.
+#
+# Environment (defaults in brackets): RATE [40000], ROUNDS [3], DURATION [5],
+# CONNECTIONS [32], NGINX_PORT [18481], ACTIX_PORT [18482], HYPER_PORT [18483],
+# SKIP_INSTALL [0], SKIP_BUILD [0].
+set -euo pipefail
+
+RATE="${RATE:-40000}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-5}"
+CONNECTIONS="${CONNECTIONS:-32}"
+NGINX_PORT="${NGINX_PORT:-18481}"
+ACTIX_PORT="${ACTIX_PORT:-18482}"
+HYPER_PORT="${HYPER_PORT:-18483}"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/bench-nginx.sh
+source "$ROOT/scripts/bench-nginx.sh"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench-answer: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
+    missing=()
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v curl >/dev/null || missing+=(curl)
+    if ((${#missing[@]} > 0)); then
+        log "installing ${missing[*]} (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+(($(nproc) >= 2)) || die "2 CPUs are needed"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "building the chaos-tests examples (release) into $TARGET_DIR"
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p chaos-tests --example openloop --example bare_answer >&2
+fi
+OPENLOOP_BIN="$TARGET_DIR/release/examples/openloop"
+ANSWER_BIN="$TARGET_DIR/release/examples/bare_answer"
+NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+for b in "$OPENLOOP_BIN" "$ANSWER_BIN" "$NGINX_BIN"; do [[ -x "$b" ]] || die "$b not found"; done
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-answer.XXXXXX")"
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+declare -A PID_OF=() URL=()
+start() { # NAME PORT COMMAND... : on CPU 0, in the background, until it answers
+    local name="$1" port="$2"
+    shift 2
+    taskset -c 0 "$@" >"$TMP/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID_OF[$name]=$!
+    URL[$name]="http://127.0.0.1:$port/hello"
+    for _ in $(seq 1 150); do
+        kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name exited (log: $(cat "$TMP/$name.log"))"
+        curl -sf -o /dev/null --max-time 1 "${URL[$name]}" && return 0
+        sleep 0.2
+    done
+    die "$name did not answer ${URL[$name]}"
+}
+write_nginx_upstream_conf "$TMP/nginx" "$NGINX_PORT"
+start nginx "$NGINX_PORT" "$NGINX_BIN" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
+start actix "$ACTIX_PORT" "$ANSWER_BIN" actix "127.0.0.1:$ACTIX_PORT"
+start hyper "$HYPER_PORT" "$ANSWER_BIN" hyper "127.0.0.1:$HYPER_PORT"
+TARGETS=(nginx actix hyper)
+
+printf '\nServers answering themselves: %s req/s over %s connections, %s s per run, %s round(s), 1 worker each, server on CPU 0, load on CPU 1, %s\n' \
+    "$RATE" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+for t in "${TARGETS[@]}"; do : >"$TMP/results-$t"; done
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+        t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
+        taskset -c 1 "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" 1 >/dev/null # warm-up
+        before="$(cpu_ticks "${PID_OF[$t]}")"
+        line="$(taskset -c 1 "$OPENLOOP_BIN" "${URL[$t]}" "$RATE" "$CONNECTIONS" "$DURATION")"
+        after="$(cpu_ticks "${PID_OF[$t]}")"
+        line+="$(awk -v b="$before" -v a="$after" -v n="$(field "$line" requests)" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { if (n > 0) printf " cpu_us=%.2f", (a - b) * 1e6 / hz / n }')"
+        printf '  round %s  %-6s %s\n' "$r" "$t" "$line"
+        [[ "$(field "$line" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$t"
+        echo "$line" >>"$TMP/results-$t"
+    done
+done
+
+median() {
+    sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A MED=()
+printf '\nMedian of %s round(s):\n  %-6s %12s %8s %8s %12s\n' "$ROUNDS" server 'cpu us/req' p50_us p99_us 'cpu / nginx'
+for t in "${TARGETS[@]}"; do
+    for k in cpu_us p50_us p99_us; do
+        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median)"
+    done
+done
+summary=""
+for t in "${TARGETS[@]}"; do
+    ratio="$(awk -v a="${MED[$t.cpu_us]}" -v b="${MED[nginx.cpu_us]}" 'BEGIN { printf "%.2f", a / b }')"
+    printf '  %-6s %12s %8s %8s %12s\n' "$t" "${MED[$t.cpu_us]}" "${MED[$t.p50_us]}" "${MED[$t.p99_us]}" "$ratio"
+    summary+="$t ${MED[$t.cpu_us]} us ($ratio) | "
+done
+printf '\nSummary: cpu per request at %s req/s: %s\n' "$RATE" "${summary% | }"
