@@ -14,7 +14,7 @@
 #
 # Environment (defaults in brackets): RATE [40000], ROUNDS [3], DURATION [5],
 # CONNECTIONS [32], NGINX_PORT [18481], ACTIX_PORT [18482], HYPER_PORT [18483],
-# SKIP_INSTALL [0], SKIP_BUILD [0].
+# SKIP_INSTALL [0], SKIP_BUILD [0], KEEP_TMP [0].
 set -euo pipefail
 
 RATE="${RATE:-40000}"
@@ -33,16 +33,7 @@ source "$ROOT/scripts/bench-nginx.sh"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-answer: error: %s\n' "$*" >&2; exit 1; }
 
-if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
-    missing=()
-    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-    command -v curl >/dev/null || missing+=(curl)
-    if ((${#missing[@]} > 0)); then
-        log "installing ${missing[*]} (apt-get)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-fi
+install_missing nginx:nginx-light curl:curl
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 (($(nproc) >= 2)) || die "2 CPUs are needed"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -55,17 +46,7 @@ ANSWER_BIN="$TARGET_DIR/release/examples/bare_answer"
 NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 for b in "$OPENLOOP_BIN" "$ANSWER_BIN" "$NGINX_BIN"; do [[ -x "$b" ]] || die "$b not found"; done
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-answer.XXXXXX")"
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
+bench_tmp sluice-answer
 
 declare -A PID_OF=() URL=()
 start() { # NAME PORT COMMAND... : on CPU 0, in the background, until it answers
@@ -90,7 +71,6 @@ TARGETS=(nginx actix hyper)
 
 printf '\nServers answering themselves: %s req/s over %s connections, %s s per run, %s round(s), 1 worker each, server on CPU 0, load on CPU 1, %s\n' \
     "$RATE" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 for t in "${TARGETS[@]}"; do : >"$TMP/results-$t"; done
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
@@ -101,22 +81,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
         after="$(cpu_ticks "${PID_OF[$t]}")"
         line+="$(awk -v b="$before" -v a="$after" -v n="$(field "$line" requests)" -v hz="$(getconf CLK_TCK)" \
             'BEGIN { if (n > 0) printf " cpu_us=%.2f", (a - b) * 1e6 / hz / n }')"
-        printf '  round %s  %-6s %s\n' "$r" "$t" "$line"
-        [[ "$(field "$line" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$t"
-        echo "$line" >>"$TMP/results-$t"
+        record_round "$r" "$t" "$line"
     done
 done
 
-median() {
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) { print "nan"; exit }
-        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 declare -A MED=()
 printf '\nMedian of %s round(s):\n  %-6s %12s %8s %8s %12s\n' "$ROUNDS" server 'cpu us/req' p50_us p99_us 'cpu / nginx'
 for t in "${TARGETS[@]}"; do
     for k in cpu_us p50_us p99_us; do
-        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median)"
+        fmt=%.0f
+        [[ "$k" == cpu_us ]] && fmt=%.2f
+        MED[$t.$k]="$(while read -r l; do field "$l" "$k"; done <"$TMP/results-$t" | median "$fmt")"
     done
 done
 summary=""

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# nginx configs, and a CPU counter, shared by scripts/bench.sh,
-# scripts/bench-cost.sh and scripts/bench-openloop.sh (sourced, not run). Every proxy in the benchmarks
+# nginx configs, a CPU counter and a few helpers, shared by scripts/bench.sh,
+# scripts/bench-cost.sh, scripts/bench-openloop.sh and scripts/bench-answer.sh
+# (sourced, not run). Every proxy in the benchmarks
 # forwards to the same upstream: an nginx server that answers `return 200` itself,
 # in its own nginx instance (so it never shares the proxy nginx's worker).
 # `keepalive_requests` is raised from nginx's default (1,000 requests, then the
@@ -106,4 +107,57 @@ cpu_ticks() {
         total=$((total + t))
     done
     echo "$total"
+}
+
+# bench_tmp PREFIX : makes the run's temp dir ($TMP) and an empty PIDS; at exit the
+# processes in PIDS are stopped and $TMP removed (kept with KEEP_TMP=1, or when the
+# script failed, for its logs).
+bench_tmp() {
+    TMP="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+    chmod 755 "$TMP"
+    PIDS=()
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ "${KEEP_TMP:-0}" == 1 || $rc -ne 0 ]]; then
+        printf '==> temp dir kept: %s\n' "$TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+
+# median [PRINTF_FORMAT (%.0f)] : the median of the numbers on stdin, one a line.
+median() {
+    sort -g | awk -v f="${1:-%.0f}\n" '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) printf f, a[(NR + 1) / 2]; else printf f, (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# install_missing COMMAND:PACKAGE... : installs (apt-get) the Debian package of each
+# command not found, unless SKIP_INSTALL=1.
+install_missing() {
+    [[ "${SKIP_INSTALL:-0}" == 1 ]] && return 0
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || [[ -x "/usr/sbin/${pair%%:*}" ]] || missing+=("${pair#*:}")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    printf '==> installing %s (apt-get)\n' "${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# field LINE KEY : the value of KEY in LINE, a line of key=value pairs (openloop's).
+field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+# record_round ROUND TARGET LINE : prints one round's LINE, warns if it counted
+# errors, and keeps it in $TMP/results-TARGET.
+record_round() {
+    printf '  round %s  %-14s %s\n' "$1" "$2" "$3"
+    [[ "$(field "$3" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$2"
+    echo "$3" >>"$TMP/results-$2"
 }

@@ -76,17 +76,7 @@ source "$ROOT/scripts/bench-nginx.sh"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-openloop: error: %s\n' "$*" >&2; exit 1; }
 
-if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
-    missing=()
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-    command -v curl >/dev/null || missing+=(curl)
-    if ((${#missing[@]} > 0)); then
-        log "installing ${missing[*]} (apt-get)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-fi
+install_missing wrk:wrk nginx:nginx-light curl:curl
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "building sluice and the chaos-tests examples (release) into $TARGET_DIR"
@@ -99,17 +89,7 @@ FORWARDER_BIN="$TARGET_DIR/release/examples/bare_forwarder"
 NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 for b in "$SLUICE_BIN" "$OPENLOOP_BIN" "$NGINX_BIN"; do [[ -x "$b" ]] || die "$b not found"; done
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-openloop.XXXXXX")"
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [[ "${KEEP_TMP:-0}" == 1 || $rc -ne 0 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+bench_tmp sluice-openloop
 
 wait_http() { # NAME URL PID
     for _ in $(seq 1 150); do
@@ -194,7 +174,6 @@ printf '\nOpen-loop latency: %s req/s over %s connections, %s s per run, %s roun
     "$RATE" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
 printf 'Placement: %s\n' "$placement"
 for t in "${TARGETS[@]}"; do : >"$TMP/results-$t"; done
-field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
         t="${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}"
@@ -209,17 +188,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
         line+="$(awk -v b="$before" -v a="$after" -v n="$(field "$line" requests)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
             split(b, x, " "); split(a, y, " ")
             if (n > 0) printf " cpu_us=%.1f upstream_cpu_us=%.1f", (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) * 1e6 / hz / n }')"
-        printf '  round %s  %-14s %s\n' "$r" "$t" "$line"
-        [[ "$(field "$line" errors)" == 0 ]] || printf '    WARNING %s: errors in this run\n' "$t"
-        echo "$line" >>"$TMP/results-$t"
+        record_round "$r" "$t" "$line"
     done
 done
 
-median() { # [PRINTF_FORMAT (%.0f)]
-    sort -g | awk -v f="${1:-%.0f}\n" '{ a[NR] = $1 } END {
-        if (NR == 0) { print "nan"; exit }
-        if (NR % 2) printf f, a[(NR + 1) / 2]; else printf f, (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 declare -A MED=()
 KEYS=(rate p50_us p90_us p99_us p999_us max_us cpu_us upstream_cpu_us)
 for t in "${TARGETS[@]}"; do
