@@ -29,16 +29,7 @@ source "$ROOT/scripts/bench-nginx.sh"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
-    missing=()
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v valgrind >/dev/null || missing+=(valgrind)
-    command -v nginx >/dev/null || missing+=(nginx-light)
-    command -v curl >/dev/null || missing+=(curl)
-    if ((${#missing[@]} > 0)); then
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-fi
+install_missing wrk:wrk valgrind:valgrind nginx:nginx-light curl:curl
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     cargo build --release -p sluice >&2
     [[ "$FORWARDER" != 1 ]] || cargo build --release -p chaos-tests --examples >&2
@@ -47,15 +38,7 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
 FW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_forwarder"
 NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/sluice-cost.XXXXXX")"
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$TMP"
-}
-trap cleanup EXIT
+bench_tmp sluice-cost
 
 wait_http() { # URL : up to 60 s (valgrind starts slowly)
     for _ in $(seq 1 120); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done

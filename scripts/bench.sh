@@ -226,13 +226,6 @@ to_ms() {
         printf "%.3f\n", n * f }'
 }
 
-# median of the numbers on stdin (one per line)
-median() {
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) { print "nan"; exit }
-        if (NR % 2) printf "%.3f\n", a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.2fms", v; else printf "%.1fms", v }'; }
 fmt_rps() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
@@ -694,10 +687,10 @@ done
 # ----------------------------------------------------------------- report ----
 declare -A MED_RPS=() MED_P50=() MED_P99=() MED_CPU=()
 for t in "${TARGETS[@]}"; do
-    MED_RPS[$t]="$(awk '{ print $1 }' "$TMP/results-$t.tsv" | median)"
-    MED_P50[$t]="$(awk '{ print $2 }' "$TMP/results-$t.tsv" | median)"
-    MED_P99[$t]="$(awk '{ print $3 }' "$TMP/results-$t.tsv" | median)"
-    MED_CPU[$t]="$(awk '{ print $7 }' "$TMP/results-$t.tsv" | median)"
+    MED_RPS[$t]="$(awk '{ print $1 }' "$TMP/results-$t.tsv" | median %.3f)"
+    MED_P50[$t]="$(awk '{ print $2 }' "$TMP/results-$t.tsv" | median %.3f)"
+    MED_P99[$t]="$(awk '{ print $3 }' "$TMP/results-$t.tsv" | median %.3f)"
+    MED_CPU[$t]="$(awk '{ print $7 }' "$TMP/results-$t.tsv" | median %.3f)"
 done
 
 printf '\nMedian of %s round(s):\n' "$ROUNDS"
@@ -712,7 +705,7 @@ done
 # round; steadier than the ratio of medians when the machine's speed drifts.
 paired_ratio() {
     paste -d' ' <(awk '{ print $1 }' "$TMP/results-$1.tsv") <(awk '{ print $1 }' "$TMP/results-$2.tsv") |
-        awk '$2 > 0 { printf "%.4f\n", $1 / $2 }' | median | awk '{ printf "%.2f\n", $1 }'
+        awk '$2 > 0 { printf "%.4f\n", $1 / $2 }' | median %.3f | awk '{ printf "%.2f\n", $1 }'
 }
 have() { [[ -n "${MED_RPS[$1]:-}" ]]; }
 
