@@ -477,8 +477,9 @@ impl Http {
     /// ([`Conn`]) times an idle kept-alive connection out, and actix-http is told
     /// only whether keep-alive is on: its own timer costs a boxed `Sleep`, a timer
     /// registration and a removal on every request (1.9 % of a proxied request's
-    /// instructions, net of `Conn`'s clock). For HTTP/2, actix-http's keep-alive pings an idle
-    /// connection every period and closes it when the peer does not answer.
+    /// instructions, net of `Conn`'s clock). For HTTP/2, actix-http's keep-alive
+    /// pings an idle connection every period and closes it when the peer does not
+    /// answer.
     fn service<T, I, S, B>(
         &self,
         app: I,
@@ -527,19 +528,20 @@ impl Http {
         })
     }
 
+    /// What both protocols' `HttpService`s share, with `keep_alive` for one.
     fn builder<T, S, B>(
         &self,
         stop: &Rc<WorkerStop>,
         keep_alive: KeepAlive,
     ) -> HttpServiceBuilder<T, S>
     where
-        S::Response: Into<Response<B>> + 'static,
-        B: MessageBody + 'static,
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + ConnData + Unpin + 'static,
         S: ServiceFactory<Request, Config = ()>,
         S::Error: Into<Response<BoxBody>> + 'static,
         S::InitError: std::fmt::Debug,
+        S::Response: Into<Response<B>> + 'static,
         <S::Service as actix_service::Service<Request>>::Future: 'static,
+        B: MessageBody + 'static,
     {
         let stop = stop.clone();
         let builder = HttpService::<T, S, B>::build()
