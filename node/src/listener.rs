@@ -102,15 +102,64 @@ impl Drop for Open {
     }
 }
 
-/// Whether a request of an HTTP/1.1 connection is being handled, shared between
-/// the connection's byte stream ([`Conn`]) and the proxy's handler (through
-/// actix-http's connection data, `HttpRequest::conn_data`).
-#[derive(Default)]
+/// Whether a request of an HTTP/1.1 connection is being handled, and the
+/// connection's keep-alive clock, shared between the connection's byte stream
+/// ([`Conn`]) and the proxy's handler (through actix-http's connection data,
+/// `HttpRequest::conn_data`).
 pub struct HeadClock {
     busy: Cell<u32>,
     /// The route timeout's timer for the request being handled (one at a time on
     /// an HTTP/1.1 connection), kept from one request to the next.
     pub request_timer: LazyTimer,
+    /// `node.keepalive_timeout` (`None`: keep-alive is off, and actix-http closes
+    /// the connection after each response).
+    idle_timeout: Option<Duration>,
+    /// When the connection is closed if nothing arrives (`None`: it is not idle:
+    /// no response has ended since the last byte read).
+    idle_deadline: Cell<Option<tokio::time::Instant>>,
+    idle_timer: LazyTimer,
+}
+
+impl HeadClock {
+    fn new(keep_alive: Duration) -> HeadClock {
+        HeadClock {
+            busy: Cell::new(0),
+            request_timer: LazyTimer::default(),
+            idle_timeout: (!keep_alive.is_zero()).then_some(keep_alive),
+            idle_deadline: Cell::new(None),
+            idle_timer: LazyTimer::default(),
+        }
+    }
+
+    /// A response has gone out (or its body has ended) and no request of the
+    /// connection is being handled: the keep-alive clock starts, or starts again.
+    /// Its timer is registered with `cx`, the connection task's: nothing else may
+    /// come to register it, as the response's last bytes may be out already.
+    fn start_idle(&self, cx: &mut Context<'_>) {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        if self.busy.get() > 0 {
+            return;
+        }
+        let deadline = after(timeout);
+        self.idle_deadline.set(Some(deadline));
+        // Not ready: the deadline is a whole timeout away.
+        let _ = self.idle_timer.poll_until(deadline, cx);
+    }
+
+    /// A byte arrived: the connection is not idle.
+    fn stop_idle(&self) {
+        self.idle_deadline.set(None);
+    }
+
+    /// Whether the connection has been idle for `keepalive_timeout`.
+    fn idle_expired(&self, cx: &mut Context<'_>) -> bool {
+        match self.idle_deadline.get() {
+            Some(deadline) => self.idle_timer.poll_until(deadline, cx).is_ready(),
+            None => false,
+        }
+    }
 }
 
 /// A timer kept for the life of a connection and used for one deadline after
@@ -162,6 +211,16 @@ impl Busy {
         clock.busy.set(clock.busy.get() + 1);
         Busy(clock.clone())
     }
+
+    /// The response's body has ended (`cx`: the connection task's): the request
+    /// is done, and if it was the last one in hand the keep-alive clock starts.
+    /// A body can end a turn after its last bytes went out, with no write left
+    /// to start it.
+    pub fn done(self, cx: &mut Context<'_>) {
+        let clock = self.0.clone();
+        drop(self);
+        clock.start_idle(cx);
+    }
 }
 
 impl Drop for Busy {
@@ -177,10 +236,11 @@ impl Drop for Busy {
 /// a request reaches the handler or a response is written. A kept-alive connection
 /// that sends half a head and then holds still is closed like a new one.
 ///
-/// It also times HTTP/1.1 keep-alive (`node.keepalive_timeout`): the clock starts
-/// when a response has been written and stops at the next byte read, so an idle
-/// connection, and one holding half a head that arrived while a response was
-/// going out, is closed when it runs out.
+/// It also times HTTP/1.1 keep-alive (`node.keepalive_timeout`, kept in the
+/// [`HeadClock`]): the clock starts when a response has been written, or its
+/// body has ended, with no request of the connection being handled, and stops
+/// at the next byte read; an idle connection, and one holding half a head that
+/// arrived while a response was going out, is closed when it runs out.
 struct Conn<IO> {
     io: IO,
     _open: Open,
@@ -193,14 +253,6 @@ struct Conn<IO> {
     /// registration and no allocation.
     head_timer: LazyTimer,
     header_timeouts: prometheus::IntCounter,
-    /// `node.keepalive_timeout` (`None`: keep-alive is off, and actix-http closes
-    /// the connection after each response).
-    idle_timeout: Option<Duration>,
-    /// A response has been written and nothing read since.
-    idle: bool,
-    /// When the connection is closed if it stays idle (`None`: not idle).
-    idle_deadline: Option<tokio::time::Instant>,
-    idle_timer: LazyTimer,
 }
 
 impl<IO> Conn<IO> {
@@ -208,34 +260,21 @@ impl<IO> Conn<IO> {
         Conn {
             io,
             _open: open,
-            clock: h1.then(|| Rc::new(HeadClock::default())),
+            clock: h1.then(|| Rc::new(HeadClock::new(timeouts.keep_alive))),
             head_timeout: timeouts.head,
             head_deadline: None,
             head_timer: LazyTimer::default(),
             header_timeouts: counters.header_timeouts.clone(),
-            idle_timeout: (!timeouts.keep_alive.is_zero()).then_some(timeouts.keep_alive),
-            idle: false,
-            idle_deadline: None,
-            idle_timer: LazyTimer::default(),
         }
     }
 
-    /// Bytes went out while no request of the connection is being handled: a
-    /// response is complete (or finishing), and the keep-alive clock starts. Its
-    /// timer is registered here, with the connection's task: actix-http reads
-    /// before it writes in a turn, so after the last write no read may come to
-    /// register it, until something else wakes the task.
+    /// Bytes went out: a request head is no longer being waited for, and, when
+    /// no request of the connection is being handled, a response is complete (or
+    /// finishing) and the keep-alive clock starts.
     fn wrote(&mut self, cx: &mut Context<'_>) {
         self.head_deadline = None;
-        match &self.clock {
-            Some(clock) if clock.busy.get() == 0 => self.idle = true,
-            _ => return,
-        }
-        if let Some(timeout) = self.idle_timeout {
-            let deadline = after(timeout);
-            self.idle_deadline = Some(deadline);
-            // Not ready: the deadline is a whole timeout away.
-            let _ = self.idle_timer.poll_until(deadline, cx);
+        if let Some(clock) = &self.clock {
+            clock.start_idle(cx);
         }
     }
 }
@@ -272,8 +311,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
             return polled;
         };
         if buf.filled().len() > before {
-            this.idle = false;
-            this.idle_deadline = None;
+            clock.stop_idle();
         }
         if clock.busy.get() > 0 {
             this.head_deadline = None;
@@ -291,11 +329,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
                     return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
                 }
             }
-            if let (true, Some(deadline)) = (this.idle, this.idle_deadline) {
-                if this.idle_timer.poll_until(deadline, cx).is_ready() {
-                    tracing::trace!("kept-alive connection idle for keepalive_timeout: closed");
-                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
-                }
+            if clock.idle_expired(cx) {
+                tracing::trace!("kept-alive connection idle for keepalive_timeout: closed");
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
             }
         }
         polled

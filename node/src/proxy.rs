@@ -670,7 +670,7 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
             return response.set_body(whole).map_into_boxed_body();
         }
     }
-    let body = Outgoing { body, _busy: busy };
+    let body = Outgoing { body, busy };
     match length {
         Some(len) => response
             .set_body(SizedStream::new(len, body))
@@ -681,17 +681,24 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
     }
 }
 
-/// The upstream's body on its way to the client, holding the connection busy.
+/// The upstream's body on its way to the client, holding the connection busy
+/// until it ends.
 struct Outgoing {
     body: ResponseBody,
-    _busy: Option<Busy>,
+    busy: Option<Busy>,
 }
 
 impl futures_util::Stream for Outgoing {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.body).poll_next(cx)
+        let polled = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            if let Some(busy) = self.busy.take() {
+                busy.done(cx);
+            }
+        }
+        polled
     }
 }
 

@@ -239,6 +239,31 @@ routes:
     );
 }
 
+/// Sends one GET on a new connection, reads its `length`-byte body, and returns
+/// how long the node then kept the idle connection open.
+fn idle_close_after(port: u16, path: &str, length: usize) -> Duration {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let started = loop {
+        let n = s.read(&mut buf).expect("answer");
+        assert!(n > 0, "closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() - head - 4 >= length {
+                break std::time::Instant::now();
+            }
+        }
+    };
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection was not closed");
+    started.elapsed()
+}
+
 /// An `https://` upstream whose certificate a private CA signed: trusted through
 /// `node.upstream_ca_file`, spoken to in HTTP/2 (ALPN), bodies streamed both ways;
 /// a node without that CA refuses the upstream (502), it does not skip the check.
@@ -277,7 +302,10 @@ routes:
     );
     let gw = Gateway::start_with(
         &[("services.yaml", &config)],
-        &format!("  upstream_ca_file: {}\n", certs.join("ca.pem").display()),
+        &format!(
+            "  upstream_ca_file: {}\n  keepalive_timeout: 2s\n",
+            certs.join("ca.pem").display()
+        ),
     );
 
     let (s, b, _) = status(&gw.url("/api/hello?x=1")).await;
@@ -310,6 +338,11 @@ routes:
     assert_eq!(r.status(), StatusCode::OK);
     let down = r.body().limit(8 << 20).await.expect("body");
     assert_eq!(down.len(), 4 << 20);
+
+    // A kept-alive client connection is closed after `keepalive_timeout` once a
+    // response streamed from the h2 upstream has gone out.
+    let idle = idle_close_after(gw.port, "/bytes/100000", 100_000);
+    assert!(idle < Duration::from_secs(10), "closed after {idle:?}");
 
     // Without the private CA the certificate is not trusted: 502.
     let untrusting = Gateway::start(&[("services.yaml", &config)]);
@@ -418,7 +451,10 @@ routes:
     );
     let gw = Gateway::start_with(
         &[("services.yaml", &config)],
-        &format!("  upstream_ca_file: {}\n", certs.join("ca.pem").display()),
+        &format!(
+            "  upstream_ca_file: {}\n  keepalive_timeout: 2s\n",
+            certs.join("ca.pem").display()
+        ),
     );
 
     // One client connection, so one gateway worker and its pool of upstream
