@@ -766,19 +766,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 /// Sends `GET target` on `s` (kept alive) and reads its answer: the head, and a body
 /// of the `Content-Length` it gives.
 fn keep_alive_get(s: &mut std::net::TcpStream, target: &str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     s.write_all(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
         .expect("request written");
-    let head = sluice_testkit::read_raw_head(s).expect("an answer head");
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    s.read_exact(&mut body).expect("the answer body");
-    head
+    support::read_answer(s)
 }
 
 /// A graceful stop (SIGTERM) closes kept-alive HTTP/1.1 connections rather than

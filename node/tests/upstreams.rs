@@ -239,31 +239,6 @@ routes:
     );
 }
 
-/// Sends one GET on a new connection, reads its `length`-byte body, and returns
-/// how long the node then kept the idle connection open.
-fn idle_close_after(port: u16, path: &str, length: usize) -> Duration {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    let started = loop {
-        let n = s.read(&mut buf).expect("answer");
-        assert!(n > 0, "closed before the answer");
-        got.extend_from_slice(&buf[..n]);
-        if let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            if got.len() - head - 4 >= length {
-                break std::time::Instant::now();
-            }
-        }
-    };
-    let n = s.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "the idle connection was not closed");
-    started.elapsed()
-}
-
 /// An `https://` upstream whose certificate a private CA signed: trusted through
 /// `node.upstream_ca_file`, spoken to in HTTP/2 (ALPN), bodies streamed both ways;
 /// a node without that CA refuses the upstream (502), it does not skip the check.
@@ -341,7 +316,9 @@ routes:
 
     // A kept-alive client connection is closed after `keepalive_timeout` once a
     // response streamed from the h2 upstream has gone out.
-    let idle = idle_close_after(gw.port, "/bytes/100000", 100_000);
+    let (head, idle) =
+        support::idle_close_after(gw.port, b"GET /bytes/100000 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(idle < Duration::from_secs(10), "closed after {idle:?}");
 
     // Without the private CA the certificate is not trusted: 502.

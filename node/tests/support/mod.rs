@@ -127,3 +127,41 @@ pub fn validate(dir: &std::path::Path) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Sends `request` (head and body) on a new connection to `port`, reads the
+/// answer (its head, then a `Content-Length` body), and waits for the node to close
+/// the connection it now keeps idle. Returns the answer's head, lower-cased, and
+/// how long the idle connection was kept open.
+pub fn idle_close_after(port: u16, request: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request).expect("request written");
+    let head = read_answer(&mut s);
+    let idle_from = std::time::Instant::now();
+    let end = s.read(&mut [0; 64]);
+    assert!(
+        matches!(end, Ok(0))
+            || matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the idle connection was not closed: {end:?} after {:?} ({head})",
+        idle_from.elapsed()
+    );
+    (head, idle_from.elapsed())
+}
+
+/// Reads one answer off a kept-alive connection: its head, then as many body
+/// bytes as its `Content-Length` says. Returns the head, lower-cased.
+pub fn read_answer(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let head = sluice_testkit::read_raw_head(s).expect("an answer head");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    s.read_exact(&mut body).expect("the answer body");
+    head
+}
