@@ -428,10 +428,7 @@ routes:
     );
     let gw = Gateway::start_with(
         &[("services.yaml", &config)],
-        &format!(
-            "  upstream_ca_file: {}\n  keepalive_timeout: 2s\n",
-            certs.join("ca.pem").display()
-        ),
+        &format!("  upstream_ca_file: {}\n", certs.join("ca.pem").display()),
     );
 
     // One client connection, so one gateway worker and its pool of upstream
