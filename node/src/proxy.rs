@@ -428,6 +428,7 @@ async fn send(
                     head: &head,
                     head_only: req.method() == Method::HEAD,
                     idempotent: is_idempotent(req.method()),
+                    sent,
                 })
                 .await;
             answer.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))

@@ -50,6 +50,9 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
     crate::auth::jwt::set_cache(node.jwt_cache);
     let plane = web::Data::new(plane);
 
+    // Before any port opens: a SIGHUP or SIGTERM sent once the node answers must
+    // find its handler (the default action of either ends the process).
+    let signals = Signals::install()?;
     let admin = admin_plane(&node, raft.clone(), plane.clone())?;
     let server = data_plane(&node, plane.clone())?;
     let handles = [server.handle(), admin.handle()];
@@ -71,7 +74,13 @@ async fn serve(loaded: LoadedConfig) -> std::io::Result<()> {
         plane.clone(),
     );
 
-    let signals = actix_rt::spawn(watch_signals(loaded, plane.clone(), raft.clone(), handles));
+    let signals = actix_rt::spawn(watch_signals(
+        signals,
+        loaded,
+        plane.clone(),
+        raft.clone(),
+        handles,
+    ));
     let admin_task = actix_rt::spawn(admin);
     let result = server.await;
     let _ = admin_task.await;
@@ -218,26 +227,40 @@ fn open_files_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
+/// SIGTERM and SIGINT (graceful stop) and SIGHUP (reload) handlers, installed
+/// when this is made.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let install = |kind| {
+            signal(kind)
+                .map_err(|e| std::io::Error::other(format!("cannot install signal handlers: {e}")))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn watch_signals(
+    signals: Signals,
     mut loaded: LoadedConfig,
     plane: web::Data<DataPlane>,
     raft: Arc<RaftNode>,
     handles: [actix_web::dev::ServerHandle; 2],
 ) {
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            error!("cannot install signal handlers; stopping");
-            for h in &handles {
-                h.stop(false).await;
-            }
-            return;
-        }
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => break,

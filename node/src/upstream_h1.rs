@@ -127,6 +127,9 @@ pub struct Request<'a> {
     pub head_only: bool,
     /// It may be sent again when a kept connection turns out closed.
     pub idempotent: bool,
+    /// When it is sent (the proxy's clock read): a connection kept idle for
+    /// longer than [`IDLE_TIMEOUT`] before then is not used.
+    pub sent: Instant,
 }
 
 impl Pool {
@@ -147,7 +150,7 @@ impl Pool {
     ) -> Result<Response, Error> {
         let host = self.host(req.authority);
         loop {
-            let (mut conn, kept) = match host.checkout() {
+            let (mut conn, kept) = match host.checkout(req.sent) {
                 Some(conn) => (conn, true),
                 None => (Conn::connect(req.authority).await?, false),
             };
@@ -202,9 +205,8 @@ async fn sweep(hosts: Weak<RefCell<Vec<Rc<Host>>>>) {
 
 impl Host {
     /// The most recently kept connection that is still open, if any.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        let now = Instant::now();
         while let Some(kept) = idle.pop_back() {
             if now.saturating_duration_since(kept.since) > IDLE_TIMEOUT {
                 // The rest were kept earlier still.

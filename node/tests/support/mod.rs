@@ -36,6 +36,13 @@ impl Gateway {
 
     /// [`Gateway::start`] with extra lines (indented) under `node:`.
     pub fn start_with(files: &[(&str, &str)], node_extra: &str) -> Gateway {
+        let gw = Gateway::spawn(files, node_extra);
+        gw.proc.wait_listening(&[gw.port], Duration::from_secs(20));
+        gw
+    }
+
+    /// [`Gateway::start_with`] without waiting for it to listen.
+    pub fn spawn(files: &[(&str, &str)], node_extra: &str) -> Gateway {
         let dir = TempDir::new("gw");
         let port = free_port();
         let admin_port = free_port();
@@ -55,7 +62,6 @@ impl Gateway {
             &["run", "--config", dir.to_str().expect("utf-8 temp dir")],
             &dir.join("sluice.log"),
         );
-        proc.wait_listening(&[port], Duration::from_secs(20));
         Gateway {
             proc,
             port,
