@@ -735,7 +735,7 @@ async fn a_sighup_as_soon_as_the_port_opens_reloads_and_does_not_kill_the_node()
         gw.proc.signal(Signal::Hup);
         wait_for_async(
             "the reloaded route /b",
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             &gw,
             || async {
                 match client().get(gw.url("/b")).send().await {
