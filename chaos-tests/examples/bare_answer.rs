@@ -71,6 +71,7 @@ fn hyper_local(listen: String) -> std::io::Result<()> {
     })
 }
 
+/// One connection, every request answered with the body.
 async fn serve_hyper(socket: tokio::net::TcpStream) {
     let service = hyper::service::service_fn(|_req| async {
         let mut response = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
@@ -95,20 +96,7 @@ fn hyper(listen: String) -> std::io::Result<()> {
         loop {
             let (socket, _) = listener.accept().await?;
             let _ = socket.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
-                    response.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain"),
-                    );
-                    Ok::<_, std::convert::Infallible>(response)
-                });
-                let io = hyper_util::rt::TokioIo::new(socket);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
+            tokio::spawn(serve_hyper(socket));
         }
     })
 }
