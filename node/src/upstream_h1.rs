@@ -127,8 +127,11 @@ pub struct Request<'a> {
     pub head_only: bool,
     /// It may be sent again when a kept connection turns out closed.
     pub idempotent: bool,
-    /// When it is sent (the proxy's clock read): a connection kept idle for
-    /// longer than [`IDLE_TIMEOUT`] before then is not used.
+    /// When the proxy sent it (its clock read, saved here): a connection kept idle
+    /// for longer than [`IDLE_TIMEOUT`] before then is not used. A wait for the
+    /// in-flight cap comes after it, and so can stretch that by as long; a kept
+    /// connection the upstream has closed meanwhile is what the retry of an
+    /// idempotent request is for.
     pub sent: Instant,
 }
 
