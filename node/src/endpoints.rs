@@ -2,42 +2,49 @@
 //! traffic) and `/metrics` (Prometheus text), and the dispatch that sends them,
 //! the OAuth endpoints (`crate::auth::oauth`) and the proxy their requests.
 
+use crate::body::{self, Response};
 use crate::dataplane::DataPlane;
+use crate::listener::{ClientRequest, ConnInfo};
 use crate::upstream_client::UpstreamClient;
-use actix_http::{Payload, Request};
-use actix_web::http::{header, Method, StatusCode};
-use actix_web::HttpResponse;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use http::{header, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::json;
+use std::rc::Rc;
 
-/// The data plane's one service, on actix-http directly (no actix-web `App`: its
-/// request object, routing and extractors cost about 2,000 instructions per
-/// proxied request). The built-in endpoints are found by their exact path in a
-/// `match`; every other request goes to the proxy.
-pub async fn dispatch(req: Request, plane: &DataPlane, client: &UpstreamClient) -> HttpResponse {
-    let allowed = match req.path() {
-        "/health" | "/ready" | "/metrics" | "/.well-known/jwks.json" => Method::GET,
-        "/oauth/token" => Method::POST,
-        _ => return crate::proxy::handle(req, plane, client).await,
+/// The data plane's one handler, on hyper's server connection (no framework: a
+/// router and extractors would cost more than the rest of a request's own work).
+/// The built-in endpoints are found by their exact path in a `match`; every other
+/// request goes to the proxy.
+pub async fn dispatch(
+    req: http::Request<Incoming>,
+    conn: Rc<ConnInfo>,
+    plane: &DataPlane,
+    client: &UpstreamClient,
+) -> Response {
+    let (head, payload) = req.into_parts();
+    let req = ClientRequest { head, conn };
+    let (allowed, allow) = match req.path() {
+        "/health" | "/ready" | "/metrics" | "/.well-known/jwks.json" => (Method::GET, "GET"),
+        "/oauth/token" => (Method::POST, "POST"),
+        _ => return crate::proxy::handle(req, payload, plane, client).await,
     };
     if req.method() != allowed {
-        return HttpResponse::MethodNotAllowed()
-            .insert_header((header::ALLOW, allowed.as_str()))
-            .finish();
+        let mut r = body::empty(StatusCode::METHOD_NOT_ALLOWED);
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return r;
     }
     match req.path() {
         "/health" => health(plane),
         "/ready" => ready(plane),
         "/metrics" => metrics(plane),
         "/.well-known/jwks.json" => crate::auth::oauth::jwks(plane),
-        _ => {
-            let mut req = req;
-            match read_body(req.take_payload(), TOKEN_BODY_LIMIT).await {
-                Ok(body) => crate::auth::oauth::token(&req, body, plane).await,
-                Err(status) => HttpResponse::build(status).finish(),
-            }
-        }
+        _ => match read_body(payload, TOKEN_BODY_LIMIT).await {
+            Ok(body) => crate::auth::oauth::token(&req, body, plane).await,
+            Err(status) => body::empty(status),
+        },
     }
 }
 
@@ -46,10 +53,12 @@ const TOKEN_BODY_LIMIT: usize = 256 * 1024;
 
 /// A whole request body, up to `limit` bytes: 413 beyond it, 400 when it is
 /// malformed or ends early.
-async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, StatusCode> {
+async fn read_body(mut payload: Incoming, limit: usize) -> Result<Bytes, StatusCode> {
     let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+    while let Some(frame) = payload.frame().await {
+        let Ok(chunk) = frame.map_err(|_| StatusCode::BAD_REQUEST)?.into_data() else {
+            continue;
+        };
         if body.len() + chunk.len() > limit {
             return Err(StatusCode::PAYLOAD_TOO_LARGE);
         }
@@ -58,21 +67,24 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, StatusCo
     Ok(body.freeze())
 }
 
-fn health(plane: &DataPlane) -> HttpResponse {
+fn health(plane: &DataPlane) -> Response {
     let state = plane.state.load();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "node_id": plane.node_id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "config_version": state.applied_index,
-        "uptime_seconds": plane.started.elapsed().as_secs(),
-    }))
+    body::json(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "node_id": plane.node_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_version": state.applied_index,
+            "uptime_seconds": plane.started.elapsed().as_secs(),
+        }),
+    )
 }
 
 /// 200 when config is loaded, the node is not draining and every service has at
 /// least one target that is healthy or not actively checked; else 503 naming each
 /// failing check.
-fn ready(plane: &DataPlane) -> HttpResponse {
+fn ready(plane: &DataPlane) -> Response {
     let state = plane.state.load();
     let mut failing = Vec::new();
     if plane.is_draining() {
@@ -89,14 +101,15 @@ fn ready(plane: &DataPlane) -> HttpResponse {
         "services": state.gateway.pools.len(),
         "failing": failing,
     });
-    if failing.is_empty() {
-        HttpResponse::Ok().json(body)
+    let status = if failing.is_empty() {
+        StatusCode::OK
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    body::json(status, &body)
 }
 
-fn metrics(plane: &DataPlane) -> HttpResponse {
+fn metrics(plane: &DataPlane) -> Response {
     // Read at scrape time: the limiter owns the keys, the gauge only mirrors them.
     let keys = plane.limiters.active_keys();
     plane
@@ -104,9 +117,15 @@ fn metrics(plane: &DataPlane) -> HttpResponse {
         .rate_limit_keys
         .set(i64::try_from(keys).unwrap_or(i64::MAX));
     match plane.metrics.render() {
-        Ok(text) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(text),
-        Err(e) => HttpResponse::InternalServerError().body(format!("metrics: {e}")),
+        Ok(text) => body::with_body(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text.into(),
+        ),
+        Err(e) => body::with_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            format!("metrics: {e}").into(),
+        ),
     }
 }

@@ -4,19 +4,27 @@
 //! Both become the one JSON error shape of CONTRACT.md in [`error_response`],
 //! carrying the request id that the access log line of the same request carries.
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, HttpResponseBuilder};
+use http::{header, StatusCode};
 use serde::Serialize;
 use std::fmt;
 
 /// The response header (and access-log field) that ties a request to its logs.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
-/// The request id for a request with these headers: the client's `X-Request-ID`
-/// when it is sane (1–128 visible ASCII characters), else a new UUID. Used by the
-/// data plane and the admin API alike.
-pub fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
-    RequestId::from_headers(headers).as_str().to_owned()
+/// The request id for a request whose `X-Request-ID` is `client`: the client's
+/// when it is sane (1–128 visible ASCII characters), else a new UUID. The admin
+/// API's; the data plane's is a [`RequestId`], by the same rule.
+pub fn request_id(client: Option<&[u8]>) -> String {
+    match client {
+        Some(b) if sane(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => RequestId::new().as_str().to_owned(),
+    }
+}
+
+/// 1–128 visible ASCII characters.
+fn sane(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
 }
 
 /// A request's id, checked once and kept as a header value: the data plane puts
@@ -27,23 +35,24 @@ pub struct RequestId(header::HeaderValue);
 
 impl RequestId {
     /// See [`request_id`].
-    pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> RequestId {
+    pub fn from_headers(headers: &header::HeaderMap) -> RequestId {
         // A `HeaderName`, not a `&str`: the lookup need not parse the name first.
         const NAME: header::HeaderName = header::HeaderName::from_static(X_REQUEST_ID);
-        let sane = headers
-            .get(NAME)
-            .filter(|v| {
-                let b = v.as_bytes();
-                !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
-            })
-            .cloned();
-        RequestId(sane.unwrap_or_else(|| {
-            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            let id = uuid::Uuid::new_v4().hyphenated();
-            // A hyphenated UUID is visible ASCII: always a valid header value.
+        match headers.get(NAME).filter(|v| sane(v.as_bytes())) {
+            Some(v) => RequestId(v.clone()),
+            None => RequestId::new(),
+        }
+    }
+
+    /// A new UUID.
+    fn new() -> RequestId {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated();
+        // A hyphenated UUID is visible ASCII: always a valid header value.
+        RequestId(
             header::HeaderValue::from_str(id.encode_lower(&mut buf))
-                .unwrap_or(header::HeaderValue::from_static("-"))
-        }))
+                .unwrap_or(header::HeaderValue::from_static("-")),
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -268,19 +277,27 @@ impl GatewayError {
         self.source != Source::Client && self.kind != Kind::CircuitOpen
     }
 
-    pub fn response(&self, request_id: &str) -> HttpResponse {
-        let mut b = HttpResponse::build(self.status());
-        for (name, value) in &self.headers {
-            b.insert_header((name.clone(), value.as_str()));
-        }
-        json_error::<()>(
-            b,
+    /// The answer to the client: the JSON error body, this error's headers and
+    /// `X-Request-ID`.
+    pub fn response(&self, request_id: &str) -> crate::body::Response {
+        let body = error_body::<()>(
             self.kind.code(),
             &self.message,
             request_id,
             None,
             self.retry_after,
-        )
+        );
+        let mut response = crate::body::with_body(self.status(), "application/json", body.into());
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            if let Ok(v) = header::HeaderValue::from_str(value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+        if let Ok(v) = header::HeaderValue::from_str(request_id) {
+            headers.insert(header::HeaderName::from_static(X_REQUEST_ID), v);
+        }
+        response
     }
 }
 
@@ -306,24 +323,25 @@ impl std::error::Error for GatewayError {
 /// plus `errors` (a list of problems) where there are several. Sets
 /// `X-Request-ID` so the client can quote it and operators find the log line.
 pub fn error_response<T: Serialize>(
-    b: HttpResponseBuilder,
-    code: &str,
-    message: &str,
-    request_id: &str,
-    errors: Option<&T>,
-) -> HttpResponse {
-    json_error(b, code, message, request_id, errors, None)
-}
-
-/// [`error_response`], plus `retry_after` (seconds) when set: a 429's body.
-fn json_error<T: Serialize>(
     mut b: HttpResponseBuilder,
     code: &str,
     message: &str,
     request_id: &str,
     errors: Option<&T>,
-    retry_after: Option<u64>,
 ) -> HttpResponse {
+    b.insert_header((X_REQUEST_ID, request_id))
+        .content_type("application/json")
+        .body(error_body(code, message, request_id, errors, None))
+}
+
+/// The JSON error body, with `retry_after` (seconds) when set: a 429's.
+fn error_body<T: Serialize>(
+    code: &str,
+    message: &str,
+    request_id: &str,
+    errors: Option<&T>,
+    retry_after: Option<u64>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Body<'a, T: Serialize> {
         error: &'a str,
@@ -334,14 +352,14 @@ fn json_error<T: Serialize>(
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
     }
-    b.insert_header((X_REQUEST_ID, request_id));
-    b.json(Body {
+    serde_json::to_vec(&Body {
         error: code,
         message,
         request_id,
         errors,
         retry_after,
     })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -366,6 +384,12 @@ mod tests {
         );
     }
 
+    /// The whole body of a data-plane response.
+    async fn body_of(resp: crate::body::Response) -> bytes::Bytes {
+        use http_body_util::BodyExt;
+        resp.into_body().collect().await.expect("body").to_bytes()
+    }
+
     #[actix_rt::test]
     async fn a_rate_limit_refusal_says_when_to_come_back() {
         let e = GatewayError::rate_limited("search", 100, 60, 0);
@@ -378,9 +402,7 @@ mod tests {
             Some("1"),
             "Retry-After is at least 1"
         );
-        let body = actix_web::body::to_bytes(resp.into_body())
-            .await
-            .expect("body");
+        let body = body_of(resp).await;
         let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(body["error"], "rate_limited");
         assert_eq!(body["request_id"], "rid-2");
@@ -393,9 +415,7 @@ mod tests {
         );
         // Other errors have no `retry_after`.
         let resp = GatewayError::not_found().response("rid-3");
-        let body = actix_web::body::to_bytes(resp.into_body())
-            .await
-            .expect("body");
+        let body = body_of(resp).await;
         let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert!(body.get("retry_after").is_none(), "{body}");
     }

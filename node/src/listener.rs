@@ -1,17 +1,23 @@
-//! The data-plane listener: actix-web's `HttpServer` pipeline, built by hand so the
-//! connection's byte stream can be wrapped in an [`H2Guard`] before HTTP/2 sees it.
+//! The data-plane listener: accept and worker threads from actix-server, TLS with
+//! ALPN `h2`/`http/1.1` (actix-tls) or a peek at the h2c preface, then hyper's
+//! HTTP/1.1 or HTTP/2 server connection over the worker's handler (`server.rs`).
 //!
-//! What `HttpServer::bind_auto_h2c` and `bind_rustls_0_23` do, step for step: accept
-//! (actix-server), TLS with ALPN `h2`/`http/1.1` (actix-tls) or a peek at the h2c
-//! preface, then actix-http's `HttpService`, here over the worker's own request
-//! service (`server.rs`) rather than an actix-web `App`. The additions: the guard between the socket and the protocol, a deadline on
-//! the first bytes (`node.client_header_timeout`: a connection that never sends a
-//! byte is closed, where actix would wait for ever on the h2c peek), a count of
-//! open connections, and malformed requests counted and logged at debug rather
-//! than at ERROR by actix-http.
+//! hyper rather than actix-http: the same request answered costs about 1.2 us less
+//! CPU (`scripts/bench-answer.sh`), and hyper's server sends response trailers
+//! (gRPC), which actix-http cannot. Each connection runs on its worker's thread (a
+//! local task; HTTP/2 streams are local tasks too), so the handler shares the
+//! worker's state without locks.
+//!
+//! Between the socket and the protocol sits a [`Conn`], which times request heads
+//! (`node.client_header_timeout`, on every head, not only the first) and HTTP/1.1
+//! keep-alive. Also here: a deadline on the first bytes (a
+//! connection that never sends a byte is closed), a count of open connections,
+//! malformed requests counted and logged at debug (any client could flood an ERROR
+//! log), and the graceful stop ([`WorkerStop`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,19 +27,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use actix_http::{
-    body::{BoxBody, MessageBody},
-    error::DispatchError,
-    HttpService, HttpServiceBuilder, KeepAlive, Protocol, Request, Response,
-};
 use actix_server::{GracefulShutdownSignal, Server};
-use actix_service::{
-    fn_factory, fn_service, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
-};
+use actix_service::{fn_service, ServiceFactoryExt};
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::rt::net::TcpStream;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::h2guard::H2Guard;
+use crate::body::Response;
 
 /// How the data port listens (node config).
 pub struct Listen {
@@ -58,7 +60,8 @@ pub struct Listen {
 /// What the listener counts (see `telemetry::Metrics`).
 #[derive(Clone)]
 pub struct Counters {
-    /// Connections cut for an HTTP/2 flood.
+    /// HTTP/2 connections cut for a flood (h2's GOAWAY with ENHANCE_YOUR_CALM:
+    /// empty DATA frames, rapid resets, CONTINUATION floods and the like).
     pub h2_floods: prometheus::IntCounter,
     pub malformed_requests: prometheus::IntCounter,
     pub header_timeouts: prometheus::IntCounter,
@@ -68,22 +71,35 @@ pub struct Counters {
 
 impl Counters {
     /// Sorts out how a connection ended. Malformed requests are the client's
-    /// business: counted, logged at debug (never at ERROR: any client could flood
-    /// the log), and the connection is closed as actix-http closes it.
-    fn ended(&self, e: DispatchError) -> DispatchError {
-        match &e {
-            DispatchError::Parse(err) => {
-                self.malformed_requests.inc();
-                tracing::debug!(error = %err, "malformed request refused");
-            }
-            DispatchError::SlowRequestTimeout => {
-                self.header_timeouts.inc();
-                tracing::debug!("connection sent no complete request head in time");
-            }
-            other => tracing::debug!(error = %other, "connection ended with an error"),
+    /// business: counted, logged at debug, and answered 400 (431 for a head too
+    /// large) by hyper, which then closes the connection.
+    fn ended(&self, e: hyper::Error) {
+        if e.is_parse() || e.is_parse_too_large() {
+            self.malformed_requests.inc();
+            tracing::debug!(error = %e, "malformed request refused");
+        } else if is_h2_flood(&e) {
+            self.h2_floods.inc();
+            tracing::debug!(error = %e, "HTTP/2 connection cut for a flood");
+        } else {
+            tracing::debug!(error = %e, "connection ended with an error");
         }
-        e
     }
+}
+
+/// Whether h2 ended the connection with its own GOAWAY for ENHANCE_YOUR_CALM:
+/// the peer flooded it (h2 0.4.16 and later bound empty DATA frames, resets and
+/// header fragments per connection).
+fn is_h2_flood(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_go_away()
+                && !h2.is_remote()
+                && h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Counts a connection in `gateway_connections` from accept to close.
@@ -104,15 +120,14 @@ impl Drop for Open {
 
 /// Whether a request of an HTTP/1.1 connection is being handled, and the
 /// connection's keep-alive clock, shared between the connection's byte stream
-/// ([`Conn`]) and the proxy's handler (through actix-http's connection data,
-/// `HttpRequest::conn_data`).
+/// ([`Conn`]) and the proxy's handler (through [`ConnInfo`]).
 pub struct HeadClock {
     busy: Cell<u32>,
     /// The route timeout's timer for the request being handled (one at a time on
     /// an HTTP/1.1 connection), kept from one request to the next.
     pub request_timer: LazyTimer,
-    /// `node.keepalive_timeout` (`None`: keep-alive is off, and actix-http closes
-    /// the connection after each response).
+    /// `node.keepalive_timeout` (`None`: keep-alive is off, and hyper closes the
+    /// connection after each response).
     idle_timeout: Option<Duration>,
     /// When the connection is closed if nothing arrives (`None`: it is not idle:
     /// no response has ended since the last byte read).
@@ -230,8 +245,7 @@ impl Drop for Busy {
 }
 
 /// A data-plane connection's byte stream. For HTTP/1.1 it enforces
-/// `client_header_timeout` on every request head, not only the first as
-/// actix-http does: the clock starts at the first byte read while no request of the
+/// `client_header_timeout` on every request head: the clock starts at the first byte read while no request of the
 /// connection is being handled and nothing has been written since, and stops when
 /// a request reaches the handler or a response is written. A kept-alive connection
 /// that sends half a head and then holds still is closed like a new one.
@@ -285,17 +299,6 @@ impl<IO> Conn<IO> {
 struct Timeouts {
     head: Duration,
     keep_alive: Duration,
-}
-
-/// What the HTTP service reads off a connection when it opens.
-trait ConnData {
-    fn head_clock(&self) -> Option<Rc<HeadClock>>;
-}
-
-impl<IO> ConnData for Conn<IO> {
-    fn head_clock(&self) -> Option<Rc<HeadClock>> {
-        self.clock.clone()
-    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
@@ -382,19 +385,57 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
     }
 }
 
+/// What a handler knows of the connection a request came on.
+pub struct ConnInfo {
+    pub peer: Option<SocketAddr>,
+    /// HTTP/1.1: the connection's head and keep-alive clock (see [`Busy`]).
+    pub clock: Option<Rc<HeadClock>>,
+}
+
+/// A client's request as the handlers see it: its head, and its connection's
+/// [`ConnInfo`]. The body travels apart (hyper's `Incoming`).
+pub struct ClientRequest {
+    pub head: http::request::Parts,
+    pub conn: Rc<ConnInfo>,
+}
+
+impl ClientRequest {
+    pub fn method(&self) -> &http::Method {
+        &self.head.method
+    }
+
+    pub fn uri(&self) -> &http::Uri {
+        &self.head.uri
+    }
+
+    pub fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.head.headers
+    }
+
+    pub fn version(&self) -> http::Version {
+        self.head.version
+    }
+
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.peer
+    }
+
+    pub fn head_clock(&self) -> Option<&Rc<HeadClock>> {
+        self.conn.clock.as_ref()
+    }
+}
+
 /// Binds the data port and returns the running server; `factory` makes each
-/// worker's request service.
-pub fn serve<F, I, S, B>(listen: Listen, factory: F) -> std::io::Result<Server>
+/// worker's handler, which answers every request of the worker's connections.
+pub fn serve<F, H, Fut>(listen: Listen, factory: F) -> std::io::Result<Server>
 where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = ()> + Clone + 'static,
-    S::Error: Into<Response<BoxBody>> + 'static,
-    S::InitError: std::fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as actix_service::Service<Request>>::Future: 'static,
-    S::Service: 'static,
-    B: MessageBody + 'static,
+    F: Fn() -> H + Send + Clone + 'static,
+    H: Fn(http::Request<Incoming>, Rc<ConnInfo>) -> Fut + 'static,
+    Fut: Future<Output = Response> + 'static,
 {
     let Listen {
         addr,
@@ -408,18 +449,22 @@ where
         tls,
         counters,
     } = listen;
-    let secure = tls.is_some();
     let timeouts = Timeouts {
         head: client_request_timeout,
         keep_alive,
     };
     let builder = Server::build();
-    let http = Http {
-        stopping: builder.graceful_shutdown_signal(),
-        addr,
-        secure,
-        keep_alive,
-        client_request_timeout,
+    let stopping = builder.graceful_shutdown_signal();
+    // One per worker, made on the worker's thread (the handler is not `Send`).
+    let worker = move || {
+        Rc::new(Worker {
+            handler: factory(),
+            stop: WorkerStop::start(stopping.clone()),
+            h1: h1_builder(keep_alive),
+            h2: h2_builder(keep_alive),
+            counters: counters.clone(),
+            timeouts,
+        })
     };
     let builder = builder
         .workers(workers)
@@ -429,62 +474,49 @@ where
         .disable_signals();
     let builder = match tls {
         None => builder.bind("sluice-data", addr, move || {
-            let http = http.clone();
-            let counters = counters.clone();
-            let ended = counters.clone();
+            let worker = worker();
             fn_service(move |io: TcpStream| {
-                let counters = counters.clone();
+                let worker = worker.clone();
                 async move {
-                    let open = Open::new(counters.connections.clone());
-                    // The h2c prior-knowledge preface, as actix-http's `tcp_auto_h2c`
-                    // reads it; a client that sends nothing is not waited for longer
-                    // than it would be for its request head.
+                    let open = Open::new(worker.counters.connections.clone());
+                    // The h2c prior-knowledge preface; a client that sends nothing
+                    // is not waited for longer than it would be for its request head.
                     let mut head = [0; 12];
                     match tokio::time::timeout(client_request_timeout, io.peek(&mut head)).await {
-                        Ok(read) => read?,
-                        // Counted in `Counters::ended`.
-                        Err(_) => return Err(DispatchError::SlowRequestTimeout),
+                        Ok(read) => read.map_err(|_| ())?,
+                        Err(_) => {
+                            worker.counters.header_timeouts.inc();
+                            tracing::debug!("connection sent no request head in time");
+                            return Err(());
+                        }
                     };
                     let h2 = &head == b"PRI * HTTP/2";
                     let _ = io.set_nodelay(true);
                     let peer = io.peer_addr().ok();
-                    let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                    let io = H2Guard::new(io, h2, counters.h2_floods.clone());
-                    let io = Conn::new(io, open, !h2, timeouts, &counters);
-                    Ok::<_, DispatchError>((io, proto, peer))
+                    worker.serve(io, open, h2, peer).await
                 }
             })
-            .and_then(http.service(factory()))
-            .map_err(move |e| ended.ended(e))
         })?,
         Some(mut config) => {
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             let config = Arc::new(config);
             actix_tls::accept::max_concurrent_tls_connect(max_tls_handshakes);
             builder.bind("sluice-data-tls", addr, move || {
-                let http = http.clone();
-                let counters = counters.clone();
-                let ended = counters.clone();
+                let worker = worker();
                 let mut acceptor = Acceptor::new((*config).clone());
                 acceptor.set_handshake_timeout(Duration::from_secs(3));
                 acceptor
                     .map_init_err(|_| ())
                     .map_err(|e| tracing::debug!("TLS handshake failed: {e:?}"))
                     .and_then(fn_service(move |io: TlsStream<TcpStream>| {
-                        let counters = counters.clone();
+                        let worker = worker.clone();
                         async move {
-                            let open = Open::new(counters.connections.clone());
+                            let open = Open::new(worker.counters.connections.clone());
                             let h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
                             let _ = io.get_ref().0.set_nodelay(true);
                             let peer = io.get_ref().0.peer_addr().ok();
-                            let proto = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-                            let io = H2Guard::new(io, h2, counters.h2_floods.clone());
-                            let io = Conn::new(io, open, !h2, timeouts, &counters);
-                            Ok::<_, ()>((io, proto, peer))
+                            worker.serve(io, open, h2, peer).await
                         }
-                    }))
-                    .and_then(http.service(factory()).map_err(move |e| {
-                        ended.ended(e);
                     }))
             })?
         }
@@ -492,120 +524,135 @@ where
     Ok(builder.run())
 }
 
-/// What every connection's `HttpService` is built with.
-#[derive(Clone)]
-struct Http {
-    /// Resolves when the server starts a graceful stop: kept-alive HTTP/1.1
-    /// connections are then closed after their current response and HTTP/2 ones
-    /// get GOAWAY, as actix-web's `HttpServer` does.
-    stopping: GracefulShutdownSignal,
-    addr: SocketAddr,
-    secure: bool,
-    keep_alive: Duration,
-    client_request_timeout: Duration,
+/// HTTP/1.1 as every connection speaks it. Keep-alive: only on or off here, the
+/// idle time is [`Conn`]'s to time (hyper's own header timer is off for the same
+/// reason: [`Conn`] times every head). Half-closed connections are served (a
+/// client may shut its write side and wait for the answer), as before.
+fn h1_builder(keep_alive: Duration) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.keep_alive(!keep_alive.is_zero())
+        .half_close(true)
+        .header_read_timeout(None)
+        .max_header_size(MAX_HEAD);
+    b
 }
 
-impl Http {
-    /// actix-http's service over one worker's request service, for connections of
-    /// type `T`: one `HttpService` per protocol, both over the same request service.
-    ///
-    /// They differ in keep-alive. For HTTP/1.1 the connection's byte stream
-    /// ([`Conn`]) times an idle kept-alive connection out, and actix-http is told
-    /// only whether keep-alive is on: its own timer costs a boxed `Sleep`, a timer
-    /// registration and a removal on every request (1.9 % of a proxied request's
-    /// instructions, net of `Conn`'s clock). For HTTP/2, actix-http's keep-alive
-    /// pings an idle connection every period and closes it when the peer does not
-    /// answer.
-    fn service<T, I, S, B>(
-        &self,
-        app: I,
-    ) -> impl ServiceFactory<
-        (T, Protocol, Option<SocketAddr>),
-        Config = (),
-        Response = (),
-        Error = DispatchError,
-        InitError = (),
-    >
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + ConnData + Unpin + 'static,
-        I: IntoServiceFactory<S, Request>,
-        S: ServiceFactory<Request, Config = ()> + Clone + 'static,
-        S::Error: Into<Response<BoxBody>> + 'static,
-        S::InitError: std::fmt::Debug,
-        S::Response: Into<Response<B>> + 'static,
-        <S::Service as actix_service::Service<Request>>::Future: 'static,
-        S::Service: 'static,
-        B: MessageBody + 'static,
-    {
-        let stop = WorkerStop::start(self.stopping.clone());
-        let app = app.into_factory();
-        let h1_keep_alive = if self.keep_alive.is_zero() {
-            KeepAlive::Disabled
-        } else {
-            KeepAlive::Os
-        };
-        let h1 = self
-            .builder::<T, S, B>(&stop, h1_keep_alive)
-            .finish(app.clone());
-        let h2 = self
-            .builder::<T, S, B>(&stop, KeepAlive::from(self.keep_alive))
-            .finish(app);
-        fn_factory(move || {
-            let (h1, h2) = (h1.new_service(()), h2.new_service(()));
-            async move {
-                let both = Rc::new((h1.await?, h2.await?));
-                Ok(fn_service(
-                    move |conn: (T, Protocol, Option<SocketAddr>)| match conn.1 {
-                        Protocol::Http2 => both.1.call(conn),
-                        _ => both.0.call(conn),
-                    },
-                ))
-            }
-        })
-    }
+/// Bound on an HTTP/1.1 request head (431 beyond it): nginx's default
+/// `large_client_header_buffers` allow 4 x 8 KiB per line, Envoy 60 KiB in all.
+const MAX_HEAD: usize = 64 * 1024;
 
-    /// What both protocols' `HttpService`s share, with `keep_alive` for one.
-    fn builder<T, S, B>(
-        &self,
-        stop: &Rc<WorkerStop>,
-        keep_alive: KeepAlive,
-    ) -> HttpServiceBuilder<T, S>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + ConnData + Unpin + 'static,
-        S: ServiceFactory<Request, Config = ()>,
-        S::Error: Into<Response<BoxBody>> + 'static,
-        S::InitError: std::fmt::Debug,
-        S::Response: Into<Response<B>> + 'static,
-        <S::Service as actix_service::Service<Request>>::Future: 'static,
-        B: MessageBody + 'static,
-    {
-        let stop = stop.clone();
-        let builder = HttpService::<T, S, B>::build()
-            .graceful_shutdown_signal(move || StopWait::new(&stop))
-            .h1_allow_half_closed(true)
-            .on_connect_ext(|io: &T, data| {
-                if let Some(clock) = io.head_clock() {
-                    data.insert(clock);
-                }
-            })
-            .keep_alive(keep_alive)
-            .client_request_timeout(self.client_request_timeout)
-            .client_disconnect_timeout(Duration::from_secs(1))
-            .local_addr(self.addr);
-        if self.secure {
-            builder.secure()
-        } else {
-            builder
-        }
+/// HTTP/2: an idle connection is pinged every `node.keepalive_timeout` and closed
+/// when the ping is not answered within it.
+fn h2_builder(keep_alive: Duration) -> http2::Builder<LocalExec> {
+    let mut b = http2::Builder::new(LocalExec);
+    b.timer(TokioTimer::new());
+    if !keep_alive.is_zero() {
+        b.keep_alive_interval(keep_alive)
+            .keep_alive_timeout(keep_alive);
     }
+    b
+}
+
+/// Runs HTTP/2 streams as local tasks of the worker (the handler is not `Send`).
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        actix_rt::spawn(async move {
+            fut.await;
+        });
+    }
+}
+
+/// A worker's handler and what its connections share.
+struct Worker<H> {
+    handler: H,
+    stop: Rc<WorkerStop>,
+    h1: http1::Builder,
+    h2: http2::Builder<LocalExec>,
+    counters: Counters,
+    timeouts: Timeouts,
+}
+
+impl<H, Fut> Worker<H>
+where
+    H: Fn(http::Request<Incoming>, Rc<ConnInfo>) -> Fut + 'static,
+    Fut: Future<Output = Response> + 'static,
+{
+    /// Serves one connection to its end; on the server's graceful stop, an
+    /// HTTP/1.1 connection closes after its current response and an HTTP/2 one
+    /// gets GOAWAY.
+    async fn serve<IO>(
+        self: Rc<Self>,
+        io: IO,
+        open: Open,
+        h2: bool,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), ()>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let io = Conn::new(io, open, !h2, self.timeouts, &self.counters);
+        let conn = Rc::new(ConnInfo {
+            peer,
+            clock: io.clock.clone(),
+        });
+        let worker = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let answer = (worker.handler)(req, conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        });
+        let io = TokioIo::new(io);
+        let stop = StopWait::new(&self.stop);
+        let ended = if h2 {
+            until_stopped(self.h2.serve_connection(io, service), stop, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+        } else {
+            until_stopped(self.h1.serve_connection(io, service), stop, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+        };
+        ended.map_err(|e| self.counters.ended(e))
+    }
+}
+
+/// Drives a connection to its end, starting its graceful shutdown when `stop`
+/// resolves.
+async fn until_stopped<C>(
+    conn: C,
+    stop: StopWait,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = std::pin::pin!(stop);
+    let mut shutdown = Some(shutdown);
+    std::future::poll_fn(|cx| {
+        if shutdown.is_some() && stop.as_mut().poll(cx).is_ready() {
+            if let Some(shutdown) = shutdown.take() {
+                shutdown(conn.as_mut());
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// One worker's view of the server's graceful stop, for its connections.
 ///
-/// actix-http polls a connection's stop future on every turn of the connection's
-/// task, twice or more per request. actix-server's own signal (a tokio `watch`)
-/// takes a lock on each of those polls (0.6 % of a proxied request's CPU under
-/// `perf`); here such a poll reads a flag. A connection's waker is stored once,
+/// A connection's stop future is polled on every turn of the connection's task,
+/// twice or more per request. actix-server's own signal (a tokio `watch`) takes a
+/// lock on each of those polls (0.6 % of a proxied request's CPU under `perf`);
+/// here such a poll reads a flag. A connection's waker is stored once,
 /// and one task per worker waits on the server's signal and wakes them all.
 struct WorkerStop {
     stopped: Cell<bool>,

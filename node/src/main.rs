@@ -17,6 +17,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod cli;
 mod cluster;
 mod dataplane;
@@ -24,7 +25,6 @@ mod echo;
 mod endpoints;
 mod errors;
 mod forwarded;
-mod h2guard;
 mod headers;
 mod limits;
 mod listener;

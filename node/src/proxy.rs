@@ -3,8 +3,8 @@
 //! `route -> authenticate -> rate_limit -> circuit_check -> proxy -> response_filter -> record`
 //!
 //! One [`RequestCtx`] travels through the steps and collects what each decided.
-//! `route`, `authenticate` and `rate_limit` are decisions free of actix types
-//! ([`crate::phases`]), so a hyper listener can reuse them. `response_filter` adds
+//! `route`, `authenticate` and `rate_limit` are decisions on the request's head
+//! ([`crate::phases`]). `response_filter` adds
 //! the headers every response carries (the rate-limit headers too, whoever
 //! answered: upstream, 429 or a later error), and `record` always runs, whatever
 //! the outcome — also when the client goes away and the handler is dropped
@@ -17,33 +17,30 @@
 //! from one `ArcSwap` load, limits and the breaker verdict from memory, and
 //! outcomes go back to the service's actor without waiting.
 
+use crate::body::{Body, Response, Streamed};
 use crate::dataplane::{DataPlane, DataPlaneState};
 use crate::errors::{GatewayError, Kind, Source, X_REQUEST_ID};
 use crate::forwarded::X_FORWARDED_FOR;
-use crate::listener::{Busy, HeadClock};
+use crate::listener::{Busy, ClientRequest, HeadClock};
 use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
 use crate::upstream_client::{
-    http1, ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient, UpstreamResponse,
+    ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient, UpstreamResponse,
 };
 use crate::upstream_h1;
-use actix_http::{HttpMessage, Payload, Request};
-use actix_web::body::{BodyStream, SizedStream};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode, Version};
-use actix_web::HttpResponse;
 use bytes::Bytes;
 use cluster_config::{Route, Upstream};
 use futures_util::future::Either;
-use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use sluice_actors::upstream::{Admission, UpstreamPool};
 use std::cell::{Cell, OnceCell, RefCell};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -97,7 +94,7 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn new(req: &Request, plane: &DataPlane) -> RequestCtx {
+    fn new(req: &ClientRequest, plane: &DataPlane) -> RequestCtx {
         RequestCtx {
             request_id: crate::errors::RequestId::from_headers(req.headers()),
             started: Instant::now(),
@@ -117,7 +114,7 @@ impl RequestCtx {
             error: None,
             auth_failure: None,
             upstream_wait: Duration::ZERO,
-            busy: req.conn_data::<Rc<HeadClock>>().map(Busy::enter),
+            busy: req.head_clock().map(Busy::enter),
         }
     }
 
@@ -136,8 +133,12 @@ impl RequestCtx {
 }
 
 /// The data-plane handler for every path that is not a built-in endpoint.
-pub async fn handle(mut req: Request, plane: &DataPlane, client: &UpstreamClient) -> HttpResponse {
-    let payload = req.take_payload();
+pub async fn handle(
+    req: ClientRequest,
+    payload: Incoming,
+    plane: &DataPlane,
+    client: &UpstreamClient,
+) -> Response {
     let mut rec = Recording::start(&req, plane);
     let ctx = &mut rec.ctx;
     let mut response = match lifecycle(ctx, &req, payload, plane, client).await {
@@ -158,18 +159,18 @@ pub async fn handle(mut req: Request, plane: &DataPlane, client: &UpstreamClient
 }
 
 /// Makes step 7 (`record`) run exactly once per request: when the handler answers,
-/// or, if the handler is dropped first (the client closed the connection, or
-/// actix-http gave up on a malformed body), when it is dropped. The in-flight
+/// or, if the handler is dropped first (the client closed the connection), when
+/// it is dropped. The in-flight
 /// gauge goes up here and down in `record`, so it cannot leak.
 struct Recording<'r> {
     plane: &'r DataPlane,
-    req: &'r Request,
+    req: &'r ClientRequest,
     ctx: RequestCtx,
     done: bool,
 }
 
 impl<'r> Recording<'r> {
-    fn start(req: &'r Request, plane: &'r DataPlane) -> Recording<'r> {
+    fn start(req: &'r ClientRequest, plane: &'r DataPlane) -> Recording<'r> {
         if plane.request_metrics {
             plane.metrics.in_flight.inc();
         }
@@ -210,11 +211,11 @@ impl Drop for Recording<'_> {
 /// The steps up to and including the upstream's answer; the first refusal ends it.
 async fn lifecycle(
     ctx: &mut RequestCtx,
-    req: &Request,
-    payload: Payload,
+    req: &ClientRequest,
+    payload: Incoming,
     plane: &DataPlane,
     client: &UpstreamClient,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<Response, GatewayError> {
     let state = ctx.state.clone();
     phases::screen(req.method(), req.path(), req.headers())?;
     let (routed, encoded_slash) = normalized_path(req.path())?;
@@ -265,7 +266,10 @@ impl HeaderLookup for HeaderMap {
     }
 
     fn get_all_str(&self, name: &str) -> Vec<&str> {
-        self.get_all(name).filter_map(|v| v.to_str().ok()).collect()
+        self.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
     }
 }
 
@@ -329,12 +333,12 @@ fn circuit_check<'s>(
 /// Each attempt's outcome goes to the service's actor (`do_send`, no waiting).
 async fn proxy(
     ctx: &mut RequestCtx,
-    req: &Request,
-    payload: Payload,
+    req: &ClientRequest,
+    payload: Incoming,
     pool: &UpstreamPool,
     plane: &DataPlane,
     client: &UpstreamClient,
-) -> Result<HttpResponse, GatewayError> {
+) -> Result<Response, GatewayError> {
     let Some(route) = ctx.route.clone() else {
         return Err(GatewayError::not_found());
     };
@@ -412,7 +416,7 @@ async fn proxy(
 /// client's headers; any other on hyper's.
 async fn send(
     ctx: &RequestCtx,
-    req: &Request,
+    req: &ClientRequest,
     body: &RequestBody,
     upstream: &Upstream,
     sent: Instant,
@@ -434,14 +438,14 @@ async fn send(
             answer.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
         })
     } else {
-        let mut up = http1::Request::new(body.upstream_body());
+        let mut up = http::Request::new(body.upstream_body());
         // Room for the client's headers and the gateway's own, so it never regrows.
-        *up.headers_mut() = http1::HeaderMap::with_capacity(req.headers().len() + 8);
-        *up.method_mut() = method(req.method())?;
+        *up.headers_mut() = HeaderMap::with_capacity(req.headers().len() + 8);
+        *up.method_mut() = req.method().clone();
         *up.uri_mut() = upstream_uri(ctx, req, upstream)?;
         copy_request_headers(req, up.headers_mut(), ctx);
         up.headers_mut()
-            .insert(http1::header::HOST, host_header(upstream)?);
+            .insert(header::HOST, host_header(upstream)?);
         Either::Right(async move {
             let answer = client.send(up).await;
             answer.map_err(|e| upstream_error(e.is_connect(), &e, &upstream.url))
@@ -452,7 +456,7 @@ async fn send(
     let mut fut = std::pin::pin!(fut);
     let mut deadline = after(tokio::time::Instant::from_std(sent), timeout);
     // HTTP/1.1: the connection's timer, kept from one request to the next.
-    let conn = req.conn_data::<Rc<HeadClock>>();
+    let conn = req.head_clock();
     loop {
         tokio::select! {
             biased;
@@ -486,7 +490,7 @@ async fn send(
 /// The head of a bodiless request for the own HTTP/1.1 client: request line
 /// (the upstream's base path, the normalised path and the query), the client's
 /// headers as [`copy_request_headers`] passes them, and `Host`.
-fn h1_head(ctx: &RequestCtx, req: &Request, upstream: &Upstream) -> Vec<u8> {
+fn h1_head(ctx: &RequestCtx, req: &ClientRequest, upstream: &Upstream) -> Vec<u8> {
     let path = ctx.normalized.as_deref().unwrap_or(req.path());
     let query = req.uri().query();
     let target = [
@@ -514,9 +518,9 @@ async fn sleep_until(conn: Option<&Rc<HeadClock>>, deadline: tokio::time::Instan
 /// path, then the (normalised) request path and query, built in one buffer.
 fn upstream_uri(
     ctx: &RequestCtx,
-    req: &Request,
+    req: &ClientRequest,
     upstream: &Upstream,
-) -> Result<http1::Uri, GatewayError> {
+) -> Result<http::Uri, GatewayError> {
     let path = ctx.normalized.as_deref().unwrap_or(req.path());
     let query = req.uri().query();
     let mut uri = String::with_capacity(
@@ -540,7 +544,7 @@ fn upstream_uri(
         uri.push('?');
         uri.push_str(q);
     }
-    http1::Uri::from_maybe_shared(Bytes::from(uri)).map_err(|e| {
+    http::Uri::from_maybe_shared(Bytes::from(uri)).map_err(|e| {
         GatewayError::new(Kind::BadRequest, Source::Client, "malformed request path")
             .caused_by(e.to_string())
     })
@@ -548,8 +552,8 @@ fn upstream_uri(
 
 /// `Host` for the target: its authority, without the scheme's default port (as
 /// hyper would write it, without its per-request `format!`).
-fn host_header(upstream: &Upstream) -> Result<http1::HeaderValue, GatewayError> {
-    http1::HeaderValue::from_str(host_of(upstream)).map_err(|e| {
+fn host_header(upstream: &Upstream) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(host_of(upstream)).map_err(|e| {
         GatewayError::new(Kind::BadGateway, Source::Internal, "invalid upstream host")
             .caused_by(e.to_string())
     })
@@ -563,25 +567,6 @@ fn host_of(upstream: &Upstream) -> &str {
         "https" => a.strip_suffix(":443").unwrap_or(a),
         _ => a,
     }
-}
-
-/// The same method in `http` 1.x; the standard ones without allocating.
-fn method(m: &Method) -> Result<http1::Method, GatewayError> {
-    Ok(match *m {
-        Method::GET => http1::Method::GET,
-        Method::HEAD => http1::Method::HEAD,
-        Method::POST => http1::Method::POST,
-        Method::PUT => http1::Method::PUT,
-        Method::DELETE => http1::Method::DELETE,
-        Method::PATCH => http1::Method::PATCH,
-        Method::OPTIONS => http1::Method::OPTIONS,
-        Method::TRACE => http1::Method::TRACE,
-        Method::CONNECT => http1::Method::CONNECT,
-        // An extension method: the same token rules in both versions.
-        _ => http1::Method::from_bytes(m.as_str().as_bytes()).map_err(|_| {
-            GatewayError::new(Kind::BadRequest, Source::Client, "malformed request method")
-        })?,
-    })
 }
 
 /// The client is told what kind of failure it met, never which target: that
@@ -627,40 +612,52 @@ const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 /// Builds the client response from the upstream's, streaming its body; the
 /// connection stays busy with the request until the body has gone out.
-fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
+fn respond(up: UpstreamResponse, busy: Option<Busy>) -> Response {
     let UpstreamResponse {
         status,
         headers,
         mut body,
     } = up;
-    let mut response = HttpResponse::new(status);
-    let out = response.headers_mut();
+    let mut out = HeaderMap::with_capacity(headers.len() + 6);
     let skip = connection_listed(
         headers
+            .get_all(header::CONNECTION)
             .iter()
-            .filter(|(n, _)| n == header::CONNECTION)
-            .map(|(_, v)| v.as_bytes()),
+            .map(|v| v.as_bytes()),
     );
     // With `Transfer-Encoding` the body is delimited by it and any
     // `Content-Length` is wrong (RFC 9112 §6.3): not forwarded, not trusted.
-    let encoded = headers.iter().any(|(n, _)| n == header::TRANSFER_ENCODING);
-    let mut length = None;
+    let encoded = headers.contains_key(header::TRANSFER_ENCODING);
+    let length = if encoded {
+        None
+    } else {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     for (name, value) in &headers {
         let n = name.as_str();
-        if name == header::CONTENT_LENGTH {
-            if !encoded {
-                length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
-            }
-            continue;
-        }
-        if is_hop_by_hop(n) || n == X_REQUEST_ID || skip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+        if name == header::CONTENT_LENGTH
+            || is_hop_by_hop(n)
+            || n == X_REQUEST_ID
+            || skip.iter().any(|s| s.eq_ignore_ascii_case(n))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
+    let mut response = http::Response::new(Body::Empty);
+    *response.status_mut() = status;
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        *response.headers_mut() = out;
         return response;
     }
+    if let Some(len) = length {
+        // Also on an answer to HEAD, whose body is empty.
+        out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    *response.headers_mut() = out;
     if let ResponseBody::H1(h1) = &mut body {
         if let Some(whole) = h1.take_whole() {
             // Handed over whole: the upstream's slot is free and, the body
@@ -668,70 +665,38 @@ fn respond(up: UpstreamResponse, busy: Option<Busy>) -> HttpResponse {
             // busy with it.
             drop(body);
             drop(busy);
-            return response.set_body(whole).map_into_boxed_body();
+            *response.body_mut() = Body::full(whole);
+            return response;
         }
     }
-    let body = Outgoing { body, busy };
-    match length {
-        Some(len) => response
-            .set_body(SizedStream::new(len, body))
-            .map_into_boxed_body(),
-        None => response
-            .set_body(BodyStream::new(body))
-            .map_into_boxed_body(),
-    }
-}
-
-/// The upstream's body on its way to the client, holding the connection busy
-/// until it ends.
-struct Outgoing {
-    body: ResponseBody,
-    busy: Option<Busy>,
-}
-
-impl futures_util::Stream for Outgoing {
-    type Item = std::io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.body).poll_next(cx);
-        if let Poll::Ready(None) = polled {
-            if let Some(busy) = self.busy.take() {
-                busy.done(cx);
-            }
-        }
-        polled
-    }
+    *response.body_mut() = Body::Upstream(Box::new(Streamed { body, length, busy }));
+    response
 }
 
 /// Where the upstream request's headers go: hyper's header map, or the head
 /// bytes of the own HTTP/1.1 client.
 trait HeaderSink {
     /// One of the client's headers (its name as parsed, lower case).
-    fn add(&mut self, name: &str, value: &HeaderValue);
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue);
     /// One of the gateway's own.
     fn set(&mut self, name: &'static str, value: &[u8]);
 }
 
-impl HeaderSink for http1::HeaderMap {
-    fn add(&mut self, name: &str, value: &HeaderValue) {
-        if let (Ok(n), Ok(v)) = (
-            http1::HeaderName::from_bytes(name.as_bytes()),
-            http1::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            self.append(n, v);
-        }
+impl HeaderSink for HeaderMap {
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.append(name.clone(), value.clone());
     }
 
     fn set(&mut self, name: &'static str, value: &[u8]) {
-        if let Ok(v) = http1::HeaderValue::from_bytes(value) {
-            self.insert(http1::HeaderName::from_static(name), v);
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            self.insert(HeaderName::from_static(name), v);
         }
     }
 }
 
 impl HeaderSink for upstream_h1::HeadWriter {
-    fn add(&mut self, name: &str, value: &HeaderValue) {
-        self.client_header(name, value);
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.client_header(name.as_str(), value);
     }
 
     fn set(&mut self, name: &'static str, value: &[u8]) {
@@ -742,9 +707,14 @@ impl HeaderSink for upstream_h1::HeadWriter {
 /// Copies the client's headers minus hop-by-hop and identity headers, and sets the
 /// forwarding headers and the gateway's own identity headers. `Host` is left to
 /// the client library (the upstream's own).
-fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, ctx: &RequestCtx) {
+fn copy_request_headers(req: &ClientRequest, out: &mut impl HeaderSink, ctx: &RequestCtx) {
     let headers = req.headers();
-    let skip = connection_listed(headers.get_all(header::CONNECTION).map(|v| v.as_bytes()));
+    let skip = connection_listed(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
     let keep_credentials = ctx.route.as_ref().is_some_and(|r| r.forward_credentials);
     for (name, value) in headers.iter() {
         let n = name.as_str();
@@ -765,7 +735,7 @@ fn copy_request_headers(req: &Request, out: &mut impl HeaderSink, ctx: &RequestC
         {
             continue;
         }
-        out.add(n, value);
+        out.add(name, value);
     }
     out.set(X_REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = &ctx.identity {
@@ -883,7 +853,7 @@ fn is_idempotent(m: &Method) -> bool {
 /// Step 6: headers every response carries, whoever produced it: the request id,
 /// and on a limited route the rate-limit headers of the step's decision (the
 /// upstream's own headers of these names are replaced).
-fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
+fn response_filter(ctx: &RequestCtx, response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(
         HeaderName::from_static(X_REQUEST_ID),
@@ -909,7 +879,7 @@ fn response_filter(ctx: &RequestCtx, response: &mut HttpResponse) {
 }
 
 /// Step 7: metrics and the access-log line. Always runs.
-fn record(plane: &DataPlane, ctx: &RequestCtx, req: &Request) {
+fn record(plane: &DataPlane, ctx: &RequestCtx, req: &ClientRequest) {
     let elapsed = ctx.started.elapsed();
     let method = req.method().as_str();
     let route = ctx
@@ -1017,12 +987,12 @@ struct RequestBody {
 /// allocation per request.
 struct BodyShared {
     /// The client's body until an attempt takes it.
-    slot: RefCell<Option<Payload>>,
+    slot: RefCell<Option<Incoming>>,
     progress: Progress,
 }
 
 impl RequestBody {
-    fn new(req: &Request, payload: Payload) -> Self {
+    fn new(req: &ClientRequest, payload: Incoming) -> Self {
         let h = req.headers();
         let length = h
             .get(header::CONTENT_LENGTH)
@@ -1116,10 +1086,14 @@ async fn feed(
     progress.last.set(Some(Instant::now()));
     loop {
         progress.waiting_on_client.set(true);
-        let next = payload.next().await;
+        let next = payload.frame().await;
         progress.waiting_on_client.set(false);
         match next {
-            Some(Ok(chunk)) => {
+            Some(Ok(frame)) => {
+                // The client's trailers are not forwarded.
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
                 if tx.send(Ok(chunk)).await.is_err() {
                     return; // the attempt is over
                 }

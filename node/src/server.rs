@@ -8,7 +8,6 @@ use crate::admin::Admin;
 use crate::dataplane::DataPlane;
 use crate::telemetry::Metrics;
 use crate::{cluster, endpoints, listener};
-use actix_service::fn_service;
 use actix_web::{web, App, HttpServer};
 use cluster_config::{load_dir, LoadedConfig, NodeConfig};
 use sluice_raft::RaftNode;
@@ -160,14 +159,13 @@ fn data_plane(
             plane.clone(),
             crate::upstream_client::UpstreamClient::new(pool_limit, upstream_tls.clone()),
         ));
-        fn_service(move |req: actix_http::Request| {
+        move |req, conn| {
             let worker = worker.clone();
             async move {
                 let (plane, client) = &*worker;
-                let response = endpoints::dispatch(req, plane, client).await;
-                Ok::<_, actix_http::Error>(actix_http::Response::from(response))
+                endpoints::dispatch(req, conn, plane, client).await
             }
-        })
+        }
     })
 }
 

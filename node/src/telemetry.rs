@@ -61,7 +61,7 @@ pub struct Metrics {
     pub rate_limit_violations: IntCounterVec,
     /// Keys with limiter state on this node; set at each scrape.
     pub rate_limit_keys: IntGauge,
-    /// Connections cut for sending too many empty HTTP/2 DATA frames (see h2guard).
+    /// HTTP/2 connections cut for a flood (see `listener::is_h2_flood`).
     pub h2_floods: prometheus::IntCounter,
     /// Requests the HTTP parser refused (bad head, bad chunk, bad length): counted
     /// and logged at debug only, so a client cannot flood the log with them.
@@ -205,7 +205,7 @@ impl Metrics {
         registry.register(Box::new(rate_limit_keys.clone()))?;
         let h2_floods = prometheus::IntCounter::new(
             "gateway_h2_floods_refused_total",
-            "Connections cut for sending too many empty HTTP/2 DATA frames",
+            "HTTP/2 connections cut for a flood (empty DATA frames, rapid resets, CONTINUATION floods)",
         )?;
         registry.register(Box::new(h2_floods.clone()))?;
         let malformed_requests = prometheus::IntCounter::new(

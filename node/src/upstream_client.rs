@@ -19,9 +19,9 @@
 //! [`crate::upstream_h1`] instead, under the same cap; both answer with an
 //! [`UpstreamResponse`] in actix's types.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use bytes::Bytes;
+use http::header::HeaderMap;
+use http::StatusCode;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,9 +33,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-
-/// The `http` 1.x types hyper speaks (actix-web 4 is on 0.2).
-pub use hyper::http as http1;
 
 /// How long an idle upstream connection is kept (and the connect timeout).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,10 +48,10 @@ pub struct UpstreamClient {
     slots: Arc<Semaphore>,
 }
 
-/// An upstream's response head in actix's types, and its body.
+/// An upstream's response head, and its body.
 pub struct UpstreamResponse {
     pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: HeaderMap,
     pub body: ResponseBody,
 }
 
@@ -92,24 +89,13 @@ impl UpstreamClient {
     /// is held by the response's body.
     pub async fn send(
         &self,
-        req: http1::Request<UpstreamBody>,
+        req: http::Request<UpstreamBody>,
     ) -> Result<UpstreamResponse, hyper_util::client::legacy::Error> {
         let permit = self.slot().await;
         let (head, body) = self.client.request(req).await?.into_parts();
-        // The names and values hyper parsed are valid in `http` 0.2 too.
-        let headers = head
-            .headers
-            .iter()
-            .filter_map(|(n, v)| {
-                Some((
-                    HeaderName::from_bytes(n.as_str().as_bytes()).ok()?,
-                    HeaderValue::from_bytes(v.as_bytes()).ok()?,
-                ))
-            })
-            .collect();
         Ok(UpstreamResponse {
-            status: StatusCode::from_u16(head.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-            headers,
+            status: head.status,
+            headers: head.headers,
             body: ResponseBody::Hyper {
                 body,
                 _permit: permit,
@@ -204,8 +190,8 @@ impl Body for UpstreamBody {
     }
 }
 
-/// The upstream's response body as a stream of data chunks (trailers are not
-/// forwarded), holding its request's slot until it ends or is dropped.
+/// The upstream's response body (data, and trailers where the upstream sent them
+/// over hyper's client), holding its request's slot until it ends or is dropped.
 pub enum ResponseBody {
     Hyper {
         body: Incoming,
@@ -215,29 +201,19 @@ pub enum ResponseBody {
     H1(crate::upstream_h1::Body),
 }
 
-impl futures_util::Stream for ResponseBody {
-    type Item = std::io::Result<Bytes>;
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let body = match self.get_mut() {
-            ResponseBody::H1(body) => return futures_util::Stream::poll_next(Pin::new(body), cx),
-            ResponseBody::Hyper { body, .. } => body,
-        };
-        loop {
-            return match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
-                    // Trailers: nothing to forward (yet).
-                    Err(_) => continue,
-                },
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            };
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            ResponseBody::H1(body) => body.next_chunk(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            ResponseBody::Hyper { body, .. } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(std::io::Error::other))),
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, None)
     }
 }

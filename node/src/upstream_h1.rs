@@ -27,9 +27,9 @@
 
 // The idle and connect timeouts are hyper's client's: one setting for both.
 use crate::upstream_client::{CONNECT_TIMEOUT, IDLE_TIMEOUT};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -112,10 +112,10 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A response head, in actix's types, and its body still on the connection.
+/// A response head and its body still on the connection.
 pub struct Response {
     pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: HeaderMap,
     pub body: Body,
 }
 
@@ -248,7 +248,7 @@ enum Failure {
 /// What a parsed response head says.
 struct Head {
     status: StatusCode,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: HeaderMap,
     framing: Framing,
     keep_alive: bool,
 }
@@ -366,11 +366,11 @@ impl Conn {
             for h in parsed.headers.iter() {
                 let name = HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| Error::Malformed("invalid header name"))?;
-                if name == actix_web::http::header::CONNECTION && has_token(h.value, "close") {
+                if name == http::header::CONNECTION && has_token(h.value, "close") {
                     keep_alive = false;
-                } else if name == actix_web::http::header::TRANSFER_ENCODING {
+                } else if name == http::header::TRANSFER_ENCODING {
                     chunked = Some(last_token_is(h.value, "chunked"));
-                } else if name == actix_web::http::header::CONTENT_LENGTH {
+                } else if name == http::header::CONTENT_LENGTH {
                     let n = content_length(h.value)?;
                     if length.is_some_and(|l| l != n) {
                         return Err(Error::Malformed("conflicting content-length"));
@@ -382,11 +382,11 @@ impl Conn {
                 lines.push((name, start..start + h.value.len()));
             }
             let head = self.buf.split_to(len).freeze();
-            let mut headers = Vec::with_capacity(lines.len());
+            let mut headers = HeaderMap::with_capacity(lines.len());
             for (name, range) in lines {
                 // `httparse` admits only what a header value may hold.
                 if let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range)) {
-                    headers.push((name, value));
+                    headers.append(name, value);
                 }
             }
             let framing = match (chunked, length) {
@@ -518,7 +518,7 @@ impl Body {
         }
     }
 
-    fn next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    pub fn next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -579,14 +579,6 @@ impl Body {
                 }
             }
         }
-    }
-}
-
-impl futures_util::Stream for Body {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().next_chunk(cx)
     }
 }
 
@@ -737,7 +729,7 @@ impl HeadWriter {
 
     /// A header line as the client sent it: its value already passed the HTTP/1.1
     /// parser (`httparse`: no control character but tab) or `h2`'s checks.
-    pub fn client_header(&mut self, name: &str, value: &actix_web::http::header::HeaderValue) {
+    pub fn client_header(&mut self, name: &str, value: &HeaderValue) {
         self.line(name, value.as_bytes());
     }
 

@@ -327,7 +327,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service;
-                let id = crate::errors::request_id(req.headers());
+                let id = crate::errors::request_id(
+                    req.headers().get(X_REQUEST_ID).map(|v| v.as_bytes()),
+                );
                 let method = req.method().clone();
                 let path = req.path().to_owned();
                 let started = Instant::now();

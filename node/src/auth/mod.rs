@@ -22,8 +22,8 @@ pub mod oauth;
 use crate::dataplane::DataPlaneState;
 use crate::errors::{GatewayError, Kind, Source};
 use crate::phases::{Identity, RequestHead};
-use actix_web::http::header;
 use cluster_config::{AuthMode, Route};
+use http::header;
 
 pub const X_API_KEY: &str = "x-api-key";
 

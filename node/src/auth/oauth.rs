@@ -10,13 +10,13 @@
 //! failed client authentications per client address on this node
 //! ([`super::limiter`]). Errors are RFC 6749 §5.2 JSON.
 
+use crate::body::{json as json_response, Response};
 use crate::dataplane::DataPlane;
+use crate::listener::ClientRequest;
 use crate::phases::RequestHead;
-use actix_http::{HttpMessage, Request};
-use actix_web::http::{header, StatusCode};
-use actix_web::HttpResponse;
 use base64::Engine;
 use cluster_config::Quota;
+use http::{header, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
 use sluice_actors::limiter::Verdict;
@@ -33,14 +33,22 @@ const FAILED_LOGINS: Quota = Quota {
 };
 
 /// An RFC 6749 §5.2 error answer.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(json!({ "error": error, "error_description": description }))
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    no_store(json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    ))
 }
 
-fn too_many(retry_after: Duration, description: &str) -> HttpResponse {
+/// Token endpoint answers are not cached (RFC 6749 §5.1).
+fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn too_many(retry_after: Duration, description: &str) -> Response {
     let mut r = oauth_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", description);
     let secs = retry_after.as_millis().div_ceil(1000).max(1);
     if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
@@ -52,7 +60,7 @@ fn too_many(retry_after: Duration, description: &str) -> HttpResponse {
 /// Client credentials from `Authorization: Basic` (each part form-decoded, RFC
 /// 6749 §2.3.1) or from the form; `Err` names what is wrong with them.
 fn client_credentials(
-    req: &Request,
+    req: &ClientRequest,
     form: &HashMap<String, String>,
 ) -> Result<(String, String, bool), &'static str> {
     let basic = req
@@ -88,7 +96,7 @@ fn client_credentials(
     }
 }
 
-pub async fn token(req: &Request, body: bytes::Bytes, plane: &DataPlane) -> HttpResponse {
+pub async fn token(req: &ClientRequest, body: bytes::Bytes, plane: &DataPlane) -> Response {
     let state = plane.state.load_full();
     let head = RequestHead {
         method: req.method(),
@@ -216,10 +224,7 @@ pub async fn token(req: &Request, body: bytes::Bytes, plane: &DataPlane) -> Http
             if !scope.is_empty() {
                 body["scope"] = json!(scope);
             }
-            HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::PRAGMA, "no-cache"))
-                .json(body)
+            no_store(json_response(StatusCode::OK, &body))
         }
         Err(e) => {
             warn!(error = %e, "cannot sign a token");
@@ -232,9 +237,12 @@ pub async fn token(req: &Request, body: bytes::Bytes, plane: &DataPlane) -> Http
     }
 }
 
-pub fn jwks(plane: &DataPlane) -> HttpResponse {
+pub fn jwks(plane: &DataPlane) -> Response {
     let state = plane.state.load();
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .json(state.cluster_keys.jwks())
+    let mut r = json_response(StatusCode::OK, &state.cluster_keys.jwks());
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    r
 }
