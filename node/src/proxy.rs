@@ -154,6 +154,16 @@ pub async fn handle(
         }
     };
     response_filter(ctx, &mut response);
+    if *req.method() == Method::CONNECT
+        && !response.status().is_success()
+        && req.version() < Version::HTTP_2
+    {
+        // A refused tunnel: whatever the client sends next may be the tunnel's
+        // bytes, not HTTP. The connection ends with this answer, as nginx's does.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     rec.finish(response.status());
     response
 }
@@ -719,6 +729,8 @@ fn copy_request_headers(req: &ClientRequest, out: &mut impl HeaderSink, ctx: &Re
     for (name, value) in headers.iter() {
         let n = name.as_str();
         if is_hop_by_hop(n)
+            // The client's trailers are not forwarded: nor is their announcement.
+            || name == header::TRAILER
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             // `100-continue` was answered here; nothing else gets past `screen`.
@@ -738,6 +750,15 @@ fn copy_request_headers(req: &ClientRequest, out: &mut impl HeaderSink, ctx: &Re
         out.add(name, value);
     }
     out.set(X_REQUEST_ID, ctx.request_id.as_bytes());
+    // The one end-to-end meaning of `TE` (hop-by-hop otherwise): the client takes
+    // trailers, which the proxy forwards. gRPC servers require it.
+    if headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| upstream_h1::has_token(v.as_bytes(), "trailers"))
+    {
+        out.set("te", b"trailers");
+    }
     if let Some(identity) = &ctx.identity {
         let roles = identity.roles.join(",");
         let client = identity.client_id.as_deref();
@@ -800,13 +821,15 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     text
 }
 
-/// Hop-by-hop header names (lower case, as both `http` versions keep them).
+/// Hop-by-hop header names (lower case, as `http` keeps them): RFC 9110 §7.6.1's,
+/// and the proxy ones. `Trailer` is end-to-end: the upstream's names the
+/// trailers it sends, which go through (to an HTTP/1.1 client only when it sent
+/// `TE: trailers`).
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
             | "te"
-            | "trailer"
             | "transfer-encoding"
             | "upgrade"
             | "proxy-authenticate"

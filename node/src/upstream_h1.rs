@@ -669,7 +669,7 @@ fn content_length(value: &[u8]) -> Result<u64, Error> {
 }
 
 /// Whether a comma-separated header value holds `token` (any case).
-fn has_token(value: &[u8], token: &str) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))

@@ -343,16 +343,29 @@ impl Scripted {
                         }
                         let path = line.split(' ').nth(1).unwrap_or("").to_owned();
                         let method = line.split(' ').next().unwrap_or("").to_owned();
+                        let (mut length, mut te) = (0, String::new());
                         loop {
                             let mut h = String::new();
                             if lines.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                                 break;
                             }
+                            let (name, value) = h.split_once(':').unwrap_or((&h, ""));
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap_or(0),
+                                "te" => te = value.trim().to_owned(),
+                                _ => {}
+                            }
                         }
-                        if drop_next {
+                        let mut body = vec![0; length];
+                        if std::io::Read::read_exact(&mut lines, &mut body).is_err() || drop_next {
                             return;
                         }
+                        // The request's TE, and trailers announced and sent.
+                        let trailers = format!(
+                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: grpc-status\r\nX-Te: {te}\r\n\r\n2\r\nok\r\n0\r\ngrpc-status: 7\r\n\r\n"
+                        );
                         let answer: &[u8] = match path.as_str() {
+                            "/trailers" => trailers.as_bytes(),
                             "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
                             "/length" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
                             "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\nX-Hop: 1\r\nConnection: x-hop\r\n\r\nhello",
@@ -384,6 +397,66 @@ impl Scripted {
     fn connections(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// Response trailers (gRPC's status) go through, over HTTP/1.1 to a client that
+/// sent `TE: trailers` and over HTTP/2, and the upstream is told the client takes
+/// them (`te: trailers`, which gRPC servers require).
+#[actix_rt::test]
+async fn response_trailers_reach_clients_that_take_them() {
+    use std::io::{Read, Write};
+    let up = Scripted::start();
+    let gw = Gateway::start(&[
+        (
+            "services.yaml",
+            &format!("services:\n  s: {{ upstreams: [http://{}] }}\n", up.addr),
+        ),
+        (
+            "routes.yaml",
+            "routes:\n  - { path: /*, service: s, auth: none }\n",
+        ),
+    ]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(
+        b"POST /trailers HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\nx-te: trailers\r\n"), "{answer}");
+    assert!(lower.contains("\r\ntrailer: grpc-status\r\n"), "{answer}");
+    assert!(
+        lower.ends_with("\r\n2\r\nok\r\n0\r\ngrpc-status: 7\r\n\r\n"),
+        "{answer}"
+    );
+
+    // HTTP/2, as a gRPC client asks: the trailers arrive in a HEADERS frame
+    // after the data.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-D",
+            "-",
+            "--max-time",
+            "20",
+        ])
+        .args(["-H", "te: trailers"])
+        .args(["--data-binary", "hi", &gw.url("/trailers")])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(head.starts_with("http/2 200"), "{text}");
+    assert!(head.contains("x-te: trailers"), "{text}");
+    assert!(rest.starts_with("ok"), "{text}");
+    assert!(
+        rest.contains("grpc-status: 7"),
+        "no trailers after the body: {text}"
+    );
 }
 
 /// The proxy's own HTTP/1.1 client (bodiless requests to plain-HTTP upstreams):
