@@ -353,7 +353,7 @@ async fn proxy(
         return Err(GatewayError::not_found());
     };
     let admission = ctx.admission.unwrap_or(Admission::Allowed);
-    let body = RequestBody::new(req, payload);
+    let body = RequestBody::new(payload);
     let mut exclude = None;
     let mut first_error = None;
     loop {
@@ -1015,24 +1015,19 @@ struct BodyShared {
 }
 
 impl RequestBody {
-    fn new(req: &ClientRequest, payload: Incoming) -> Self {
-        let h = req.headers();
-        let length = h
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let kind = match length {
-            Some(0) => BodyKind::Empty,
-            Some(n) => BodyKind::Sized(n),
-            None if h.contains_key(header::TRANSFER_ENCODING) => BodyKind::Stream,
-            // HTTP/2 bodies need no length header; assume one unless the method
-            // normally has none.
-            None if req.version() == Version::HTTP_2
-                && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) =>
-            {
-                BodyKind::Stream
+    /// What hyper parsed says whether there is a body and how long it is: its
+    /// `Content-Length` (HTTP/1.1 and HTTP/2 alike), chunked, or an HTTP/2 stream
+    /// that did not end with its headers.
+    fn new(payload: Incoming) -> Self {
+        use hyper::body::Body as _;
+        let kind = if payload.is_end_stream() {
+            BodyKind::Empty
+        } else {
+            match payload.size_hint().exact() {
+                Some(0) => BodyKind::Empty,
+                Some(n) => BodyKind::Sized(n),
+                None => BodyKind::Stream,
             }
-            None => BodyKind::Empty,
         };
         // Nothing to upload: the timeout runs from the send (see `send`).
         let progress = Progress::default();
