@@ -26,7 +26,7 @@ use crate::path::{self, PathError};
 use crate::phases::{self, HeaderLookup, Identity, LimitDecision, RequestHead};
 use crate::telemetry::UNMATCHED;
 use crate::upstream_client::{
-    ClientBodyError, ResponseBody, UpstreamBody, UpstreamClient, UpstreamResponse,
+    ClientBody, ResponseBody, UpstreamBody, UpstreamClient, UpstreamResponse,
 };
 use crate::upstream_h1;
 use bytes::Bytes;
@@ -34,12 +34,9 @@ use cluster_config::{Route, Upstream};
 use futures_util::future::Either;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sluice_actors::upstream::{Admission, UpstreamPool};
-use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -462,7 +459,6 @@ async fn send(
         })
     };
 
-    let progress = body.progress();
     let mut fut = std::pin::pin!(fut);
     let mut deadline = after(tokio::time::Instant::from_std(sent), timeout);
     // HTTP/1.1: the connection's timer, kept from one request to the next.
@@ -474,11 +470,10 @@ async fn send(
             _ = sleep_until(conn, deadline) => {
                 // The upload still moving means the upstream has not had the whole
                 // request yet: wait on, but never longer than `timeout` idle.
-                match progress.next_deadline(timeout) {
+                match body.next_deadline(timeout) {
                     Some(d) if d > tokio::time::Instant::now() => deadline = d,
                     // Waiting on the client's next body chunk, not on the upstream.
-                    _ if progress.waiting_on_client.get() => {
-                        progress.client_failed.set(true);
+                    _ if body.stalled() => {
                         return Err(GatewayError::new(
                             Kind::BadRequestBody,
                             Source::Client,
@@ -625,49 +620,52 @@ const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 fn respond(up: UpstreamResponse, busy: Option<Busy>) -> Response {
     let UpstreamResponse {
         status,
-        headers,
+        mut headers,
         mut body,
     } = up;
-    let mut out = HeaderMap::with_capacity(headers.len() + 6);
+    // With `Transfer-Encoding` the body is delimited by it and any
+    // `Content-Length` is wrong (RFC 9112 §6.3): not forwarded, not trusted.
+    let encoded = headers.contains_key(header::TRANSFER_ENCODING);
+    let length_header = headers.get(header::CONTENT_LENGTH);
+    let length = length_header
+        .filter(|_| !encoded)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Forwarded as sent when it is a plain number, else written anew below.
+    let plain_length = length.is_some()
+        && length_header.is_some_and(|v| v.as_bytes().iter().all(u8::is_ascii_digit));
+    // The upstream's map is trimmed, not copied: usually one name goes
+    // (`Connection`). `X-Request-ID` is replaced in `response_filter`.
     let skip = connection_listed(
         headers
             .get_all(header::CONNECTION)
             .iter()
             .map(|v| v.as_bytes()),
     );
-    // With `Transfer-Encoding` the body is delimited by it and any
-    // `Content-Length` is wrong (RFC 9112 §6.3): not forwarded, not trusted.
-    let encoded = headers.contains_key(header::TRANSFER_ENCODING);
-    let length = if encoded {
-        None
-    } else {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    for (name, value) in &headers {
-        let n = name.as_str();
-        if name == header::CONTENT_LENGTH
-            || is_hop_by_hop(n)
-            || n == X_REQUEST_ID
-            || skip.iter().any(|s| s.eq_ignore_ascii_case(n))
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+    let gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            is_hop_by_hop(n)
+                || (*name == header::CONTENT_LENGTH && !plain_length)
+                || skip.iter().any(|s| s.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    drop(skip);
+    for name in &gone {
+        headers.remove(name);
+    }
+    if let (Some(len), false) = (length, plain_length) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     let mut response = http::Response::new(Body::Empty);
     *response.status_mut() = status;
+    // Kept also on an answer to HEAD, whose body is empty.
+    *response.headers_mut() = headers;
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        *response.headers_mut() = out;
         return response;
     }
-    if let Some(len) = length {
-        // Also on an answer to HEAD, whose body is empty.
-        out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    *response.headers_mut() = out;
     if let ResponseBody::H1(h1) = &mut body {
         if let Some(whole) = h1.take_whole() {
             // Handed over whole: the upstream's slot is free and, the body
@@ -961,57 +959,15 @@ fn record(plane: &DataPlane, ctx: &RequestCtx, req: &ClientRequest) {
     );
 }
 
-#[derive(Debug, Clone, Copy)]
-enum BodyKind {
-    Empty,
-    Sized(u64),
-    Stream,
-}
-
-/// Upload progress, so the timeout can start when the upstream has the whole body,
-/// and so a failure of the client's body is told from the upstream's.
-#[derive(Default)]
-struct Progress {
-    /// When the last chunk went out (or the body ended).
-    last: Cell<Option<Instant>>,
-    done: Cell<bool>,
-    started: Cell<bool>,
-    /// The upstream asked for the next chunk and the client has not sent it.
-    waiting_on_client: Cell<bool>,
-    /// The client's body failed: ended early, malformed, or stalled.
-    client_failed: Cell<bool>,
-}
-
-impl Progress {
-    /// When the route timeout expires given the upload so far: `timeout` after the
-    /// body finished, or after the last chunk while it is still moving.
-    fn next_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
-        if !self.started.get() && !self.done.get() {
-            return None;
-        }
-        self.last
-            .get()
-            .map(|t| after(tokio::time::Instant::from_std(t), timeout))
-    }
-}
-
-/// The client's body, handed to the upstream request lazily: it is taken out of the
-/// slot only when the client library first asks for a chunk, so after a connect
-/// failure (which happens before that) it is still there for the retry.
+/// The client's body, handed to each attempt's upstream request
+/// ([`UpstreamBody::Client`]), which reads it in place when hyper's client asks
+/// for a chunk: no task, no channel, and back-pressure straight to the client.
+/// Until an attempt has asked, it can still be sent again: a connect failure
+/// (which happens before that) leaves it whole for the retry on another target.
 struct RequestBody {
-    kind: BodyKind,
-    shared: Rc<BodyShared>,
-    /// Set (by hyper's side, hence atomic) when an attempt first asked for the body;
-    /// made with the first attempt that has a body to send.
-    asked: OnceCell<Arc<AtomicBool>>,
-}
-
-/// What the request and the task feeding its body to an attempt share: one
-/// allocation per request.
-struct BodyShared {
-    /// The client's body until an attempt takes it.
-    slot: RefCell<Option<Incoming>>,
-    progress: Progress,
+    /// `None`: no body (nothing allocated; the request goes out bodiless).
+    shared: Option<Arc<ClientBody>>,
+    length: Option<u64>,
 }
 
 impl RequestBody {
@@ -1020,113 +976,64 @@ impl RequestBody {
     /// that did not end with its headers.
     fn new(payload: Incoming) -> Self {
         use hyper::body::Body as _;
-        let kind = if payload.is_end_stream() {
-            BodyKind::Empty
-        } else {
-            match payload.size_hint().exact() {
-                Some(0) => BodyKind::Empty,
-                Some(n) => BodyKind::Sized(n),
-                None => BodyKind::Stream,
-            }
-        };
-        // Nothing to upload: the timeout runs from the send (see `send`).
-        let progress = Progress::default();
-        progress.done.set(matches!(kind, BodyKind::Empty));
+        let length = payload.size_hint().exact();
+        if payload.is_end_stream() || length == Some(0) {
+            return RequestBody {
+                shared: None,
+                length: Some(0),
+            };
+        }
         RequestBody {
-            kind,
-            shared: Rc::new(BodyShared {
-                slot: RefCell::new(Some(payload)),
-                progress,
-            }),
-            asked: OnceCell::new(),
+            shared: Some(ClientBody::new(payload)),
+            length,
         }
     }
 
-    /// No body to send (no task, no channel: see [`Self::upstream_body`]).
+    /// No body to send (see [`Self::upstream_body`]).
     fn is_empty(&self) -> bool {
-        matches!(self.kind, BodyKind::Empty)
+        self.shared.is_none()
     }
 
+    /// No attempt has asked for the body yet: it may be sent to another target.
     fn unsent(&self) -> bool {
-        !self.asked.get().is_some_and(|a| a.load(Ordering::Relaxed))
-            && self.shared.slot.borrow().is_some()
-    }
-
-    fn progress(&self) -> &Progress {
-        &self.shared.progress
+        !self.shared.as_ref().is_some_and(|b| b.upload().asked)
     }
 
     fn client_failed(&self) -> bool {
-        self.progress().client_failed.get()
+        self.shared
+            .as_ref()
+            .is_some_and(|b| b.upload().client_failed)
     }
 
-    /// The body of one attempt: nothing for a bodiless request; else a channel
-    /// fed by a task on this worker ([`feed`]) once hyper asks for the first chunk.
-    fn upstream_body(&self) -> UpstreamBody {
-        let length = match self.kind {
-            BodyKind::Empty => return UpstreamBody::Empty,
-            BodyKind::Sized(n) => Some(n),
-            BodyKind::Stream => None,
+    /// When the route timeout expires given the upload so far: `timeout` after the
+    /// body finished, or after the last chunk while it is still moving (`None`:
+    /// no upload, the timeout runs from the send, see `send`).
+    fn next_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        let last = self.shared.as_ref()?.upload().last?;
+        Some(after(tokio::time::Instant::from_std(last), timeout))
+    }
+
+    /// Whether the upstream's connection is waiting for the client's next chunk
+    /// (then the client's body has stalled, and is marked failed).
+    fn stalled(&self) -> bool {
+        let Some(body) = &self.shared else {
+            return false;
         };
-        let (start, started) = tokio::sync::oneshot::channel();
-        // One chunk in the channel: memory stays bounded, back-pressure reaches
-        // the client.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        actix_rt::spawn(feed(self.shared.clone(), started, tx));
-        UpstreamBody::Channel {
-            length,
-            start: Some(start),
-            asked: self
-                .asked
-                .get_or_init(|| Arc::new(AtomicBool::new(false)))
-                .clone(),
-            rx,
+        let mut upload = body.upload();
+        if upload.waiting_on_client {
+            upload.client_failed = true;
         }
+        upload.waiting_on_client
     }
-}
 
-/// Moves the client's body to the upstream request's channel, chunk by chunk,
-/// keeping [`Progress`] up to date. Takes the body out of its slot only once hyper
-/// has asked for it; an attempt dropped before that (connect failure) leaves it.
-async fn feed(
-    shared: Rc<BodyShared>,
-    started: tokio::sync::oneshot::Receiver<()>,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, ClientBodyError>>,
-) {
-    if started.await.is_err() {
-        return;
-    }
-    let Some(mut payload) = shared.slot.borrow_mut().take() else {
-        return;
-    };
-    let progress = &shared.progress;
-    progress.started.set(true);
-    progress.last.set(Some(Instant::now()));
-    loop {
-        progress.waiting_on_client.set(true);
-        let next = payload.frame().await;
-        progress.waiting_on_client.set(false);
-        match next {
-            Some(Ok(frame)) => {
-                // The client's trailers are not forwarded.
-                let Ok(chunk) = frame.into_data() else {
-                    continue;
-                };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return; // the attempt is over
-                }
-                progress.last.set(Some(Instant::now()));
-            }
-            None => {
-                progress.done.set(true);
-                progress.last.set(Some(Instant::now()));
-                return;
-            }
-            Some(Err(_)) => {
-                progress.client_failed.set(true);
-                let _ = tx.send(Err(ClientBodyError)).await;
-                return;
-            }
+    /// The body of one attempt: nothing for a bodiless request.
+    fn upstream_body(&self) -> UpstreamBody {
+        match &self.shared {
+            None => UpstreamBody::Empty,
+            Some(body) => UpstreamBody::Client {
+                length: self.length,
+                body: body.clone(),
+            },
         }
     }
 }

@@ -9,15 +9,13 @@
 //! dropped), so no more requests — and so no more connections in use — than that are
 //! in flight on the worker; the idle pool is capped to the same number.
 //!
-//! hyper needs a `Send` request body and the client's (actix's `Payload`) is not:
-//! [`UpstreamBody`] is either empty (bodiless requests, no task, no channel) or the
-//! receiving end of a one-chunk channel fed by a task on this worker, which starts
-//! reading the client's body only when hyper first asks for it (see
-//! `proxy::RequestBody`).
+//! [`UpstreamBody`] is either empty (bodiless requests) or the client's own body
+//! (hyper's server `Incoming`), read in place when hyper's client asks for a chunk
+//! ([`ClientBody`], see `proxy::RequestBody`).
 //!
 //! A request without a body to a plain-HTTP upstream takes the client of
 //! [`crate::upstream_h1`] instead, under the same cap; both answer with an
-//! [`UpstreamResponse`] in actix's types.
+//! [`UpstreamResponse`].
 
 use bytes::Bytes;
 use http::header::HeaderMap;
@@ -28,11 +26,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long an idle upstream connection is kept (and the connect timeout).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,17 +124,52 @@ impl UpstreamClient {
     }
 }
 
-/// The request body as hyper takes it (`Send`).
+/// The request body as hyper takes it.
 pub enum UpstreamBody {
     Empty,
-    /// Chunks from the feeding task; `start` tells it hyper has asked, `asked`
-    /// tells the proxy the body can no longer be sent again.
-    Channel {
+    /// The client's body, read in place ([`ClientBody`]).
+    Client {
         length: Option<u64>,
-        start: Option<oneshot::Sender<()>>,
-        asked: Arc<AtomicBool>,
-        rx: mpsc::Receiver<Result<Bytes, ClientBodyError>>,
+        body: Arc<ClientBody>,
     },
+}
+
+/// A client's request body and how its upload is going, shared by the proxy's
+/// request and each attempt's [`UpstreamBody`]. The lock is never contended:
+/// hyper's connection tasks run on the worker's thread, as the request does, and
+/// it is held for one poll at a time.
+pub struct ClientBody(Mutex<Upload>);
+
+/// What [`ClientBody`] keeps.
+pub struct Upload {
+    body: Incoming,
+    /// An attempt has asked for the body: it cannot be sent again.
+    pub asked: bool,
+    /// When the first chunk was asked for, then when the last one went to the
+    /// upstream's connection (or the body ended).
+    pub last: Option<Instant>,
+    /// The upstream's connection asked for the next chunk and the client has not
+    /// sent it.
+    pub waiting_on_client: bool,
+    /// The client's body failed: ended early, malformed, or stalled.
+    pub client_failed: bool,
+}
+
+impl ClientBody {
+    pub fn new(body: Incoming) -> Arc<ClientBody> {
+        Arc::new(ClientBody(Mutex::new(Upload {
+            body,
+            asked: false,
+            last: None,
+            waiting_on_client: false,
+            client_failed: false,
+        })))
+    }
+
+    pub fn upload(&self) -> MutexGuard<'_, Upload> {
+        // Nothing panics while holding it; a poisoned lock's state is still whole.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The client's body failed (ended early, malformed): the upstream request is
@@ -161,17 +193,37 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        match self.get_mut() {
-            UpstreamBody::Empty => Poll::Ready(None),
-            UpstreamBody::Channel {
-                start, asked, rx, ..
-            } => {
-                if let Some(start) = start.take() {
-                    asked.store(true, Ordering::Relaxed);
-                    let _ = start.send(());
+        let body = match self.get_mut() {
+            UpstreamBody::Empty => return Poll::Ready(None),
+            UpstreamBody::Client { body, .. } => body,
+        };
+        let mut up = body.upload();
+        if !up.asked {
+            up.asked = true;
+            up.last = Some(Instant::now());
+        }
+        loop {
+            let polled = Pin::new(&mut up.body).poll_frame(cx);
+            up.waiting_on_client = polled.is_pending();
+            return match polled {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        up.last = Some(Instant::now());
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    // The client's trailers are not forwarded.
+                    Err(_) => continue,
+                },
+                Poll::Ready(None) => {
+                    up.last = Some(Instant::now());
+                    Poll::Ready(None)
                 }
-                rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data)))
-            }
+                Poll::Ready(Some(Err(_))) => {
+                    up.client_failed = true;
+                    Poll::Ready(Some(Err(ClientBodyError)))
+                }
+            };
         }
     }
 
@@ -182,10 +234,10 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Channel {
+            UpstreamBody::Client {
                 length: Some(n), ..
             } => SizeHint::with_exact(*n),
-            UpstreamBody::Channel { .. } => SizeHint::default(),
+            UpstreamBody::Client { .. } => SizeHint::default(),
         }
     }
 }
