@@ -84,8 +84,8 @@ pub struct LimitDecision {
 }
 
 /// Step 0: what no route can serve, refused before routing so it never reaches an
-/// upstream (or its breaker): an `Expect` other than `100-continue` (417; the
-/// server has already answered `100-continue` itself), and CONNECT with an
+/// upstream (or its breaker): an `Expect` other than `100-continue` (417; hyper's
+/// server answers `100-continue` itself when the body is first read), and CONNECT with an
 /// authority-form target (`CONNECT host:443`, 405: the gateway is not a tunnel).
 /// `target_path` is the request target's path as received.
 pub fn screen(

@@ -225,6 +225,7 @@ async fn lifecycle(
 ) -> Result<Response, GatewayError> {
     let state = ctx.state.clone();
     phases::screen(req.method(), req.path(), req.headers())?;
+    one_host(req)?;
     let (routed, encoded_slash) = normalized_path(req.path())?;
     let head = RequestHead {
         method: req.method(),
@@ -249,6 +250,21 @@ async fn lifecycle(
     }
     let pool = circuit_check(ctx, &state, &route)?;
     proxy(ctx, req, payload, pool, plane, client).await
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and no request
+/// more than one (400 otherwise, as nginx and Envoy answer): two would let the
+/// gateway and the upstream each read a different one.
+fn one_host(req: &ClientRequest) -> Result<(), GatewayError> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+        return Err(GatewayError::new(
+            Kind::BadRequest,
+            Source::Client,
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
+    Ok(())
 }
 
 /// The path to route and forward (see [`crate::path`]), and whether it holds an

@@ -346,6 +346,17 @@ async fn errors_name_no_upstream_and_malformed_requests_log_no_error() {
     }
     gw.wait_metric("gateway_malformed_requests_total", 3.0, 10)
         .await;
+    // Parsed, but ambiguous where the upstream is concerned: no Host on HTTP/1.1,
+    // or two (the gateway and the upstream could each read another). 400, as
+    // nginx answers.
+    for bad in [
+        &b"GET /api/x HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        &b"GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let a = exchange(gw.port, bad, false);
+        assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+        assert!(a.contains("exactly one Host"), "{a}");
+    }
     let log = gw.proc.log_text();
     assert!(
         !log.lines().any(|l| l.contains("ERROR")),
