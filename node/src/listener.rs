@@ -10,10 +10,10 @@
 //!
 //! Between the socket and the protocol sits a [`Conn`], which times request heads
 //! (`node.client_header_timeout`, on every head, not only the first) and HTTP/1.1
-//! keep-alive. Also here: a deadline on the first bytes (a
-//! connection that never sends a byte is closed), a count of open connections,
-//! malformed requests counted and logged at debug (any client could flood an ERROR
-//! log), and the graceful stop ([`WorkerStop`]).
+//! keep-alive. Also here: a deadline on the first bytes (a connection that never
+//! sends a byte is closed), a count of open connections, malformed requests
+//! counted and logged at debug (any client could flood an ERROR log), and the
+//! graceful stop ([`WorkerStop`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -245,10 +245,11 @@ impl Drop for Busy {
 }
 
 /// A data-plane connection's byte stream. For HTTP/1.1 it enforces
-/// `client_header_timeout` on every request head: the clock starts at the first byte read while no request of the
-/// connection is being handled and nothing has been written since, and stops when
-/// a request reaches the handler or a response is written. A kept-alive connection
-/// that sends half a head and then holds still is closed like a new one.
+/// `client_header_timeout` on every request head: the clock starts at the first
+/// byte read while no request of the connection is being handled and nothing has
+/// been written since, and stops when a request reaches the handler or a response
+/// is written. A kept-alive connection that sends half a head and then holds still
+/// is closed like a new one.
 ///
 /// It also times HTTP/1.1 keep-alive (`node.keepalive_timeout`, kept in the
 /// [`HeadClock`]): the clock starts when a response has been written, or its

@@ -4,9 +4,9 @@
 //!
 //! One [`RequestCtx`] travels through the steps and collects what each decided.
 //! `route`, `authenticate` and `rate_limit` are decisions on the request's head
-//! ([`crate::phases`]). `response_filter` adds
-//! the headers every response carries (the rate-limit headers too, whoever
-//! answered: upstream, 429 or a later error), and `record` always runs, whatever
+//! ([`crate::phases`]). `response_filter` adds the headers every response carries
+//! (the rate-limit headers too, whoever answered: upstream, 429 or a later
+//! error), and `record` always runs, whatever
 //! the outcome — also when the client goes away and the handler is dropped
 //! mid-request ([`Recording`]: status 499, `client_closed`).
 //!
