@@ -89,6 +89,12 @@ FORWARDER_BIN="$TARGET_DIR/release/examples/bare_forwarder"
 NGINX_BIN="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 for b in "$SLUICE_BIN" "$OPENLOOP_BIN" "$NGINX_BIN"; do [[ -x "$b" ]] || die "$b not found"; done
 
+# Something else on a port would be measured in place of the target.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$UPSTREAM_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$FORWARDER_PORT"; do
+    port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set *_PORT to move it)"
+done
+
 bench_tmp sluice-openloop
 
 wait_http() { # NAME URL PID
