@@ -543,10 +543,12 @@ fn h1_builder(keep_alive: Duration) -> http1::Builder {
 const MAX_HEAD: usize = 64 * 1024;
 
 /// HTTP/2: an idle connection is pinged every `node.keepalive_timeout` and closed
-/// when the ping is not answered within it.
+/// when the ping is not answered within it. A request's headers may take as much
+/// as an HTTP/1.1 head (hyper's default is 16 KiB).
 fn h2_builder(keep_alive: Duration) -> http2::Builder<LocalExec> {
     let mut b = http2::Builder::new(LocalExec);
-    b.timer(TokioTimer::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD as u32);
     if !keep_alive.is_zero() {
         b.keep_alive_interval(keep_alive)
             .keep_alive_timeout(keep_alive);

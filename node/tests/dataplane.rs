@@ -979,6 +979,22 @@ async fn serves_http2_with_prior_knowledge() {
     assert_eq!(status, "2 200", "{text}");
     let b: Value = serde_json::from_str(body).expect("json body");
     assert_eq!(b["path"], "/param/api/v1/users/7");
+
+    // Request heads as large as HTTP/1.1 takes (64 KiB: big cookies, long JWTs)
+    // pass over HTTP/2 too; larger ones are refused, and the node serves on.
+    let status = |header_len: usize| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--http2-prior-knowledge", "--max-time", "20", "-H"])
+            .arg(format!("x-big: {}", "a".repeat(header_len)))
+            .arg(gw.url("/api/v1/users/7"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(40 * 1024), "200", "a 40 KiB header over h2");
+    assert_ne!(status(100 * 1024), "200", "a 100 KiB header over h2");
+    assert_eq!(status(10), "200");
 }
 
 #[actix_rt::test]
