@@ -27,6 +27,11 @@ pub trait HeaderLookup {
     fn get_all_str(&self, name: &str) -> Vec<&str> {
         self.get_str(name).into_iter().collect()
     }
+
+    /// How many lines of header `name` there are.
+    fn count(&self, name: &str) -> usize {
+        self.get_all_str(name).len()
+    }
 }
 
 /// What the decisions see of a request.
@@ -84,15 +89,27 @@ pub struct LimitDecision {
 }
 
 /// Step 0: what no route can serve, refused before routing so it never reaches an
-/// upstream (or its breaker): an `Expect` other than `100-continue` (417; hyper's
-/// server answers `100-continue` itself when the body is first read), and CONNECT with an
-/// authority-form target (`CONNECT host:443`, 405: the gateway is not a tunnel).
-/// `target_path` is the request target's path as received.
+/// upstream (or its breaker): an HTTP/1.1 request without `Host`, or any request
+/// with two (400, RFC 9112 §3.2, as nginx and Envoy answer: two would let the
+/// gateway and the upstream each read a different one), an `Expect` other than
+/// `100-continue` (417; hyper's server answers `100-continue` itself when the body
+/// is first read), and CONNECT with an authority-form target (`CONNECT host:443`,
+/// 405: the gateway is not a tunnel). `target_path` is the request target's path as
+/// received.
 pub fn screen(
     method: &Method,
+    version: http::Version,
     target_path: &str,
     headers: &dyn HeaderLookup,
 ) -> Result<(), GatewayError> {
+    let hosts = headers.count("host");
+    if hosts > 1 || (hosts == 0 && version == http::Version::HTTP_11) {
+        return Err(GatewayError::new(
+            Kind::BadRequest,
+            Source::Client,
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
     if headers
         .get_all_str("expect")
         .iter()

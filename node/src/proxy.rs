@@ -224,8 +224,7 @@ async fn lifecycle(
     client: &UpstreamClient,
 ) -> Result<Response, GatewayError> {
     let state = ctx.state.clone();
-    phases::screen(req.method(), req.path(), req.headers())?;
-    one_host(req)?;
+    phases::screen(req.method(), req.version(), req.path(), req.headers())?;
     let (routed, encoded_slash) = normalized_path(req.path())?;
     let head = RequestHead {
         method: req.method(),
@@ -250,21 +249,6 @@ async fn lifecycle(
     }
     let pool = circuit_check(ctx, &state, &route)?;
     proxy(ctx, req, payload, pool, plane, client).await
-}
-
-/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and no request
-/// more than one (400 otherwise, as nginx and Envoy answer): two would let the
-/// gateway and the upstream each read a different one.
-fn one_host(req: &ClientRequest) -> Result<(), GatewayError> {
-    let hosts = req.headers().get_all(header::HOST).iter().count();
-    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
-        return Err(GatewayError::new(
-            Kind::BadRequest,
-            Source::Client,
-            "an HTTP/1.1 request needs exactly one Host header",
-        ));
-    }
-    Ok(())
 }
 
 /// The path to route and forward (see [`crate::path`]), and whether it holds an
@@ -293,6 +277,10 @@ impl HeaderLookup for HeaderMap {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect()
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.get_all(name).iter().count()
     }
 }
 
@@ -489,7 +477,7 @@ async fn send(
                 match body.next_deadline(timeout) {
                     Some(d) if d > tokio::time::Instant::now() => deadline = d,
                     // Waiting on the client's next body chunk, not on the upstream.
-                    _ if body.stalled() => {
+                    _ if body.fail_if_stalled() => {
                         return Err(GatewayError::new(
                             Kind::BadRequestBody,
                             Source::Client,
@@ -1029,9 +1017,9 @@ impl RequestBody {
         Some(after(tokio::time::Instant::from_std(last), timeout))
     }
 
-    /// Whether the upstream's connection is waiting for the client's next chunk
-    /// (then the client's body has stalled, and is marked failed).
-    fn stalled(&self) -> bool {
+    /// Whether the upstream's connection is waiting for the client's next chunk;
+    /// if so, the client's body has stalled and is marked failed.
+    fn fail_if_stalled(&self) -> bool {
         let Some(body) = &self.shared else {
             return false;
         };
