@@ -42,7 +42,7 @@
 # Environment (defaults in brackets):
 #   RATE []              requests per second (unset: RATE_PERCENT of nginx's capacity)
 #   RATE_PERCENT [50], CAPACITY_SECS [5]
-#   ROUNDS [7], DURATION [5] (seconds per measured run), CONNECTIONS [32]
+#   ROUNDS [11], DURATION [5] (seconds per measured run), CONNECTIONS [32]
 #   FORWARDER [1]        also measure the bare forwarder
 #   PIN [1]              1: server under test on CPU 0, upstream and load generator on
 #                        CPU 1 (see Placement above); 0: the scheduler places them
@@ -56,7 +56,7 @@ set -euo pipefail
 RATE="${RATE:-}"
 RATE_PERCENT="${RATE_PERCENT:-50}"
 CAPACITY_SECS="${CAPACITY_SECS:-5}"
-ROUNDS="${ROUNDS:-7}"
+ROUNDS="${ROUNDS:-11}"
 DURATION="${DURATION:-5}"
 CONNECTIONS="${CONNECTIONS:-32}"
 FORWARDER="${FORWARDER:-1}"
