@@ -86,8 +86,14 @@ pub fn spawn_tasks(
 ) {
     // A joining node takes the cluster's config and keys as they are: it seeds
     // nothing.
-    if !is_joining(&node) {
-        actix_rt::spawn(seed(raft.clone(), files));
+    if is_joining(&node) {
+        plane.seed_settled.send_replace(true);
+    } else {
+        let (seeding, plane) = (raft.clone(), plane.clone());
+        actix_rt::spawn(async move {
+            seed(seeding, files).await;
+            plane.seed_settled.send_replace(true);
+        });
         actix_rt::spawn(seed_signing_key(raft.clone()));
     }
     let limiter = start_limiter(&raft, &node, &plane.limiters);
@@ -292,24 +298,45 @@ async fn follow_metrics(raft: Arc<RaftNode>, plane: web::Data<DataPlane>) {
                 .raft_leader
                 .set(i64::from(m.current_leader == Some(m.id)));
             metrics.raft_term.set(m.current_term as i64);
+            let stopped = plane.consensus_stopped.get().is_some() || m.running_state.is_err();
             metrics
                 .raft_quorum
-                .set(i64::from(sluice_raft::node::has_quorum(&m)));
+                .set(i64::from(!stopped && sluice_raft::node::has_quorum(&m)));
             let members = m.membership_config.membership().nodes().count();
             if members > 0 {
                 plane.limiters.set_members(members);
+            }
+            if let Err(fatal) = &m.running_state {
+                consensus_stopped(&plane, fatal.to_string());
             }
         }
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
-                    debug!("raft metrics stream ended");
+                    // The core is gone; on a graceful stop the process is
+                    // exiting anyway.
+                    if !plane.is_draining() {
+                        consensus_stopped(&plane, "the raft core ended".to_owned());
+                    }
                     plane.metrics.raft_quorum.set(0);
                     return;
                 }
             }
             _ = tick.tick() => {}
         }
+    }
+}
+
+/// Marks the node as cut off from the cluster for good: said once, at error
+/// level, and by `/ready` from then on.
+fn consensus_stopped(plane: &DataPlane, why: String) {
+    if plane.consensus_stopped.set(why).is_ok() {
+        plane.metrics.raft_quorum.set(0);
+        error!(
+            reason = plane.consensus_stopped.get().map(String::as_str),
+            "raft stopped on this node: it keeps serving its last applied state, gets no \
+             further changes and reports not ready; restart it"
+        );
     }
 }
 

@@ -431,6 +431,15 @@ pub struct DataPlane {
     pub metrics: Metrics,
     /// Set on SIGTERM: `/ready` turns 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
+    /// Why this node's Raft core stopped for good (a storage failure, a panic),
+    /// once it has: the node keeps serving with the state it last applied, but
+    /// it gets no config, key or limit change any more, so `/ready` is 503
+    /// until it is restarted.
+    pub consensus_stopped: std::sync::OnceLock<String>,
+    /// True once this node's YAML gateway config has been offered to the cluster
+    /// (seeded, or found already there), or at once on a joining node, which
+    /// seeds nothing. Admin writes wait for it ([`crate::admin::Admin`]).
+    pub seed_settled: tokio::sync::watch::Sender<bool>,
     pub started: Instant,
     pub node_id: u64,
     /// Whether the data plane speaks TLS (sets `X-Forwarded-Proto`).
@@ -501,6 +510,8 @@ impl DataPlane {
             events,
             metrics,
             draining: AtomicBool::new(false),
+            consensus_stopped: std::sync::OnceLock::new(),
+            seed_settled: tokio::sync::watch::Sender::new(false),
             started: Instant::now(),
             node_id,
             tls,

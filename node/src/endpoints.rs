@@ -90,6 +90,11 @@ fn ready(plane: &DataPlane) -> Response {
     if plane.is_draining() {
         failing.push("node is draining (shutting down)".to_owned());
     }
+    if let Some(why) = plane.consensus_stopped.get() {
+        failing.push(format!(
+            "raft stopped on this node ({why}): it serves its last applied state and gets no changes; restart it"
+        ));
+    }
     for (name, handle) in &state.gateway.pools {
         if !handle.pool.has_usable_target() {
             failing.push(format!("service {name}: no healthy upstream"));

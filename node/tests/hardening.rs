@@ -713,3 +713,180 @@ async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
         proc.log_tail(20)
     );
 }
+
+/// A node whose Raft core stops for good says so, and keeps serving: here its
+/// disk "fails" a log write (`SLUICE_FAULT=fail-append:N`, debug builds only).
+/// `/ready` turns 503 and names the cause, `gateway_raft_quorum` reads 0, admin
+/// writes are refused without hanging, and the data port still proxies the
+/// routes the node had. (Before, `/ready` stayed 200: only a log line told.)
+#[actix_rt::test]
+async fn a_node_whose_raft_stopped_is_not_ready_and_keeps_serving() {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED: SLUICE_FAULT exists in debug builds only");
+        return;
+    }
+    let echo = echo();
+    let gw = Gateway::spawn_with_env(
+        &[("gateway.yaml", &config(&echo, "5s"))],
+        "",
+        &[("SLUICE_FAULT", "fail-append:12")],
+    );
+    gw.proc.wait_listening(&[gw.port], Duration::from_secs(20));
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let ready = || async {
+        let mut r = client
+            .get(gw.url("/ready"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = r.body().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((
+            r.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    };
+    // The YAML seed is in (an admin write before it would be the cluster's
+    // first config, and the seed would then be skipped).
+    wait_for_async(
+        "the seeded route to be proxied",
+        Duration::from_secs(20),
+        &gw,
+        || async {
+            match client.get(gw.url("/api/first")).send().await {
+                Ok(r) if r.status().as_u16() == 200 => Ok(()),
+                other => Err(other.map(|r| r.status()).map_err(|e| e.to_string())),
+            }
+        },
+    )
+    .await;
+    assert_eq!(ready().await.map(|r| r.0), Ok(200));
+
+    // Every admin write is one log entry: from the 12th on, the disk "fails".
+    let mut refused = None;
+    for i in 0..30 {
+        let started = Instant::now();
+        let mut r = client
+            .put(gw.admin_url(&format!("/admin/services/s{i}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send_json(&json!({ "upstreams": [echo.url()] }))
+            .await
+            .unwrap_or_else(|e| panic!("admin write {i}: {e}\n{}", gw.proc.log_tail(40)));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(15),
+            "admin write {i} took {took:?}"
+        );
+        if !r.status().is_success() {
+            let body = r.body().await.unwrap_or_default();
+            refused = Some((
+                i,
+                r.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            break;
+        }
+    }
+    let (i, status, body) =
+        refused.unwrap_or_else(|| panic!("no admin write failed:\n{}", gw.proc.log_tail(40)));
+    eprintln!("MEASURED: write {i} refused with {status}: {body}");
+    assert!(i >= 1, "the first write already failed: {body}");
+    assert!(
+        status >= 500,
+        "a write on a stopped raft answered {status}: {body}"
+    );
+
+    wait_for_async(
+        "/ready to report the stopped raft",
+        Duration::from_secs(10),
+        &gw,
+        || async {
+            match ready().await {
+                Ok((503, body)) if body.contains("raft stopped on this node") => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert_eq!(gw.metric("gateway_raft_quorum").await, Some(0.0));
+    assert!(
+        gw.proc.log_text().contains("raft stopped on this node"),
+        "no error logged:\n{}",
+        gw.proc.log_tail(40)
+    );
+
+    // Still a gateway: the route it had is proxied, health answers, and a second
+    // write is refused too, promptly.
+    let r = client
+        .get(gw.url("/api/still-here"))
+        .send()
+        .await
+        .expect("proxied request");
+    assert_eq!(r.status().as_u16(), 200, "{}", gw.proc.log_tail(40));
+    let r = client.get(gw.url("/health")).send().await.expect("health");
+    assert_eq!(r.status().as_u16(), 200);
+    let started = Instant::now();
+    let r = client
+        .put(gw.admin_url("/admin/services/after"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send_json(&json!({ "upstreams": [echo.url()] }))
+        .await
+        .expect("admin write after the stop");
+    assert!(r.status().is_server_error(), "{:?}", r.status());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// A deploy script's first admin write, sent the moment a founding node's admin
+/// port opens, adds to the node's YAML config instead of replacing it: the write
+/// waits for the node's seed. (It could become the cluster's first config, and
+/// the YAML services and routes were then skipped for good.)
+#[actix_rt::test]
+async fn an_admin_write_at_the_first_start_keeps_the_yaml_config() {
+    let echo = echo();
+    let gw = Gateway::spawn(&[("gateway.yaml", &config(&echo, "5s"))], "");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    // Sent as soon as the admin port takes a connection (tried every 2 ms).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let sent = client
+            .put(gw.admin_url("/admin/services/extra"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send_json(&json!({ "upstreams": [echo.url()] }))
+            .await;
+        match sent {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => {
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(e) => panic!("admin write: {e}\n{}", gw.proc.log_tail(30)),
+        }
+    };
+    assert!(
+        r.status().is_success(),
+        "{:?}\n{}",
+        r.status(),
+        gw.proc.log_tail(30)
+    );
+    for name in ["svc", "extra"] {
+        let r = client
+            .get(gw.admin_url(&format!("/admin/services/{name}?consistent=true")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin read");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "service {name} missing from the cluster's config\n{}",
+            gw.proc.log_tail(30)
+        );
+    }
+    assert!(
+        !gw.proc.log_text().contains("YAML seed not applied"),
+        "{}",
+        gw.proc.log_tail(30)
+    );
+}

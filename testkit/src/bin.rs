@@ -74,4 +74,15 @@ impl Sluice {
     pub fn spawn(&self, name: &str, args: &[&str], log: &Path) -> Proc {
         Proc::spawn(name, &self.bin, args, log)
     }
+
+    /// [`Sluice::spawn`] with extra environment variables for this process alone.
+    pub fn spawn_with_env(
+        &self,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Proc {
+        Proc::spawn_with_env(name, &self.bin, args, env, log)
+    }
 }

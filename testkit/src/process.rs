@@ -51,6 +51,17 @@ impl Proc {
     /// Starts `bin <args>` with stdout and stderr appended to `log` (after a header
     /// line naming the command, so restarts are visible in one file).
     pub fn spawn(name: &str, bin: &Path, args: &[&str], log: &Path) -> Proc {
+        Proc::spawn_with_env(name, bin, args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables for the child alone.
+    pub fn spawn_with_env(
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Proc {
         let mut out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -60,6 +71,7 @@ impl Proc {
         let err = out.try_clone().expect("clone log file");
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

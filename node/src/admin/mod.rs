@@ -143,6 +143,7 @@ impl Admin {
     /// [`Admin::write`] keeping the state machine's answer when it carries data
     /// (a published event's id, a count).
     pub async fn write_answer(&self, command: Command) -> Result<(Response, u64), AdminError> {
+        self.wait_seeded().await;
         let started = Instant::now();
         match self.raft.write_anywhere(command).await? {
             (Response::Rejected { problems }, _) => Err(AdminError::Invalid(problems)),
@@ -158,7 +159,22 @@ impl Admin {
             }
         }
     }
+
+    /// Waits, for at most [`SEED_WAIT`], until this node has offered its YAML
+    /// gateway config to the cluster. The seed is applied only while the cluster
+    /// has no config, so a write made just after a founding node's first start (a
+    /// deploy script's first `PUT`) would otherwise become the cluster's whole
+    /// config and the node's YAML routes would be skipped. Once settled this
+    /// returns at once.
+    async fn wait_seeded(&self) {
+        let mut settled = self.plane.seed_settled.subscribe();
+        let _ = tokio::time::timeout(SEED_WAIT, settled.wait_for(|done| *done)).await;
+    }
 }
+
+/// How long an admin write waits for the node's seed (proposed as soon as there
+/// is a leader): past that, it goes ahead.
+const SEED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An authenticated admin API caller. Today only admin tokens; an API key of a
 /// client with the role `publisher` joins for `POST /admin/events`.

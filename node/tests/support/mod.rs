@@ -43,6 +43,15 @@ impl Gateway {
 
     /// [`Gateway::start_with`] without waiting for it to listen.
     pub fn spawn(files: &[(&str, &str)], node_extra: &str) -> Gateway {
+        Gateway::spawn_with_env(files, node_extra, &[])
+    }
+
+    /// [`Gateway::spawn`] with extra environment variables for the process.
+    pub fn spawn_with_env(
+        files: &[(&str, &str)],
+        node_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = TempDir::new("gw");
         let port = free_port();
         let admin_port = free_port();
@@ -57,9 +66,10 @@ impl Gateway {
         for (name, text) in files {
             std::fs::write(dir.join(name), text).expect("write config file");
         }
-        let proc = sluice().spawn(
+        let proc = sluice().spawn_with_env(
             "gateway",
             &["run", "--config", dir.to_str().expect("utf-8 temp dir")],
+            env,
             &dir.join("sluice.log"),
         );
         Gateway {

@@ -11,6 +11,9 @@
 //! - `drop-apply` or `drop-apply:N` (N ≥ 2, default 25): the state machine skips
 //!   the command of every normal entry whose log index is a multiple of N, yet
 //!   reports it applied: the write is acknowledged and is on no node.
+//! - `fail-append:N` (N ≥ 1): appending a log entry whose index is N or above
+//!   fails as a disk write error would (nothing written). openraft stops the
+//!   node's Raft core on it; the node must say so (`/ready`).
 
 #[cfg(debug_assertions)]
 mod imp {
@@ -20,6 +23,8 @@ mod imp {
         skip_flush: bool,
         /// Skip the command of normal entries whose index is a multiple of this.
         drop_every: Option<u64>,
+        /// Fail appends of entries from this index on.
+        fail_append_from: Option<u64>,
     }
 
     impl Faults {
@@ -31,7 +36,7 @@ mod imp {
             if faults == Faults::default() {
                 tracing::warn!(
                     value = %v,
-                    "SLUICE_FAULT not understood (skip-flush, drop-apply[:N]); store is not broken"
+                    "SLUICE_FAULT not understood (skip-flush, drop-apply[:N], fail-append:N); store is not broken"
                 );
             } else {
                 tracing::warn!(
@@ -51,6 +56,9 @@ mod imp {
                     Some(("drop-apply", n)) => {
                         f.drop_every = n.parse().ok().filter(|n: &u64| *n >= 2)
                     }
+                    Some(("fail-append", n)) => {
+                        f.fail_append_from = n.parse().ok().filter(|n: &u64| *n >= 1)
+                    }
                     _ => {}
                 }
             }
@@ -63,6 +71,10 @@ mod imp {
 
         pub fn drop_apply(&self, index: u64) -> bool {
             self.drop_every.is_some_and(|n| index.is_multiple_of(n))
+        }
+
+        pub fn fail_append(&self, index: u64) -> bool {
+            self.fail_append_from.is_some_and(|n| index >= n)
         }
     }
 }
@@ -88,6 +100,11 @@ mod imp {
         pub fn drop_apply(&self, _index: u64) -> bool {
             false
         }
+
+        #[inline(always)]
+        pub fn fail_append(&self, _index: u64) -> bool {
+            false
+        }
     }
 }
 
@@ -108,6 +125,9 @@ mod tests {
         let d = Faults::parse("drop-apply:3, skip-flush");
         assert!(d.drop_apply(3) && !d.drop_apply(4) && d.skip_flush());
         assert_eq!(Faults::parse("drop-apply:1"), Faults::default());
+        let f = Faults::parse("fail-append:7");
+        assert!(f.fail_append(7) && f.fail_append(8) && !f.fail_append(6));
+        assert_eq!(Faults::parse("fail-append:0"), Faults::default());
     }
 }
 
@@ -120,6 +140,6 @@ mod release_tests {
     fn release_builds_cannot_be_broken() {
         assert_eq!(std::mem::size_of::<Faults>(), 0);
         let f = Faults::from_env();
-        assert!(!f.skip_flush() && !f.drop_apply(25));
+        assert!(!f.skip_flush() && !f.drop_apply(25) && !f.fail_append(1));
     }
 }

@@ -222,6 +222,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
+            // Broken on purpose (debug build, SLUICE_FAULT=fail-append:N): the
+            // disk "fails" this write.
+            if self.faults.fail_append(entry.log_id.index) {
+                const WHAT: &str = "injected write failure (SLUICE_FAULT=fail-append)";
+                callback.log_io_completed(Err(io::Error::other(WHAT)));
+                return Err(StorageIOError::write_logs(&io::Error::other(WHAT)).into());
+            }
             let bytes = codec::encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             batch.insert(&key(entry.log_id.index), bytes);
         }
