@@ -747,8 +747,7 @@ async fn a_node_whose_raft_stopped_is_not_ready_and_keeps_serving() {
             String::from_utf8_lossy(&body).into_owned(),
         ))
     };
-    // The YAML seed is in (an admin write before it would be the cluster's
-    // first config, and the seed would then be skipped).
+    // The YAML route is served and the node is ready.
     wait_for_async(
         "the seeded route to be proxied",
         Duration::from_secs(20),
