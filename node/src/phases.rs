@@ -107,7 +107,7 @@ pub fn screen(
         return Err(GatewayError::new(
             Kind::BadRequest,
             Source::Client,
-            "an HTTP/1.1 request needs exactly one Host header",
+            "exactly one Host header is required (none is allowed only before HTTP/1.1)",
         ));
     }
     if headers
